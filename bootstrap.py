@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Set up everything nexus needs, then run the dashboard or the test suite.
+
+    python3 bootstrap.py demo   # the dashboard in demo mode (loopback gateway, no key)
+    python3 bootstrap.py test   # the whole test suite
+
+Creates ``.venv`` (the package and its dependencies) and installs the pinned OpenCode
+CLI from npm into ``.tools/opencode``. Both steps are skipped when already up to date,
+so a second run starts at once. Extra arguments are passed on to the dashboard or pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+OPENCODE_VERSION = "1.2.15"
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+TOOLS = ROOT / ".tools" / "opencode"
+BIN = "Scripts" if os.name == "nt" else "bin"
+
+
+def _say(message: str) -> None:
+    print(f"[bootstrap] {message}", file=sys.stderr, flush=True)
+
+
+def _fail(message: str) -> "None":
+    print(f"bootstrap: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _run(argv: list[str], **kwargs) -> None:
+    result = subprocess.run(argv, **kwargs)
+    if result.returncode != 0:
+        _fail(f"'{' '.join(argv[:4])} …' failed with exit code {result.returncode}; see the output above.")
+
+
+def ensure_venv(extras: str) -> Path:
+    """Create the virtual environment and install the package (editable) when stale."""
+    if sys.version_info < (3, 11):
+        _fail(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}. Run it with python3.11 or later.")
+    python = VENV / BIN / "python"
+    if not python.exists():
+        _say("creating .venv")
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    stamp = VENV / f".nexus-installed-{extras or 'base'}"
+    if not stamp.exists() or stamp.read_text() != digest:
+        _say(f"installing nexus{f'[{extras}]' if extras else ''} into .venv")
+        target = f".[{extras}]" if extras else "."
+        _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", target], cwd=ROOT)
+        stamp.write_text(digest)
+    return python
+
+
+def ensure_opencode() -> Path:
+    """Install the pinned OpenCode CLI from npm into .tools/opencode when missing."""
+    bin_dir = TOOLS / "node_modules" / ".bin"
+    package = TOOLS / "node_modules" / "opencode-ai" / "package.json"
+    try:
+        installed = json.loads(package.read_text()).get("version")
+    except (OSError, ValueError):
+        installed = None
+    if installed != OPENCODE_VERSION:
+        npm = shutil.which("npm")
+        if npm is None:
+            _fail("npm was not found on PATH; install Node.js 18+ with npm, then run this again.")
+        _say(f"installing opencode-ai@{OPENCODE_VERSION} into .tools/opencode")
+        TOOLS.mkdir(parents=True, exist_ok=True)
+        _run(
+            [npm, "install", "--prefix", str(TOOLS), "--no-audit", "--no-fund", "--loglevel=error",
+             "--no-save", f"opencode-ai@{OPENCODE_VERSION}"],
+            cwd=TOOLS,
+        )
+    return bin_dir
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test"}:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    command, rest = argv[0], argv[1:]
+    python = ensure_venv("test" if command == "test" else "")
+    opencode_bin = ensure_opencode()
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(opencode_bin), str(VENV / BIN), env.get("PATH", "")])
+    env["NEXUS_OPENCODE_BIN_DIR"] = str(opencode_bin)
+    if command == "test":
+        argv_out = [str(python), "-m", "pytest", *rest]
+    else:
+        argv_out = [str(VENV / BIN / "nexus-tui"), "--demo", *rest]
+    os.chdir(ROOT)
+    if os.name == "nt":
+        return subprocess.call(argv_out, env=env)
+    os.execve(argv_out[0], argv_out, env)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

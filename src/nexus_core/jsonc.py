@@ -1,0 +1,80 @@
+"""JSONC reading as OpenCode does it: JSON plus comments and trailing commas.
+
+Comments and trailing commas are blanked out in place (same length, newlines kept), so a
+syntax error from :mod:`json` still points at the right line and column of the file.
+OpenCode uses Microsoft's jsonc-parser with ``allowTrailingComma``; single quotes,
+unquoted keys and the other JSON5 extras stay errors, as they are there.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["JsoncError", "loads", "strip"]
+
+
+class JsoncError(ValueError):
+    """A JSONC syntax error with a 1-based line and column."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(f"{message} at line {line}, column {column}")
+        self.reason = message
+        self.line = line
+        self.column = column
+
+
+def strip(text: str) -> str:
+    """Return ``text`` with comments and trailing commas replaced by spaces."""
+    out = list(text)
+    i, n = 0, len(text)
+    last_comma = -1  # index of a comma not yet followed by a value
+    while i < n:
+        c = text[i]
+        if c == '"':
+            last_comma = -1
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                if i < n and text[i] == "\n":
+                    break  # unterminated string: let json report it
+                i += 1
+            i += 1
+            continue
+        if c == "/" and i + 1 < n and text[i + 1] == "/":
+            while i < n and text[i] != "\n":
+                out[i] = " "
+                i += 1
+            continue
+        if c == "/" and i + 1 < n and text[i + 1] == "*":
+            end = text.find("*/", i + 2)
+            stop = n if end == -1 else end + 2
+            for j in range(i, stop):
+                if out[j] != "\n":
+                    out[j] = " "
+            i = stop
+            continue
+        if c == ",":
+            last_comma = i
+        elif c in "}]":
+            if last_comma >= 0:
+                out[last_comma] = " "
+            last_comma = -1
+        elif not c.isspace():
+            last_comma = -1
+        i += 1
+    return "".join(out)
+
+
+def loads(text: str) -> Any:
+    """Parse JSONC text; raise :class:`JsoncError` with line and column on bad input."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    cleaned = strip(text)
+    if not cleaned.strip():
+        raise JsoncError("the file is empty, expected a JSON object", 1, 1)
+    try:
+        return json.loads(cleaned)
+    except json.JSONDecodeError as exc:
+        raise JsoncError(exc.msg, exc.lineno, exc.colno) from None

@@ -1,0 +1,1 @@
+"""nexus dashboard: a Textual app over :mod:`nexus_core`."""

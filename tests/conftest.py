@@ -1,0 +1,51 @@
+"""Shared fixtures: a hermetic environment for OpenCode and nexus, and the pinned binary."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Variables from the developer's shell that would leak their own OpenCode set-up into a test.
+_LEAKY_PREFIXES = ("OPENCODE_", "CUSTOM_API_", "NEXUS_", "XDG_")
+
+
+def opencode_path() -> str:
+    """The pinned OpenCode launcher that bootstrap.py installed (first on PATH in the suite)."""
+    found = shutil.which("opencode")
+    if found is None:
+        pytest.fail("opencode is not on PATH: run the suite with `python3 bootstrap.py test`.")
+    return found
+
+
+@pytest.fixture
+def hermetic_env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment: a temporary HOME and XDG dirs, no model fetches, no auto-update."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)}
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_STATE_HOME=str(home / ".local" / "state"),
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+        OPENCODE_DISABLE_AUTOUPDATE="1",
+        OPENCODE_TEST_MANAGED_CONFIG_DIR=str(tmp_path / "managed"),
+        NO_COLOR="1",
+    )
+    for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``nexus-agents`` as a user would (a real subprocess, argv list, no shell)."""
+    exe = shutil.which("nexus-agents", path=env.get("PATH"))
+    assert exe, "nexus-agents is not installed in the test environment"
+    return subprocess.run([exe, *args], env=env, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=timeout)
