@@ -1,0 +1,1 @@
+"""nexus benchmarks: each module measures goals and reports them through :mod:`bench.common`."""
