@@ -114,6 +114,9 @@ _REAL_REASONS = frozenset({"stop", "length", "tool-calls", "content-filter"})
 # The message may hold newlines, so only the first line is relied on: level, service, then `error=`.
 _PROCESSOR_ERROR = re.compile(r"^ERROR .*?service=session\.processor error=(?P<error>.*?)(?: stack=.*| process\s*)?$")
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LOCATED = re.compile(r"line \d+, column \d+")
+
 _LIVE_GROUPS: set[int] = set()
 
 
@@ -367,11 +370,16 @@ class _StderrTail:
     def text(self) -> str:
         return "\n".join(self._lines)
 
-    def last_meaningful(self) -> str:
-        for line in reversed(self._lines):
-            stripped = line.strip()
-            if stripped and not stripped.startswith(("ERROR ", "INFO ", "WARN ", "DEBUG ", "at ", "sqlite-migration")):
-                return stripped
+    def opencode_error(self) -> str:
+        """OpenCode's own ``Error: …`` message (ANSI colours removed), with its first located detail."""
+        lines = [_ANSI.sub("", line).strip() for line in self._lines]
+        for index in range(len(lines) - 1, -1, -1):
+            if lines[index].startswith("Error: "):
+                message = lines[index].removeprefix("Error: ").rstrip()
+                if message.endswith(":"):
+                    detail = next((line for line in lines[index + 1:] if _LOCATED.search(line)), "")
+                    message = f"{message} {detail}" if detail else message.rstrip(":")
+                return message
         return ""
 
 
@@ -615,11 +623,13 @@ class Attempt:
             if code not in (0, None):
                 return self._outcome(FailureClass.FAILED, f"OpenCode exited with code {code} after answering")
             return self._outcome(None, "finished" if finish.reason == "stop" else "finished at the output limit")
-        stderr_line = self._stderr.last_meaningful()
+        stderr_line = self._stderr.opencode_error()
         if code not in (0, None):
             lowered = stderr_line.lower()
             if "config" in lowered and ("invalid" in lowered or "not valid" in lowered):
-                return self._outcome(FailureClass.CONFIG_INVALID, stderr_line.removeprefix("Error: "))
+                return self._outcome(FailureClass.CONFIG_INVALID, stderr_line)
+            if lowered.startswith("model not found"):
+                return self._outcome(FailureClass.MODEL_NOT_FOUND, stderr_line)
             detail = f": {stderr_line}" if stderr_line else ""
             return self._outcome(FailureClass.FAILED, f"OpenCode exited with code {code}{detail}")
         if finish is not None:
