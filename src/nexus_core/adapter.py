@@ -87,6 +87,7 @@ __all__ = [
     "child_env",
     "classify_error",
     "find_opencode",
+    "native_opencode",
     "run_attempt",
 ]
 
@@ -151,12 +152,40 @@ def check_model_name(name: str) -> str:
 
 
 def find_opencode(env: Mapping[str, str] | None = None) -> str | None:
-    """The OpenCode executable: ``$NEXUS_OPENCODE`` when set, else ``opencode`` on the env's PATH."""
+    """The OpenCode executable: ``$NEXUS_OPENCODE`` when set, else ``opencode`` on the env's PATH.
+
+    When ``opencode`` is the npm package's node launcher, the binary it would start is
+    returned instead (see :func:`native_opencode`).
+    """
     env = os.environ if env is None else env
     explicit = env.get("NEXUS_OPENCODE")
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
-    return shutil.which("opencode", path=env.get("PATH", os.defpath))
+    found = shutil.which("opencode", path=env.get("PATH", os.defpath))
+    return native_opencode(found, env) if found else None
+
+
+def native_opencode(launcher: str, env: Mapping[str, str] | None = None) -> str:
+    """The binary the npm launcher ``bin/opencode`` runs, or ``launcher`` itself when it is not that launcher.
+
+    The launcher (a node script) only picks a binary and runs it with the same argv, stdio and
+    environment; starting the binary directly saves a node process per attempt. Its own
+    order is kept: ``$OPENCODE_BIN_PATH``, then the ``bin/.opencode`` copy made at install.
+    """
+    env = os.environ if env is None else env
+    real = Path(launcher).resolve()
+    try:
+        with real.open("rb") as handle:
+            head = handle.read(64)
+    except OSError:
+        return launcher
+    if not head.startswith(b"#!/usr/bin/env node") or real.parent.parent.name != "opencode-ai":
+        return launcher
+    override = env.get("OPENCODE_BIN_PATH")
+    if override:
+        return override
+    cached = real.parent / ".opencode"
+    return str(cached) if os.access(cached, os.X_OK) else launcher
 
 
 def build_argv(
