@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.common import Measure, emit
+from bench.common import Measure, emit, to_json
 
 HERE = Path(__file__).resolve().parent
 PER_MODULE_TIMEOUT = 150
@@ -66,7 +66,7 @@ def main() -> int:
     }
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"meta": meta, "measures": [json.loads(json.dumps(m.__dict__ | {"samples": list(m.samples)}))for m in everything]}, indent=2))
+    path.write_text(json.dumps({"meta": meta, "measures": json.loads(to_json(everything))}, indent=2))
     held = sum(m.holds for m in everything)
     print(f"{held} of {len(everything)} goals hold; {elapsed:.0f} s; results in {path}")
     return 0
