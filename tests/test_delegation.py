@@ -364,7 +364,7 @@ def test_cli_orchestrate_failure_prints_cause_and_fix(gateway: ReferenceGateway,
 
 def test_cli_orchestrate_bad_input_is_one_sentence(project: Path, env: dict[str, str]) -> None:
     unknown = run_cli(["orchestrate", "--model", "no-such-model", "--dir", str(project), "x"], env, project)
-    assert unknown.returncode == 2 and "no model matches 'no-such-model'" in unknown.stderr
+    assert unknown.returncode == 2 and "no model matches the hint 'no-such-model'" in unknown.stderr
     empty = run_cli(["orchestrate", "--model", SONNET, "--dir", str(project)], env, project, stdin="  \n")
     assert empty.returncode == 2 and "the task is empty" in empty.stderr
     for done in (unknown, empty):
@@ -390,3 +390,12 @@ def test_cli_ctrl_c_leaves_no_process(gateway: ReferenceGateway, project: Path, 
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert_nothing_left(env["NEXUS_TEST_RUN"])
+
+
+def test_cli_orchestrate_without_model_uses_the_routing_choice(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+    done = run_cli(["orchestrate", "--dir", str(project), "refactor the parser"], env, project)
+    assert done.returncode == 0, done.stderr
+    assert "routed:" in done.stderr and "chain: " in done.stderr
+    assert done.stdout.strip() == "Reply to: refactor the parser"
+    chat = [r.model for r in gateway.requests if r.kind == "chat"]
+    assert len(chat) == 1 and chat[0] in GATEWAY_MODELS

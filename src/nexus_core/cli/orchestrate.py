@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TextIO
 
 from nexus_core.adapter import DEFAULT_MAX_GATEWAY_RETRIES, DEFAULT_STALL_TIMEOUT_S, DEFAULT_TIMEOUT_S
-from nexus_core.cli._common import load_project
 from nexus_core.errors import NexusError
 from nexus_core.events import (
     AttemptFinished,
@@ -31,11 +30,10 @@ from nexus_core.events import (
     Text,
     ToolUse,
 )
-from nexus_core.registry import CLI_MODEL_RE, ModelProfile, Registry
+from nexus_core.registry import CLI_MODEL_RE, ModelProfile
+from nexus_core.routing import RoutingSnapshot, build_snapshot, fallback_chain, profile_task, resolve_hint, route
 from nexus_core.runs import Delegation, DelegationResult, DelegationSpec, chain_of
 
-# Where no --model is given and the routing core is not consulted: the seed's custom chain.
-DEFAULT_MODEL_ID = "opencode-custom-opus"
 MAX_STDIN_TASK_BYTES = 16 * 1024 * 1024
 
 
@@ -92,27 +90,24 @@ def _adhoc(cli_model_name: str) -> ModelProfile:
                         source="opencode.json")
 
 
-def resolve_chain(registry: Registry, hint: str | None, *, fallback: bool = True) -> tuple[ModelProfile, ...]:
-    """The models to try: the one ``hint`` names (or the default) and, with ``fallback``, its fallbacks in order."""
-    wanted = hint or DEFAULT_MODEL_ID
-    first = registry.find(wanted)
-    if first is None and CLI_MODEL_RE.match(wanted):
-        first = registry.by_cli_model_name(wanted) or _adhoc(wanted)
-    if first is None:
-        close = registry.closest(wanted.strip())
-        nearest = f" (closest: {', '.join(close)})" if close else ""
-        raise NexusError(f"no model matches {wanted!r}{nearest}",
-                         "Run `nexus-agents models` for ids and aliases, or pass provider/model")
-    if not fallback:
-        return (first,)
-    chain = [first]
-    queue = list(first.fallback)
-    while queue:
-        model = registry.get(queue.pop(0))
-        if model is not None and model.cli_model_name is not None and model not in chain:
-            chain.append(model)
-            queue.extend(model.fallback)
-    return chain_of(chain)
+def choose_chain(snapshot: RoutingSnapshot, task: str, hint: str | None, *, fallback: bool = True) -> tuple[tuple[ModelProfile, ...], str]:
+    """The models to try, first to last, and why the first one.
+
+    A hint (id, alias or CLI model name) is always tried first, available or not, so that a
+    model asked for is never silently replaced; a ``provider/model`` the registry does not know
+    is tried alone. Without a hint the routing core chooses. Fallbacks are the routing core's
+    chain for the first model (unavailable ones left out).
+    """
+    if hint and snapshot.registry.find(hint) is None and CLI_MODEL_RE.match(hint.strip()):
+        return (_adhoc(hint.strip()),), f"asked for {hint.strip()} (not in the registry: no fallbacks)"
+    if hint:
+        first = resolve_hint(snapshot, hint)
+        chain, why = fallback_chain(snapshot, first.id), f"asked for {hint!r}"
+    else:
+        decision = route(snapshot, profile_task(task))
+        chosen = decision.chosen_or_raise()
+        chain, why = list(decision.chain) or [chosen.model], f"routed: {decision.reason}"
+    return chain_of(chain if fallback else chain[:1]), why
 
 
 class _Printer:
@@ -191,9 +186,10 @@ def run(args: argparse.Namespace) -> int:
         raise NexusError(f"the directory {args.workdir} does not exist", "Pass an existing directory to --dir")
     if args.max_retries < 0:
         raise NexusError("--max-retries must be 0 or more", "Pass a whole number such as 3")
-    project = argparse.Namespace(**{**vars(args), "project_dir": str(workdir) if workdir else args.project_dir})
-    _, registry = load_project(project)
-    chain = resolve_chain(registry, args.model, fallback=not args.no_fallback)
+    snapshot = build_snapshot(str(workdir) if workdir else args.project_dir)
+    chain, why = choose_chain(snapshot, task, args.model, fallback=not args.no_fallback)
+    if not args.json:
+        print(f"{why}; chain: {' → '.join(m.id for m in chain)}", file=sys.stderr, flush=True)
     spec = DelegationSpec(
         prompt=task, chain=chain, variant=args.variant, thinking=args.thinking, workdir=workdir,
         timeout_s=args.timeout, stall_timeout_s=args.stall_timeout, max_gateway_retries=args.max_retries,
