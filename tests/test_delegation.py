@@ -203,12 +203,14 @@ async def test_prompts_reach_the_gateway_intact(gateway: ReferenceGateway, proje
 async def test_variant_outside_the_allowlist_never_reaches_opencode(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
     gateway.add_fault("latency=2")
     seen_cmdlines: list[list[str]] = []
+    depths: set[str | None] = set()
     async with Attempt(spec(env, project, variant="high; rm -rf /")) as attempt:
         async for event in attempt.events():
             if isinstance(event, ProcessStats):
                 for pid in event.pids:
                     try:
                         seen_cmdlines.append(psutil.Process(pid).cmdline())
+                        depths.add(psutil.Process(pid).environ().get("NEXUS_DELEGATION_DEPTH"))
                     except psutil.Error:
                         pass
     assert attempt.result is not None and attempt.result.outcome.ok, attempt.result.outcome
@@ -216,6 +218,7 @@ async def test_variant_outside_the_allowlist_never_reaches_opencode(gateway: Ref
     assert "--variant" not in attempt.argv
     for cmdline in seen_cmdlines:
         assert not any("rm -rf" in arg or "--variant" == arg for arg in cmdline), cmdline
+    assert depths == {"1"}, "OpenCode must run with NEXUS_DELEGATION_DEPTH one above ours"
 
 
 async def test_eight_concurrent_runs_each_get_their_own_text(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
