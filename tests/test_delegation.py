@@ -230,6 +230,7 @@ async def test_variant_outside_the_allowlist_never_reaches_opencode(gateway: Ref
 
 
 async def test_eight_concurrent_runs_each_get_their_own_text(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+    # A fresh HOME: the eight race to migrate OpenCode's database; the losers are started again.
     prompts = [f"concurrent task number {i} of eight" for i in range(8)]
     results: list[AttemptResult] = await asyncio.gather(*(
         run_attempt(spec(env, project, prompt, timeout_s=120, stall_timeout_s=60, stats_interval_s=None), attempt=i)

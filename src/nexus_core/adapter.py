@@ -105,6 +105,10 @@ RETRY_SETTLE_S = 0.5
 # After stdout closes OpenCode has nothing left to say; it gets this long to exit on its own.
 EXIT_AFTER_EOF_S = 10.0
 STDERR_DRAIN_S = 2.0
+# OpenCode runs started together in a fresh HOME race to migrate one SQLite database; a loser
+# exits with "database is locked" before doing anything and is simply started again.
+BUSY_RELAUNCHES = 2
+BUSY_RELAUNCH_DELAY_S = 1.0
 STDOUT_LINE_LIMIT = 8 * 1024 * 1024
 STDERR_TAIL_CHARS = 64 * 1024
 STDERR_LINE_CHARS = 4 * 1024
@@ -514,16 +518,25 @@ class Attempt:
             if self.opencode is None:
                 outcome = self._outcome(FailureClass.OPENCODE_NOT_FOUND, "OpenCode (opencode) was not found on PATH")
             else:
-                run = self._run()
-                try:
-                    async for event in run:
-                        if isinstance(event, Outcome):
-                            outcome = event
-                            break
-                        collected.append(event)
-                        yield event
-                finally:
-                    await run.aclose()
+                for launch in range(BUSY_RELAUNCHES + 1):
+                    outcome = None
+                    launched_at = len(collected)
+                    run = self._run()
+                    try:
+                        async for event in run:
+                            if isinstance(event, Outcome):
+                                outcome = event
+                                break
+                            collected.append(event)
+                            yield event
+                    finally:
+                        await run.aclose()
+                    if launch == BUSY_RELAUNCHES or not self._database_busy(outcome, collected[launched_at:]):
+                        break
+                    log.debug("OpenCode found its database locked by another run; starting it again")
+                    await self._end()
+                    self._proc, self._stderr = None, _StderrTail()
+                    await asyncio.sleep(BUSY_RELAUNCH_DELAY_S)
         except asyncio.CancelledError:
             outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
             raise
@@ -533,11 +546,20 @@ class Attempt:
                 outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
             self.result = AttemptResult(
                 attempt=self.number, cli_model_name=spec.cli_model_name, model_id=spec.model_id, argv=self.argv,
-                outcome=outcome, text="".join(e.text for e in collected if isinstance(e, Text)).strip(),
+                outcome=outcome, text="\n\n".join(e.text.strip() for e in collected if isinstance(e, Text) and e.text.strip()),
                 events=tuple(e for e in collected if not isinstance(e, ProcessStats)),
                 stderr_tail=self._redact(self._stderr.text()),
             )
         yield AttemptFinished(attempt=self.number, at=self._elapsed(), cli_model_name=spec.cli_model_name, outcome=outcome)
+
+    def _database_busy(self, outcome: Outcome | None, events: list[RunEvent]) -> bool:
+        """OpenCode quit at start because another run held its database, having done nothing."""
+        return (
+            outcome is not None and outcome.failure is FailureClass.FAILED
+            and not any(isinstance(e, (StepStart, ErrorEvent)) for e in events)
+            and "database is locked" in self._stderr.text()
+            and time.monotonic() + BUSY_RELAUNCH_DELAY_S < self._started + self.spec.timeout_s
+        )
 
     async def _run(self) -> AsyncIterator[RunEvent | Outcome]:
         spec = self.spec
