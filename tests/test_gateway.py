@@ -183,6 +183,17 @@ async def test_tool_call_follow_up_without_then_quotes_the_tool_result(client: h
     assert answer == "Tool read returned: line one line two"
 
 
+async def test_scripted_reasoning_streams_before_the_text(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
+    gw.script(match="ponder", reply="Yes.", reasoning="Let me weigh both options carefully.")
+    async with client.stream("POST", "/chat/completions", json=chat("ponder this", stream=True)) as response:
+        deltas = [json.loads(line)["choices"][0]["delta"] for line in (await read_sse(response))[:-1] if json.loads(line)["choices"]]
+    kinds = [k for d in deltas for k in d if k in ("reasoning_content", "content") and d[k]]
+    assert kinds == sorted(kinds, key=lambda k: k == "content") and "reasoning_content" in kinds
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "Let me weigh both options carefully."
+    plain = (await client.post("/chat/completions", json=chat("ponder this"))).json()["choices"][0]["message"]
+    assert (plain["reasoning_content"], plain["content"]) == ("Let me weigh both options carefully.", "Yes.")
+
+
 async def test_script_times_limits_it_to_the_next_runs(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
     gw.script(match="again", reply="scripted", times=1)
     replies = [(await client.post("/chat/completions", json=chat("again"))).json()["choices"][0]["message"]["content"] for _ in range(2)]
@@ -474,26 +485,39 @@ def test_cli_rejects_a_bad_fault_and_a_missing_key(tmp_path: Path, hermetic_env:
 # -- the real OpenCode 1.2.15 against the gateway -----------------------------------------
 
 
-async def run_opencode(project: Path, env: dict[str, str], prompt: str, *, model: str = "custom/claude-sonnet-4-5", timeout: float = 60) -> tuple[int, list[dict[str, Any]]]:
-    """``opencode run --format json`` with the prompt on stdin; the exit code and the JSON events."""
+async def start_opencode(project: Path, env: dict[str, str], prompt: str, *args: str, model: str = "custom/claude-sonnet-4-5") -> asyncio.subprocess.Process:
+    """``opencode run --format json`` in its own process group, the prompt written to stdin."""
     process = await asyncio.create_subprocess_exec(
-        opencode_path(), "run", "--format", "json", "--model", model, cwd=project, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        opencode_path(), "run", "--format", "json", "--model", model, *args, cwd=project, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
     )
+    assert process.stdin is not None
+    process.stdin.write(prompt.encode())
+    await process.stdin.drain()
+    process.stdin.close()
+    return process
+
+
+def end_process_group(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL the launcher and the real binary it spawned."""
     try:
-        out, _ = await asyncio.wait_for(process.communicate(prompt.encode()), timeout)
-    except asyncio.TimeoutError:
         os.killpg(process.pid, signal.SIGKILL)
-        await process.communicate()
+    except ProcessLookupError:
+        pass
+
+
+async def run_opencode(project: Path, env: dict[str, str], prompt: str, *args: str, model: str = "custom/claude-sonnet-4-5", timeout: float = 60) -> tuple[int, list[dict[str, Any]]]:
+    """Run OpenCode to the end; its exit code and its JSON events."""
+    process = await start_opencode(project, env, prompt, *args, model=model)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except asyncio.TimeoutError:
         pytest.fail(f"opencode run did not finish within {timeout:g}s")
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the launcher's child, if any is left
-        except ProcessLookupError:
-            pass
-    events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+        end_process_group(process)
+        await process.wait()
     assert process.returncode is not None
-    return process.returncode, events
+    return process.returncode, [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
 
 
 @pytest.fixture
@@ -582,3 +606,67 @@ async def test_opencode_api_key_from_env_reaches_the_gateway(project: Path, herm
         code, events = await run_opencode(project, {**hermetic_env, "GW_TEST_KEY": KEY}, "with a key")
     assert code == 0 and [e["part"]["text"] for e in events if e["type"] == "text"] == ["Reply to: with a key"]
     assert {r.bearer for r in gw.requests} == {"expected"}
+
+
+@pytest.mark.opencode
+async def test_opencode_shows_scripted_reasoning_with_thinking(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+    write_opencode_config(project, gw.base_url)
+    gw.script(match="think first", reply="Answer: 42.", reasoning="Six times seven is forty-two.")
+    code, events = await run_opencode(project, hermetic_env, "think first", "--thinking")
+    assert code == 0
+    assert [(e["type"], e["part"]["text"]) for e in events if e["type"] in ("reasoning", "text")] == [
+        ("reasoning", "Six times seven is forty-two."), ("text", "Answer: 42."),
+    ]
+
+
+@pytest.mark.opencode
+async def test_opencode_fails_on_malformed_sse_with_an_error_event(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+    write_opencode_config(project, gw.base_url)
+    gw.add_fault("malformed-sse")
+    code, events = await run_opencode(project, hermetic_env, "hello")
+    assert code == 0
+    errors = [e["error"] for e in events if e["type"] == "error"]
+    assert len(errors) == 1 and "JSON parsing failed" in errors[0]["data"]["message"]
+    assert not any(e["type"] == "text" for e in events)
+
+
+@pytest.mark.opencode
+async def test_opencode_retries_a_dropped_connection_then_succeeds(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+    write_opencode_config(project, gw.base_url)
+    gw.add_fault("drop,times=1")
+    code, events = await run_opencode(project, hermetic_env, "after a drop")
+    assert code == 0
+    assert [e["part"]["text"] for e in events if e["type"] == "text"] == ["Reply to: after a drop"]
+    assert not any(e["type"] == "error" for e in events)
+    assert [r.outcome for r in gw.requests if r.kind == "chat"] == ["drop", "200"]
+
+
+@pytest.mark.opencode
+async def test_opencode_gives_up_on_a_silent_gateway_only_at_the_provider_timeout(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+    write_opencode_config(project, gw.base_url, timeout_ms=1500)
+    gw.add_fault("silent")
+    started = time.monotonic()
+    code, events = await run_opencode(project, hermetic_env, "anyone there?")
+    assert code == 0 and time.monotonic() - started >= 1.5
+    errors = [e["error"] for e in events if e["type"] == "error"]
+    assert len(errors) == 1 and "timed out" in errors[0]["data"]["message"]
+    assert [r.outcome for r in gw.requests if r.kind == "chat"] == ["silent"]
+
+
+@pytest.mark.opencode
+async def test_opencode_loops_on_empty_steps_on_an_html_login_page(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+    write_opencode_config(project, gw.base_url)
+    gw.add_fault("html")
+    process = await start_opencode(project, hermetic_env, "behind a proxy")
+    try:
+        await gw.wait_for_requests(10, timeout=30)
+        assert process.returncode is None
+    finally:
+        end_process_group(process)
+        out, _ = await process.communicate()
+    events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    # Empty steps, one after another: each finishes with reason "unknown" and no tokens.
+    assert {e["type"] for e in events} == {"step_start", "step_finish"}
+    finishes = [e["part"] for e in events if e["type"] == "step_finish"]
+    assert len(finishes) >= 5
+    assert all(f["reason"] == "unknown" and f["tokens"]["output"] == 0 for f in finishes)

@@ -38,6 +38,7 @@ from nexus_core.gateway.replies import (
     Script,
     ToolCall,
     Turn,
+    assistant_turns_since_last_user,
     completion_body,
     completion_chunks,
     default_reply,
@@ -140,7 +141,7 @@ class _Controls:
 
     def take_script(self, messages: list[dict[str, Any]]) -> Script | None:
         text = last_user_text(messages)
-        first_turn = not any(m.get("role") == "assistant" for m in messages[_last_user_index(messages) + 1:])
+        first_turn = assistant_turns_since_last_user(messages) == 0
         with self.lock:
             for script, left in list(self.scripts):
                 if script.match not in text:
@@ -157,13 +158,6 @@ class _Controls:
             start = self.call_seq
             self.call_seq += count
         return [f"call_{n:04d}" for n in range(start + 1, start + count + 1)]
-
-
-def _last_user_index(messages: list[dict[str, Any]]) -> int:
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index].get("role") == "user":
-            return index
-    return -1
 
 
 class ReferenceGateway:
@@ -322,6 +316,7 @@ class ReferenceGateway:
         *,
         tool_calls: Iterable[ToolCall | tuple[str, dict[str, Any]]] = (),
         then: str | None = None,
+        reasoning: str = "",
         turns: Iterable[Turn] = (),
         times: int | None = None,
     ) -> Script:
@@ -330,16 +325,17 @@ class ReferenceGateway:
         ``reply`` alone: that text. ``tool_calls`` (``ToolCall`` or ``(name, arguments)``): the
         first request gets those calls and the follow-up that carries their results gets
         ``then`` (default ``Tool <name> returned: <result preview>``); ``reply`` before tool
-        calls is text sent with them. ``turns`` gives the whole sequence explicitly. Newer
+        calls is text sent with them; ``reasoning`` is the first turn's thinking. ``turns`` gives the whole sequence explicitly. Newer
         scripts win over older ones; ``times`` limits how many runs it answers.
         """
         sequence = list(turns)
         if not sequence:
             calls = tuple(c if isinstance(c, ToolCall) else ToolCall(name=c[0], arguments=c[1]) for c in tool_calls)
             if calls:
-                sequence = [Turn(text=reply or "", tool_calls=calls)] + ([Turn(text=then)] if then is not None else [])
+                sequence = [Turn(text=reply or "", reasoning=reasoning, tool_calls=calls)]
+                sequence += [Turn(text=then)] if then is not None else []
             else:
-                sequence = [Turn(text=reply if reply is not None else "")]
+                sequence = [Turn(text=reply or "", reasoning=reasoning)]
         scripted = Script(match=match, turns=tuple(sequence), times=times)
         with self._controls.lock:
             self._controls.scripts.insert(0, (scripted, [times]))
