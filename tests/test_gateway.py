@@ -126,6 +126,22 @@ async def test_models_served_are_configurable() -> None:
         assert (await http.post("/chat/completions", json=chat(model="claude-opus-4-5"))).status_code == 404
 
 
+async def test_malformed_http_gets_400_and_expect_100_continue_is_honoured(gw: ReferenceGateway) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+    assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    writer.close()
+    body = json.dumps(chat("after continue")).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: %d\r\n\r\n" % len(body))
+    assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 \r\n"
+    assert await asyncio.wait_for(reader.readline(), 5) == b"\r\n"
+    writer.write(body)
+    assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 200 OK\r\n"
+    writer.close()
+    assert gw.requests[-1].last_user_text == "after continue"
+
+
 # -- api key -------------------------------------------------------------------------------
 
 
@@ -133,7 +149,7 @@ async def test_api_key_is_required_and_never_recorded() -> None:
     async with ReferenceGateway(api_key=KEY) as gw, httpx.AsyncClient(base_url=gw.base_url) as http:
         missing = await http.post("/chat/completions", json=chat())
         wrong = await http.post("/chat/completions", json=chat(), headers={"Authorization": "Bearer sk-wrong-key-00000000"})
-        right = await http.post("/chat/completions", json=chat(), headers={"Authorization": f"Bearer {KEY}", "X-Api-Key": KEY})
+        right = await http.post("/chat/completions", json=chat(), headers={"Authorization": f"Bearer {KEY}", "X-Api-Key": KEY, "Cookie": "sso=abc123"})
         models_without_key = await http.get("/models")
     assert (missing.status_code, wrong.status_code, right.status_code, models_without_key.status_code) == (401, 401, 200, 401)
     assert missing.json()["error"]["code"] == "invalid_api_key"
@@ -141,6 +157,7 @@ async def test_api_key_is_required_and_never_recorded() -> None:
     recorded = json.dumps([r.model_dump() for r in gw.requests])
     assert KEY not in recorded and "sk-wrong-key-00000000" not in recorded
     assert gw.requests[2].headers["authorization"] == "Bearer [redacted]"
+    assert gw.requests[2].headers["x-api-key"] == gw.requests[2].headers["cookie"] == "[redacted]"
 
 
 # -- scripts -------------------------------------------------------------------------------
@@ -391,6 +408,8 @@ def test_thread_mode_serves_sync_code_and_releases_the_port() -> None:
         assert reply["choices"][0]["message"]["content"] == "pong"
         assert [r.kind for r in gw.wait_for_requests_blocking(1, timeout=5)] == ["chat"]
         port = gw.port
+        with pytest.raises(RuntimeError, match="already running"):
+            gw.start_in_thread()
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
 
