@@ -217,6 +217,15 @@ async def test_script_times_limits_it_to_the_next_runs(client: httpx.AsyncClient
     assert replies == ["scripted", "Reply to: again"]
 
 
+async def test_a_used_up_script_still_answers_its_follow_up(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
+    gw.script(match="once", tool_calls=[("bash", {"command": "true"})], then="finished", times=1)
+    call = (await client.post("/chat/completions", json=chat("once"))).json()["choices"][0]["message"]["tool_calls"][0]
+    follow_up = chat("once")
+    follow_up["messages"] += [{"role": "assistant", "content": None, "tool_calls": [call]}, {"role": "tool", "tool_call_id": call["id"], "content": ""}]
+    assert (await client.post("/chat/completions", json=follow_up)).json()["choices"][0]["message"]["content"] == "finished"
+    assert (await client.post("/chat/completions", json=chat("once"))).json()["choices"][0]["message"]["content"] == "Reply to: once"
+
+
 # -- faults --------------------------------------------------------------------------------
 
 

@@ -146,13 +146,13 @@ class _Controls:
         text = last_user_text(messages)
         first_turn = assistant_turns_since_last_user(messages) == 0
         with self.lock:
-            for script, left in list(self.scripts):
+            for script, left in self.scripts:
                 if script.match not in text:
                     continue
                 if first_turn and left[0] is not None:
-                    left[0] -= 1
                     if left[0] <= 0:
-                        self.scripts.remove((script, left))
+                        continue  # used up for new runs, but still answers the follow-ups of its runs
+                    left[0] -= 1
                 return script
         return None
 
