@@ -637,6 +637,16 @@ async def test_opencode_api_key_from_env_reaches_the_gateway(project: Path, herm
 
 
 @pytest.mark.opencode
+async def test_opencode_sends_no_key_when_the_env_var_is_unset(project: Path, hermetic_env: dict[str, str]) -> None:
+    async with ReferenceGateway(api_key=KEY) as gw:
+        write_opencode_config(project, gw.base_url, api_key_env="GW_UNSET_KEY")
+        code, events = await run_opencode(project, hermetic_env, "without a key")
+    assert code == 0
+    assert [e["error"]["data"]["statusCode"] for e in events if e["type"] == "error"] == [401]
+    assert [r.bearer for r in gw.requests if r.kind == "chat"] == ["absent"]
+
+
+@pytest.mark.opencode
 async def test_opencode_shows_scripted_reasoning_with_thinking(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
     write_opencode_config(project, gw.base_url)
     gw.script(match="think first", reply="Answer: 42.", reasoning="Six times seven is forty-two.")
