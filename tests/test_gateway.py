@@ -260,6 +260,7 @@ async def test_html_login_page_with_200(client: httpx.AsyncClient, gw: Reference
     response = await client.post("/chat/completions", json=chat(stream=True))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html") and "Sign in" in response.text
+    assert gw.requests[-1].outcome == "html"
 
 
 async def test_drop_closes_without_a_response(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
@@ -338,6 +339,7 @@ async def test_bad_models_list(client: httpx.AsyncClient, gw: ReferenceGateway) 
         not_json.json()
     wrong_shape = (await client.get("/models")).json()
     assert "data" not in wrong_shape
+    assert [r.outcome for r in gw.requests] == ["bad-models", "bad-models"]
     assert (await client.get("/models")).json()["data"]
     assert (await client.post("/chat/completions", json=chat())).status_code == 200
 

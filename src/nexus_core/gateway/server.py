@@ -84,7 +84,8 @@ class RecordedRequest(BaseModel):
     ``headers`` are lower-cased and redacted (``authorization: Bearer [redacted]``); ``bearer``
     says whether a bearer key was sent and whether it is the gateway's ``api_key``.
     ``outcome`` is what the gateway did: a status code as text (``"200"``, ``"429"``), or
-    ``"drop"``, ``"cut"``, ``"silent"``, ``"malformed-sse"``; empty while it is being answered.
+    ``"drop"``, ``"cut"``, ``"silent"``, ``"malformed-sse"``, ``"html"`` (the 200 login page),
+    ``"bad-models"``; ``"closed"`` if the connection ended first; empty while it is being answered.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -568,10 +569,10 @@ class ReferenceGateway:
             extra = [("retry-after", str(fault.retry_after))] if fault.code in (429, 503) else []
             return await self._error(conn, writer, record, fault.code, headers=extra)
         if fault.kind == "html":
-            record.outcome = "200"
+            record.outcome = "html"
             return await self._send_body(conn, writer, 200, _LOGIN_PAGE.encode(), "text/html; charset=utf-8")
         if fault.kind == "bad-models":
-            record.outcome = "200"
+            record.outcome = "bad-models"
             body = json.dumps({"object": "list", "models": list(self.models)}) if fault.shape else '{"object": "list", "data": [{"id": '
             return await self._send_body(conn, writer, 200, body.encode(), "application/json")
         if record.kind not in ("chat", "title") or not record.model:
