@@ -567,7 +567,18 @@ async def test_opencode_completes_a_scripted_run(gw: ReferenceGateway, project: 
     assert events[-1]["type"] == "step_finish" and events[-1]["part"]["reason"] == "stop"
     chats = [r for r in gw.requests if r.kind == "chat"]
     assert len(chats) == 1 and chats[0].stream and chats[0].include_usage and "read" in chats[0].tools
-    assert [r.kind for r in gw.requests if r.kind != "chat"] in ([], ["title"])
+
+
+@pytest.mark.opencode
+async def test_opencode_title_request_stays_on_the_gateway(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+    write_opencode_config(project, gw.base_url)
+    # OpenCode does not wait for the title; slowing the agent's turn lets the title request land first.
+    gw.add_fault("latency=1,path=/chat/completions")
+    code, events = await run_opencode(project, hermetic_env, "name this session")
+    assert code == 0 and any(e["type"] == "text" for e in events)
+    titles = [r for r in gw.requests if r.kind == "title"]
+    assert len(titles) == 1 and titles[0].model == "claude-sonnet-4-5" and titles[0].outcome == "200"
+    assert titles[0].tools == [] and titles[0].last_user_text == "\nname this session"
 
 
 @pytest.mark.opencode
