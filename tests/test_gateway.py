@@ -211,6 +211,13 @@ async def test_scripted_reasoning_streams_before_the_text(client: httpx.AsyncCli
     assert (plain["reasoning_content"], plain["content"]) == ("Let me weigh both options carefully.", "Yes.")
 
 
+async def test_scripted_length_finish(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
+    gw.script(match="too long", reply="cut at the lim", finish="length")
+    async with client.stream("POST", "/chat/completions", json=chat("too long", stream=True)) as response:
+        chunks = [json.loads(line) for line in (await read_sse(response))[:-1]]
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == ["length"]
+
+
 async def test_script_times_limits_it_to_the_next_runs(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
     gw.script(match="again", reply="scripted", times=1)
     replies = [(await client.post("/chat/completions", json=chat("again"))).json()["choices"][0]["message"]["content"] for _ in range(2)]
@@ -668,6 +675,17 @@ async def test_opencode_shows_scripted_reasoning_with_thinking(gw: ReferenceGate
     assert [(e["type"], e["part"]["text"]) for e in events if e["type"] in ("reasoning", "text")] == [
         ("reasoning", "Six times seven is forty-two."), ("text", "Answer: 42."),
     ]
+
+
+@pytest.mark.opencode
+async def test_opencode_ends_on_a_length_finish(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+    write_opencode_config(project, gw.base_url)
+    gw.script(match="go on forever", reply="This answer stops in the mid", finish="length")
+    code, events = await run_opencode(project, hermetic_env, "go on forever")
+    assert code == 0
+    assert [e["part"]["text"] for e in events if e["type"] == "text"] == ["This answer stops in the mid"]
+    assert [e["part"]["reason"] for e in events if e["type"] == "step_finish"] == ["length"]
+    assert len([r for r in gw.requests if r.kind == "chat"]) == 1
 
 
 @pytest.mark.opencode

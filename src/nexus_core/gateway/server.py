@@ -323,6 +323,7 @@ class ReferenceGateway:
         tool_calls: Iterable[ToolCall | tuple[str, dict[str, Any]]] = (),
         then: str | None = None,
         reasoning: str = "",
+        finish: Literal["stop", "length"] = "stop",
         turns: Iterable[Turn] = (),
         times: int | None = None,
     ) -> Script:
@@ -331,7 +332,8 @@ class ReferenceGateway:
         ``reply`` alone: that text. ``tool_calls`` (``ToolCall`` or ``(name, arguments)``): the
         first request gets those calls and the follow-up that carries their results gets
         ``then`` (default ``Tool <name> returned: <result preview>``); ``reply`` before tool
-        calls is text sent with them; ``reasoning`` is the first turn's thinking. ``turns`` gives the whole sequence explicitly. Newer
+        calls is text sent with them; ``reasoning`` is the first turn's thinking; ``finish="length"``
+        ends a text reply as if cut at the token limit. ``turns`` gives the whole sequence explicitly. Newer
         scripts win over older ones; ``times`` limits how many runs it answers.
         """
         sequence = list(turns)
@@ -341,7 +343,7 @@ class ReferenceGateway:
                 sequence = [Turn(text=reply or "", reasoning=reasoning, tool_calls=calls)]
                 sequence += [Turn(text=then)] if then is not None else []
             else:
-                sequence = [Turn(text=reply or "", reasoning=reasoning)]
+                sequence = [Turn(text=reply or "", reasoning=reasoning, finish=finish)]
         scripted = Script(match=match, turns=tuple(sequence), times=times)
         with self._controls.lock:
             self._controls.scripts.insert(0, (scripted, [times]))
