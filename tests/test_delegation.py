@@ -29,8 +29,10 @@ from nexus_core.events import (
     FallbackTaken,
     GatewayRetrying,
     ProcessStats,
+    Reasoning,
     StepFinish,
     Text,
+    ToolUse,
 )
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
 from nexus_core.registry import BUILTIN_MODELS, ModelProfile
@@ -415,3 +417,21 @@ def test_cli_orchestrate_without_model_uses_the_routing_choice(gateway: Referenc
     assert done.stdout.strip() == "Reply to: refactor the parser"
     chat = [r.model for r in gateway.requests if r.kind == "chat"]
     assert len(chat) == 1 and chat[0] in GATEWAY_MODELS
+
+
+async def test_tool_calls_reasoning_and_length_finish_come_through_typed(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+    (project / "notes.txt").write_text("the secret word is pelican\n")
+    gateway.script("read the notes", tool_calls=[("read", {"filePath": str(project / "notes.txt")})],
+                   then="The word is pelican.", reasoning="I should read the file first.")
+    result = await run_attempt(spec(env, project, "read the notes", thinking=True))
+    assert result.outcome.ok, result.outcome
+    tools = [e for e in result.events if isinstance(e, ToolUse)]
+    assert len(tools) == 1 and tools[0].tool == "read" and tools[0].status == "completed"
+    assert tools[0].output and "pelican" in tools[0].output
+    assert [e.reason for e in result.events if isinstance(e, StepFinish)] == ["tool-calls", "stop"]
+    assert any(isinstance(e, Reasoning) and "read the file" in e.text for e in result.events)
+    assert result.text == "The word is pelican."
+
+    gateway.script("long story", "once upon a time", finish="length")
+    cut_short = await run_attempt(spec(env, project, "long story"))
+    assert cut_short.outcome.ok and cut_short.outcome.message == "finished at the output limit"
