@@ -135,8 +135,8 @@ FAULTS = [
     ("429,retry_after=1", OPUS, FailureClass.RATE_LIMITED, {}, 6),
     ("drop", OPUS, FailureClass.CONNECTION, {}, 10),
     # OpenCode 1.2.15 reports a stream cut mid-answer as ECONNRESET, like a dropped connection,
-    # unless part of the answer was already out.
-    ("cut", OPUS, (FailureClass.CUT_STREAM, FailureClass.CONNECTION), {}, 10),
+    # or, when the cut falls inside an SSE line, as a JSON parse error, like malformed SSE.
+    ("cut", OPUS, (FailureClass.CUT_STREAM, FailureClass.CONNECTION, FailureClass.GATEWAY_ERROR), {}, 10),
     ("malformed-sse", OPUS, FailureClass.GATEWAY_ERROR, {}, 4),
     ("html", OPUS, FailureClass.GATEWAY_ERROR, {}, 6),
     ("silent", OPUS, FailureClass.STALLED, {"stall_timeout_s": 4}, 4),

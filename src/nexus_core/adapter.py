@@ -237,7 +237,7 @@ def child_env(base: Mapping[str, str] | None = None, overrides: Mapping[str, str
 class AttemptSpec(BaseModel):
     """Everything one attempt needs. Timeouts are in seconds."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True)
 
     cli_model_name: str
     prompt: str
@@ -288,33 +288,26 @@ _FIXES: dict[FailureClass, str] = {
     FailureClass.TIMEOUT: "Raise --timeout, or split the task",
     FailureClass.CANCELLED: "",
     FailureClass.CUT_STREAM: "The gateway ended the answer early; try again, or check the gateway's logs",
-    FailureClass.FAILED: "Run it again with NEXUS_DEBUG=1 and look at OpenCode's stderr",
+    FailureClass.FAILED: "OpenCode's last stderr lines are in the attempt's stderr_tail (shown by nexus-agents orchestrate)",
 }
 
 
-def _fix(failure: FailureClass) -> str:
-    return _FIXES[failure]
+_MESSAGE_CLASSES: tuple[tuple[re.Pattern[str], FailureClass], ...] = tuple(
+    (re.compile(pattern, re.I), failure) for pattern, failure in (
+        (r"model not found|model_not_found|no such model", FailureClass.MODEL_NOT_FOUND),
+        (r"too many requests|rate[ _]limit|quota", FailureClass.RATE_LIMITED),
+        (r"unauthorized|forbidden|invalid api key|authentication", FailureClass.AUTH),
+        (r"unable to connect|connection (refused|reset)|econnrefused|econnreset|socket|enotfound|getaddrinfo"
+         r"|\bdns\b|certificate|\btls\b|\bssl\b|cannot connect|network|timed out|closed unexpectedly",
+         FailureClass.CONNECTION),
+        (r"overloaded|internal server error|bad gateway|service unavailable|gateway timeout"
+         r"|jsonparseerror|json parsing failed|invalid json|type validation failed", FailureClass.GATEWAY_ERROR),
+    )
+)
 
 
 def _class_of_message(message: str) -> FailureClass | None:
-    lowered = message.lower()
-    if "model not found" in lowered or "model_not_found" in lowered or "no such model" in lowered:
-        return FailureClass.MODEL_NOT_FOUND
-    if any(s in lowered for s in ("too many requests", "rate limit", "rate_limit", "quota")):
-        return FailureClass.RATE_LIMITED
-    if any(s in lowered for s in ("unauthorized", "forbidden", "invalid api key", "authentication")):
-        return FailureClass.AUTH
-    if any(s in lowered for s in (
-        "unable to connect", "connection refused", "econnrefused", "connection reset", "econnreset",
-        "socket", "enotfound", "getaddrinfo", "dns", "certificate", "tls", "ssl", "cannot connect",
-        "network", "timed out", "closed unexpectedly",
-    )):
-        return FailureClass.CONNECTION
-    if any(s in lowered for s in ("overloaded", "internal server error", "bad gateway", "service unavailable",
-                                  "gateway timeout", "jsonparseerror", "json parsing failed", "invalid json",
-                                  "type validation failed")):
-        return FailureClass.GATEWAY_ERROR
-    return None
+    return next((failure for pattern, failure in _MESSAGE_CLASSES if pattern.search(message)), None)
 
 
 def _status_of_message(message: str) -> int | None:
@@ -495,7 +488,7 @@ class Attempt:
         return Outcome(
             failure=failure,
             message=self._redact(_one_line(message)),
-            fix=_fix(failure) if failure else "",
+            fix=_FIXES[failure] if failure else "",
             exit_code=self._proc.returncode if self._proc else None,
             duration_s=self._elapsed(),
             status_code=status,
@@ -761,6 +754,7 @@ class Attempt:
 
 
 def _sample_tree(pid: int, known: dict[int, psutil.Process]) -> ProcessStats | None:
+    """CPU % and RSS summed over the live processes of the tree; None when none is left."""
     procs = _tree(pid)
     if not procs:
         return None
@@ -771,6 +765,8 @@ def _sample_tree(pid: int, known: dict[int, psutil.Process]) -> ProcessStats | N
         cached = known.setdefault(proc.pid, proc)
         try:
             with cached.oneshot():
+                if cached.status() == psutil.STATUS_ZOMBIE:
+                    continue
                 cpu += cached.cpu_percent(None)
                 rss += cached.memory_info().rss
             pids.append(proc.pid)

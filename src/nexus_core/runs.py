@@ -60,6 +60,8 @@ __all__ = [
     "delegate",
 ]
 
+STDERR_SUMMARY_CHARS = 4_000
+
 CURABLE_BY_FALLBACK = frozenset({
     FailureClass.MODEL_NOT_FOUND,
     FailureClass.CONNECTION,
@@ -128,7 +130,7 @@ class DelegationResult(BaseModel):
             "duration_s": self.duration_s,
             "attempts": [
                 {"attempt": a.attempt, "model_id": a.model_id, "cli_model_name": a.cli_model_name,
-                 "outcome": a.outcome.model_dump(mode="json")}
+                 "outcome": a.outcome.model_dump(mode="json"), "stderr_tail": a.stderr_tail[-STDERR_SUMMARY_CHARS:]}
                 for a in self.attempts
             ],
         }
