@@ -389,7 +389,8 @@ def test_cli_orchestrate_bad_input_is_one_sentence(project: Path, env: dict[str,
         assert "Traceback" not in done.stderr
 
 
-def test_cli_ctrl_c_leaves_no_process(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cli_interrupted_leaves_no_process(gateway: ReferenceGateway, project: Path, env: dict[str, str], sig: signal.Signals) -> None:
     gateway.add_fault("silent")
     exe = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "nexus-agents"
     argv = [str(exe) if exe.exists() else "nexus-agents", "orchestrate", "--model", "opus", "--dir", str(project), "hang"]
@@ -400,7 +401,7 @@ def test_cli_ctrl_c_leaves_no_process(gateway: ReferenceGateway, project: Path, 
             assert time.monotonic() < deadline, "OpenCode never reached the gateway"
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
