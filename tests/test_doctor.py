@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -444,3 +445,33 @@ def test_cli_json_and_text_exit_codes(project: Path, env: dict[str, str]) -> Non
             assert_no_key(output)
     finally:
         gw.stop()
+
+
+@pytest.fixture
+def blackholed_port() -> Iterator[int]:
+    """A listener whose accept queue is full and never drained: the kernel drops new SYNs, like a firewall."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    yield port
+    for sock in (*fillers, listener):
+        sock.close()
+
+
+async def test_dead_gateway_is_connect_timeout_within_bound(project: Path, env: dict[str, str], blackholed_port: int) -> None:
+    configure(project, f"http://127.0.0.1:{blackholed_port}/v1")
+    began = time.perf_counter()
+    report = await run_doctor(project, env)
+    assert time.perf_counter() - began < VERDICT_BOUND_S
+    check = report.get("gateway.custom")
+    assert check.cause == "connect_timeout"
+    assert "firewall" in check.summary and "reachable" in check.fix
+    assert_honest(report, ["gateway.custom"])

@@ -426,7 +426,7 @@ def _gateway_check(gw: _Gateway, probe: ModelsProbe) -> Check:
     if probe.ok:
         return Check(
             id=f"gateway.{gw.provider_id}", title=f"{gw.provider_id}: gateway reachable", status="ok",
-            summary=probe.summary, detail=detail, duration_ms=t.total_ms or 0.0, data=data,
+            summary=f"{probe.summary} ({phases})", detail=detail, duration_ms=t.total_ms or 0.0, data=data,
         )
     return Check(
         id=f"gateway.{gw.provider_id}", title=f"{gw.provider_id}: gateway reachable", status="fail",
@@ -506,7 +506,8 @@ def _check_models(gw: _Gateway, registry: Registry, config: MergedConfig, probe:
             info.append(f"served but not declared in opencode.json (declare to use them): {', '.join(extra[:20])}")
     info.append(f"opencode.json declares: {', '.join(f'{pid}/{k}' for k in declared_keys) or 'nothing'}")
     data = {"declared": declared_keys, "served": served, "mismatches": fails + warns}
-    detail = "\n".join([*fails, *warns, *info])
+    # The first mismatch is the summary; the detail carries the rest and the lists compared.
+    detail = "\n".join([*(fails + warns)[1:], *info])
     if fails:
         return Check(
             id=check_id, title=title, status="fail", cause="model_not_served" if not_served else "default_model_undeclared",
@@ -652,7 +653,7 @@ async def _check_chat(gw: _Gateway, model: str, redact: Redactor, timeout: float
         )
     return Check(
         id=check_id, title=title, status="ok",
-        summary=f"{model}: {result.chunks} chunk(s), usage and [DONE] in {elapsed:.0f} ms",
+        summary=f"{model}: {result.chunks} chunk(s), usage and [DONE]",
         detail=f"{reply}usage {json.dumps(result.usage)}", duration_ms=elapsed, data=data,
     )
 
@@ -729,7 +730,7 @@ async def _check_smoke(opencode: str, model: str, project_dir: str, env: Mapping
         reply = " ".join(" ".join(texts).split())[:120]
         return Check(
             id=check_id, title=title, status="ok",
-            summary=f"opencode run --model {model} answered {reply!r} in {timer.ms() / 1000:.1f} s",
+            summary=f"opencode run --model {model} answered {reply!r}",
             duration_ms=timer.ms(), data=data,
         )
     return Check(

@@ -460,7 +460,7 @@ async def probe_models(
     return ModelsProbe(
         url=url,
         cause=ProbeCause.OK,
-        summary=f"{url} answered {status} with {len(models)} model(s) in {timings.total_ms:.0f} ms",
+        summary=f"{url} answered {status} with {len(models)} model(s)",
         status_code=status,
         auth_sent=auth_sent,
         timings=timings,
