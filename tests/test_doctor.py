@@ -8,10 +8,12 @@ import json
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import run_cli
@@ -477,3 +479,87 @@ async def test_dead_gateway_is_connect_timeout_within_bound(project: Path, env: 
     assert check.cause == "connect_timeout"
     assert "firewall" in check.summary and "reachable" in check.fix
     assert_honest(report, ["gateway.custom"])
+
+
+# ---------------------------------------------------------------- OpenCode itself, with stand-ins
+
+
+def fake_opencode(tmp_path: Path, body: str) -> Path:
+    """A directory holding an `opencode` executable (a Python script) that does ``body``."""
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / "opencode"
+    exe.write_text(f"#!{sys.executable}\nimport sys, time\n{body}\n")
+    exe.chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "cause"),
+    [
+        ("print('1.1.0')", "warn", "opencode_version_untested"),
+        ("print('boom', file=sys.stderr); sys.exit(3)", "fail", "opencode_broken"),
+    ],
+)
+async def test_opencode_versions(project: Path, env: dict[str, str], tmp_path: Path, body: str, status: str, cause: str) -> None:
+    bin_dir = fake_opencode(tmp_path, body)
+    report = await run_doctor(project, {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
+    check = report.get("opencode")
+    assert (check.status, check.cause) == (status, cause)
+    assert check.fix and "1.2.15" in check.fix
+
+
+async def test_hung_opencode_is_bounded_and_killed(project: Path, env: dict[str, str], tmp_path: Path) -> None:
+    bin_dir = fake_opencode(tmp_path, "time.sleep(120)")
+    began = time.perf_counter()
+    report = await run_doctor(project, {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
+    assert time.perf_counter() - began < VERDICT_BOUND_S + 1
+    check = report.get("opencode")
+    assert check.status == "warn" and check.cause == "opencode_slow"
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(bin_dir / "opencode") in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
+
+
+# ---------------------------------------------------------------- where the key comes from
+
+
+def write_config(project: Path, options: dict, **extra) -> None:
+    provider = {"npm": "@ai-sdk/openai-compatible", "options": options, "models": {"claude-sonnet-4-5": {}}}
+    (project / "opencode.json").write_text(json.dumps({"provider": {"custom": provider}, **extra}))
+
+
+async def test_literal_key_is_used_and_never_shown(project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway) -> None:
+    write_config(project, {"baseURL": gateway.base_url, "apiKey": KEY})
+    report = await run_doctor(project, hermetic_env)
+    check = report.get("provider.custom.api_key")
+    assert check.status == "ok" and check.summary == f"set, from the value written in {project / 'opencode.json'}"
+    assert report.get("gateway.custom").status == "ok"
+    assert_no_key(report)
+
+
+async def test_key_from_opencode_auth_login(project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway) -> None:
+    auth = Path(hermetic_env["XDG_DATA_HOME"]) / "opencode" / "auth.json"
+    auth.parent.mkdir(parents=True)
+    auth.write_text(json.dumps({"custom": {"type": "api", "key": KEY}}))
+    write_config(project, {"baseURL": gateway.base_url})
+    report = await run_doctor(project, hermetic_env)
+    assert report.get("provider.custom.api_key").summary == "set, from `opencode auth login` (auth.json)"
+    assert report.get("gateway.custom").status == "ok"
+    assert gateway.requests[-1].bearer == "expected"
+    assert_no_key(report)
+
+
+async def test_undeclared_default_model_fails(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+    write_config(project, {"baseURL": gateway.base_url, "apiKey": "{env:CUSTOM_API_KEY}"}, model="custom/claude-sonet-4-5")
+    report = await run_doctor(project, env)
+    check = report.get("models.custom")
+    assert check.status == "fail" and check.cause == "default_model_undeclared"
+    assert 'set "model" to custom/claude-sonnet-4-5' in check.fix
+
+
+async def test_no_gateway_provider_is_a_warning(project: Path, env: dict[str, str]) -> None:
+    (project / "opencode.json").write_text(json.dumps({"model": "anthropic/claude-sonnet-4-5"}))
+    report = await run_doctor(project, env)
+    check = report.get("gateway")
+    assert check.status == "warn" and check.cause == "no_gateway_provider"
+    assert not any(c.id.startswith("gateway.") for c in report.checks)

@@ -177,7 +177,7 @@ def _gateways(config: MergedConfig, env: Mapping[str, str]) -> list[_Gateway]:
             elif template.startswith("{file:"):
                 label, target = f"{template} in {origin}", f"the file {template[6:-1]}"
             else:
-                label, target = f"written in {origin}", f"provider.{pid}.options.apiKey in {origin}"
+                label, target = f"the value written in {origin}", f"provider.{pid}.options.apiKey in {origin}"
             state: Literal["set", "unset", "absent"] = "set" if key else "unset"
         else:
             auth = _auth_store(env) if auth is None else auth
@@ -270,7 +270,8 @@ def _package_version(opencode: str) -> str | None:
     return None
 
 
-async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> tuple[Check, str | None]:
+async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check:
+    """OpenCode on PATH and its version; ``data["version"]`` holds the version when known."""
     timer = _Timer()
     title = "OpenCode on PATH"
     if opencode is None:
@@ -280,7 +281,7 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> tuple
             detail=f"searched PATH={env.get('PATH', '')}",
             fix=f"install it (npm install -g opencode-ai@{TESTED_OPENCODE}) or put it on PATH, then check `which opencode`",
             duration_ms=timer.ms(),
-        ), None
+        )
     proc = await asyncio.create_subprocess_exec(
         opencode, "--version", env=dict(env), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
@@ -289,7 +290,6 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> tuple
         async with asyncio.timeout(VERSION_TIMEOUT_S):
             out, err = await proc.communicate()
     except TimeoutError:
-        await _kill_tree(proc)
         # Slow is not broken: a busy machine can take this long to start the binary.
         packaged = _package_version(opencode)
         known = f"OpenCode {packaged} (its package.json) at {opencode}" if packaged else f"OpenCode at {opencode}"
@@ -299,7 +299,9 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> tuple
             detail="a busy machine starts OpenCode slowly; a hung one never answers",
             fix="run `opencode --version` by hand: if it hangs, reinstall OpenCode",
             duration_ms=timer.ms(), data={"path": opencode, "version": packaged, "supported": SUPPORTED_OPENCODE},
-        ), packaged
+        )
+    finally:
+        await _kill_tree(proc)
     text = out.decode(errors="replace").strip()
     version = _parse_version(text.splitlines()[-1] if text else "")
     if proc.returncode != 0 or version is None:
@@ -309,7 +311,7 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> tuple
             detail=(err.decode(errors="replace").strip() or text)[-_STDERR_TAIL:],
             fix=f"reinstall OpenCode (npm install -g opencode-ai@{TESTED_OPENCODE})",
             duration_ms=timer.ms(), data={"path": opencode},
-        ), None
+        )
     shown = ".".join(map(str, version))
     data = {"path": opencode, "version": shown, "supported": SUPPORTED_OPENCODE}
     if not (_SUPPORTED_MIN <= version < _SUPPORTED_BELOW):
@@ -319,18 +321,18 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> tuple
             detail=f"nexus is tested with OpenCode {TESTED_OPENCODE}; event formats may differ",
             fix=f"install the tested version: npm install -g opencode-ai@{TESTED_OPENCODE}",
             duration_ms=timer.ms(), data=data,
-        ), shown
+        )
     return Check(
         id="opencode", title=title, status="ok",
         summary=f"OpenCode {shown} at {opencode} (supported {SUPPORTED_OPENCODE})",
         duration_ms=timer.ms(), data=data,
-    ), shown
+    )
 
 
 # ---------------------------------------------------------------- config, provider, key
 
 
-def _check_config(config: MergedConfig, gateways: list[_Gateway], elapsed_ms: float) -> Check:
+def _check_config(config: MergedConfig, elapsed_ms: float) -> Check:
     layers = [f"{layer.kind:<9} {layer.source}" for layer in config.layers]
     wins = []
     for pid in config.providers:
@@ -796,9 +798,8 @@ async def run_doctor(
     env = dict(os.environ if env is None else env)
     directory = str(Path(project_dir or os.getcwd()).resolve())
     opencode = shutil.which("opencode", path=env.get("PATH", ""))
-    versions: list[str] = []
     opencode_task = asyncio.create_task(
-        _bounded("opencode", "OpenCode on PATH", VERSION_TIMEOUT_S + 3.0, lambda: _check_opencode_only(env, opencode, versions))
+        _bounded("opencode", "OpenCode on PATH", VERSION_TIMEOUT_S + 5.0, lambda: _check_opencode(env, opencode))
     )
     checks: list[Check] = []
     secret_values: list[str] = []
@@ -818,7 +819,7 @@ async def run_doctor(
             gateways = _gateways(config, env)
             secret_values = [gw.key for gw in gateways if gw.key]
             registry = build_registry(config, overlay_paths(directory, env))
-            checks.append(_check_config(config, gateways, config_timer.ms()))
+            checks.append(_check_config(config, config_timer.ms()))
             redact = Redactor.from_env(env, secret_values)
             probes = await _probe_gateways(gateways, gateway_timeout, redact)
             if not gateways:
@@ -857,15 +858,8 @@ async def run_doctor(
     counts = {status: sum(1 for c in checks if c.status == status) for status in ("ok", "warn", "fail", "skipped")}
     return DoctorReport(
         project_dir=directory, probe=probe, ok=counts["fail"] == 0, counts=counts, duration_ms=started.ms(),
-        opencode_version=versions[0] if versions else None, gateway_latency_ms=gateway_latency, checks=checks,
+        opencode_version=checks[0].data.get("version"), gateway_latency_ms=gateway_latency, checks=checks,
     )
-
-
-async def _check_opencode_only(env: Mapping[str, str], opencode: str | None, versions: list[str]) -> Check:
-    check, version = await _check_opencode(env, opencode)
-    if version:
-        versions.append(version)
-    return check
 
 
 async def _probe_gateways(gateways: list[_Gateway], timeout: float, redact: Redactor) -> dict[str, ModelsProbe]:
