@@ -563,3 +563,10 @@ async def test_no_gateway_provider_is_a_warning(project: Path, env: dict[str, st
     check = report.get("gateway")
     assert check.status == "warn" and check.cause == "no_gateway_provider"
     assert not any(c.id.startswith("gateway.") for c in report.checks)
+
+
+def test_cli_missing_project_dir_is_one_sentence(tmp_path: Path, env: dict[str, str]) -> None:
+    result = run_cli(["--dir", str(tmp_path / "nowhere"), "doctor"], env, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"nexus-agents: The project directory {tmp_path / 'nowhere'} does not exist. Pass an existing directory with --dir."
+    assert "Traceback" not in result.stderr

@@ -50,9 +50,10 @@ from nexus_core.gateway_probe import (
     probe_chat_stream,
     probe_models,
 )
+from nexus_core.errors import NexusError
 from nexus_core.opencode_config import ConfigError, MergedConfig, load_config
 from nexus_core.registry import ModelProfile, Registry, build_registry, overlay_paths
-from nexus_core.secrets import Redactor
+from nexus_core.secrets import Redactor, is_secret_key
 
 __all__ = [
     "Check",
@@ -792,11 +793,14 @@ async def run_doctor(
 
     Checks run concurrently, each bounded: a dead or silent gateway gets its verdict within
     ``gateway_timeout`` seconds. With ``probe`` also a streamed chat completion straight to each
-    healthy gateway and a real ``opencode run`` smoke. Never raises for what it diagnoses.
+    healthy gateway and a real ``opencode run`` smoke. Never raises for what it diagnoses;
+    raises :class:`~nexus_core.errors.NexusError` only when ``project_dir`` does not exist.
     """
     started = _Timer()
     env = dict(os.environ if env is None else env)
     directory = str(Path(project_dir or os.getcwd()).resolve())
+    if not Path(directory).is_dir():
+        raise NexusError(f"The project directory {directory} does not exist", "Pass an existing directory with --dir")
     opencode = shutil.which("opencode", path=env.get("PATH", ""))
     opencode_task = asyncio.create_task(
         _bounded("opencode", "OpenCode on PATH", VERSION_TIMEOUT_S + 5.0, lambda: _check_opencode(env, opencode))
@@ -818,6 +822,7 @@ async def run_doctor(
         if config is not None:
             gateways = _gateways(config, env)
             secret_values = [gw.key for gw in gateways if gw.key]
+            secret_values += [v for gw in gateways for k, v in gw.headers.items() if is_secret_key(k)]
             registry = build_registry(config, overlay_paths(directory, env))
             checks.append(_check_config(config, config_timer.ms()))
             redact = Redactor.from_env(env, secret_values)
