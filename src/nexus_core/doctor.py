@@ -72,6 +72,9 @@ _SUPPORTED_MIN = (1, 2, 15)
 _SUPPORTED_BELOW = (1, 3, 0)
 
 VERSION_TIMEOUT_S = 3.0
+# With the version known from npm's package.json, `--version` only confirms the binary starts,
+# and must not hold the report back longer than the gateway verdict.
+PACKAGED_VERSION_WAIT_S = MODELS_TIMEOUT_S
 SMOKE_TIMEOUT_S = 60.0
 MCP_ENTRY = "nexus-agents"
 _OPENAI_COMPATIBLE = "@ai-sdk/openai-compatible"
@@ -283,23 +286,25 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check
             fix=f"install it (npm install -g opencode-ai@{TESTED_OPENCODE}) or put it on PATH, then check `which opencode`",
             duration_ms=timer.ms(),
         )
+    packaged = _package_version(opencode)
+    wait = VERSION_TIMEOUT_S if packaged is None else PACKAGED_VERSION_WAIT_S
     proc = await asyncio.create_subprocess_exec(
         opencode, "--version", env=dict(env), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )
     try:
-        async with asyncio.timeout(VERSION_TIMEOUT_S):
+        async with asyncio.timeout(wait):
             out, err = await proc.communicate()
     except TimeoutError:
         # Slow is not broken: a busy machine can take this long to start the binary.
-        packaged = _package_version(opencode)
-        known = f"OpenCode {packaged} (its package.json) at {opencode}" if packaged else f"OpenCode at {opencode}"
+        if packaged is not None:
+            return _version_verdict(opencode, _parse_version(packaged), timer, f"version from its package.json; `opencode --version` was still starting after {wait:g} s")
         return Check(
             id="opencode", title=title, status="warn", cause="opencode_slow",
-            summary=f"{known}, but `opencode --version` did not answer within {VERSION_TIMEOUT_S:g} s",
+            summary=f"OpenCode at {opencode}, but `opencode --version` did not answer within {wait:g} s",
             detail="a busy machine starts OpenCode slowly; a hung one never answers",
             fix="run `opencode --version` by hand: if it hangs, reinstall OpenCode",
-            duration_ms=timer.ms(), data={"path": opencode, "version": packaged, "supported": SUPPORTED_OPENCODE},
+            duration_ms=timer.ms(), data={"path": opencode, "version": None, "supported": SUPPORTED_OPENCODE},
         )
     finally:
         await _kill_tree(proc)
@@ -313,20 +318,32 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check
             fix=f"reinstall OpenCode (npm install -g opencode-ai@{TESTED_OPENCODE})",
             duration_ms=timer.ms(), data={"path": opencode},
         )
+    return _version_verdict(opencode, version, timer, "")
+
+
+def _version_verdict(opencode: str, version: tuple[int, int, int] | None, timer: _Timer, note: str) -> Check:
+    title = "OpenCode on PATH"
+    if version is None:
+        return Check(
+            id="opencode", title=title, status="warn", cause="opencode_version_unknown",
+            summary=f"OpenCode at {opencode} does not say its version", detail=note,
+            fix=f"install the tested version: npm install -g opencode-ai@{TESTED_OPENCODE}",
+            duration_ms=timer.ms(), data={"path": opencode, "version": None, "supported": SUPPORTED_OPENCODE},
+        )
     shown = ".".join(map(str, version))
     data = {"path": opencode, "version": shown, "supported": SUPPORTED_OPENCODE}
     if not (_SUPPORTED_MIN <= version < _SUPPORTED_BELOW):
         return Check(
             id="opencode", title=title, status="warn", cause="opencode_version_untested",
             summary=f"OpenCode {shown} at {opencode} is outside the supported range {SUPPORTED_OPENCODE}",
-            detail=f"nexus is tested with OpenCode {TESTED_OPENCODE}; event formats may differ",
+            detail="\n".join(x for x in (f"nexus is tested with OpenCode {TESTED_OPENCODE}; event formats may differ", note) if x),
             fix=f"install the tested version: npm install -g opencode-ai@{TESTED_OPENCODE}",
             duration_ms=timer.ms(), data=data,
         )
     return Check(
         id="opencode", title=title, status="ok",
         summary=f"OpenCode {shown} at {opencode} (supported {SUPPORTED_OPENCODE})",
-        duration_ms=timer.ms(), data=data,
+        detail=note, duration_ms=timer.ms(), data=data,
     )
 
 
@@ -458,7 +475,8 @@ def _gateway_check(gw: _Gateway, probe: ModelsProbe) -> Check:
 
 
 def _close(name: str, candidates: list[str]) -> str | None:
-    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    # High cutoff: claude-opus-4-5 must not look like claude-sonnet-4-5, only like claude-opus-4-6.
+    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.85)
     return found[0] if found else None
 
 

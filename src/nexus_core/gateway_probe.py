@@ -44,7 +44,7 @@ __all__ = [
     "probe_models",
 ]
 
-MODELS_TIMEOUT_S = 2.5
+MODELS_TIMEOUT_S = 2.0
 CHAT_TIMEOUT_S = 15.0
 # A model list larger than this is not a model list; an error body is cut far shorter.
 _MAX_BODY_BYTES = 4 * 1024 * 1024
