@@ -665,9 +665,9 @@ def _check_mcp(config: MergedConfig, env: Mapping[str, str]) -> Check:
 # ---------------------------------------------------------------- probes
 
 
-async def _check_chat(gw: _Gateway, model: str, redact: Redactor, timeout: float) -> Check:
+async def _check_chat(gw: _Gateway, model: str, redact: Redactor, timeout: float, env: Mapping[str, str]) -> Check:
     result = await probe_chat_stream(
-        gw.base_url, model, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact,
+        gw.base_url, model, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact, env=env,
     )
     check_id, title = f"probe.chat.{gw.provider_id}", f"{gw.provider_id}: streamed chat completion"
     data = {
@@ -844,7 +844,7 @@ async def run_doctor(
             registry = build_registry(config, overlay_paths(directory, env))
             checks.append(_check_config(config, config_timer.ms()))
             redact = Redactor.from_env(env, secret_values)
-            probes = await _probe_gateways(gateways, gateway_timeout, redact)
+            probes = await _probe_gateways(gateways, gateway_timeout, redact, env)
             if not gateways:
                 checks.append(Check(
                     id="gateway", title="Gateway provider", status="warn", cause="no_gateway_provider",
@@ -885,10 +885,10 @@ async def run_doctor(
     )
 
 
-async def _probe_gateways(gateways: list[_Gateway], timeout: float, redact: Redactor) -> dict[str, ModelsProbe]:
+async def _probe_gateways(gateways: list[_Gateway], timeout: float, redact: Redactor, env: Mapping[str, str]) -> dict[str, ModelsProbe]:
     usable = [gw for gw in gateways if re.match(r"^https?://[^/\s]+", gw.base_url)]
     results = await asyncio.gather(*(
-        probe_models(gw.base_url, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact)
+        probe_models(gw.base_url, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact, env=env)
         for gw in usable
     ))
     return {gw.provider_id: result for gw, result in zip(usable, results)}
@@ -913,7 +913,7 @@ async def _run_probes(
             continue
         smoke_model = smoke_model or f"{gw.provider_id}/{key}"
         out.append(None)
-        jobs.append(_bounded(check_id, title, chat_timeout + 1.0, lambda gw=gw, key=key: _check_chat(gw, gw.declared[key], redact, chat_timeout)))
+        jobs.append(_bounded(check_id, title, chat_timeout + 1.0, lambda gw=gw, key=key: _check_chat(gw, gw.declared[key], redact, chat_timeout, env)))
     smoke_id, smoke_title = "probe.opencode_run", "opencode run smoke"
     if opencode is None:
         smoke: Check | None = _skipped(smoke_id, smoke_title, "OpenCode is not on PATH")
