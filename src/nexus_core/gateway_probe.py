@@ -133,14 +133,10 @@ class _Clock:
         self.start = time.perf_counter()
         self.dns_ms: float | None = None
         self._marks: dict[str, float] = {}
-        self.last_event = ""
-
-    def mark(self, name: str) -> None:
-        self._marks[name] = time.perf_counter()
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
-        self.last_event = event
-        self.mark(event.split(".", 1)[1] if "." in event else event)
+        """httpx's ``trace`` extension hook: remember when each phase started and ended."""
+        self._marks[event.split(".", 1)[1] if "." in event else event] = time.perf_counter()
 
     def _span(self, begin: str, end: str) -> float | None:
         """From ``begin`` to ``end`` (or to its ``.failed`` twin, so a refused connect is timed too)."""
@@ -325,7 +321,7 @@ def _classify_transport(exc: httpx.TransportError, url: str, host: str, port: in
         )
     if isinstance(exc, httpx.TimeoutException):
         return _timeout_verdict(url, where, clock, deadline)
-    if os_error is not None and os_error.errno == errno.ECONNREFUSED or "connection refused" in text or "connect call failed" in text:
+    if (os_error is not None and os_error.errno == errno.ECONNREFUSED) or "connection refused" in text or "connect call failed" in text:
         return _Verdict(
             ProbeCause.CONNECTION_REFUSED,
             f"connection refused by {where}: nothing listens there",
