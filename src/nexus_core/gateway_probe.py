@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import json
 import os
@@ -148,9 +149,13 @@ class _Clock:
     def reached(self, name: str) -> bool:
         return name in self._marks
 
+    def restart(self) -> None:
+        """Start the exchange's clock now, after the client is set up (that is not the gateway's time)."""
+        self.start = time.perf_counter()
+
     def timings(self) -> PhaseTimings:
         first_byte = self._span("send_request_headers.started", "receive_response_headers.complete")
-        total = round((time.perf_counter() - self.start) * 1000, 1)
+        total = round((time.perf_counter() - self.start) * 1000 + (self.dns_ms or 0.0), 1)
         return PhaseTimings(
             dns_ms=self.dns_ms,
             connect_ms=self._span("connect_tcp.started", "connect_tcp.complete"),
@@ -185,15 +190,30 @@ def _proxy_for(url: str, env: Mapping[str, str]) -> str | None:
 
 def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
     """The roots OpenCode trusts (Mozilla's) plus ``NODE_EXTRA_CA_CERTS``, and ``SSL_CERT_FILE``/``DIR``."""
+    sources = tuple((name, env.get(name) or "", _mtime(env.get(name))) for name in ("SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "SSL_CERT_DIR"))
+    return _cached_ssl_context(sources)
+
+
+def _mtime(path: str | None) -> float:
+    try:
+        return os.stat(path).st_mtime if path else 0.0
+    except OSError:
+        return 0.0
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_ssl_context(sources: tuple[tuple[str, str, float], ...]) -> ssl.SSLContext:
+    # Loading the bundles takes longer than a loopback request: build each combination once.
     context = ssl.create_default_context(cafile=certifi.where())
-    for name in ("SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"):
-        if env.get(name):
-            # A missing or unreadable bundle shows up as an untrusted certificate, which names the fix.
-            with contextlib.suppress(OSError, ssl.SSLError):
-                context.load_verify_locations(cafile=env[name])
-    if env.get("SSL_CERT_DIR"):
+    for name, path, _ in sources:
+        if not path:
+            continue
+        # A missing or unreadable bundle shows up as an untrusted certificate, which names the fix.
         with contextlib.suppress(OSError, ssl.SSLError):
-            context.load_verify_locations(capath=env["SSL_CERT_DIR"])
+            if name == "SSL_CERT_DIR":
+                context.load_verify_locations(capath=path)
+            else:
+                context.load_verify_locations(cafile=path)
     return context
 
 
@@ -263,6 +283,7 @@ async def _resolve(host: str, port: int, clock: _Clock) -> None:
         ) from None
     finally:
         clock.dns_ms = round((time.perf_counter() - began) * 1000, 1)
+        clock.restart()
 
 
 def _root_causes(exc: BaseException) -> list[BaseException]:
@@ -563,6 +584,7 @@ async def _confirm_v1(verdict: _Verdict, target: _Target) -> None:
 async def _get_models(target: _Target, url: str, timeout: float) -> tuple[list[str], int]:
     try:
         async with target.client(timeout, follow_redirects=True) as client:
+            target.clock.restart()
             headers = target.request_headers("application/json")
             async with client.stream("GET", url, headers=headers, extensions={"trace": target.clock.trace}) as response:
                 body = await _read_body(response, _MAX_BODY_BYTES)
@@ -661,6 +683,7 @@ async def _stream_chat(target: _Target, url: str, body: dict[str, Any], timeout:
     clock = target.clock
     try:
         async with target.client(timeout) as client:
+            clock.restart()
             headers = target.request_headers("text/event-stream")
             async with client.stream("POST", url, json=body, headers=headers, extensions={"trace": clock.trace}) as response:
                 if response.status_code != 200:
