@@ -114,6 +114,8 @@ FAULTS = [
     ("500", "server_error", "500", "retries 5xx forever"),
     ("502", "server_error", "502", "logs"),
     ("drop", "connection_dropped", "closed it without an HTTP answer", "logs"),
+    ("cut,path=/models", "connection_dropped", "closed the connection mid-body", "cuts answers short"),
+    ("503", "server_error", "503", "retries 5xx forever"),
     ("html", "not_json", "HTML page", "proxy"),
     ("bad-models", "malformed_model_list", "not valid JSON", "/models is broken"),
     ("bad-models=shape", "malformed_model_list", "not an OpenAI model list", "/models is broken"),
@@ -663,3 +665,16 @@ async def test_a_dead_proxy_is_named_as_the_proxy(project: Path, env: dict[str, 
     assert "pw-secret" not in report.model_dump_json()
     bypassed = await run_doctor(project, {**proxied, "NO_PROXY": "127.0.0.1"})
     assert bypassed.get("gateway.custom").status == "ok"
+
+
+async def test_config_check_names_the_winning_file_per_value(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+    global_file = Path(env["XDG_CONFIG_HOME"]) / "opencode" / "opencode.json"
+    global_file.parent.mkdir(parents=True)
+    global_file.write_text(json.dumps({"provider": {"custom": {"options": {"apiKey": "{env:CUSTOM_API_KEY}", "baseURL": "http://127.0.0.1:9/v1"}}}}))
+    write_config(project, {"baseURL": gateway.base_url})
+    report = await run_doctor(project, env)
+    detail = report.get("config").detail
+    assert f"global    {global_file}" in detail and f"project   {project / 'opencode.json'}" in detail
+    assert f"baseURL from {project / 'opencode.json'}; apiKey from {global_file}" in detail
+    assert report.get("provider.custom.base_url").summary == f"{gateway.base_url}, set in {project / 'opencode.json'}"
+    assert report.get("gateway.custom").status == "ok"

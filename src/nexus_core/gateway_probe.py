@@ -348,6 +348,13 @@ def _classify_transport(exc: httpx.TransportError, url: str, host: str, port: in
             f"connection refused by {where}: nothing listens there",
             f"start the gateway, or correct the host/port in baseURL ({url.removesuffix('/models').removesuffix('/chat/completions')})",
         )
+    if clock.reached("receive_response_headers.complete"):
+        return _Verdict(
+            ProbeCause.CONNECTION_DROPPED,
+            f"{where} started answering, then closed the connection mid-body",
+            "the gateway (or a proxy/load balancer in front of it) cuts answers short: check its logs and proxy timeouts",
+            str(exc),
+        )
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) or clock.reached("connect_tcp.complete"):
         return _Verdict(
             ProbeCause.CONNECTION_DROPPED,
