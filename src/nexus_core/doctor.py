@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 CheckStatus = Literal["ok", "warn", "fail", "skipped"]
+KeyState = Literal["set", "unset", "absent"]
 
 TESTED_OPENCODE = "1.2.15"
 SUPPORTED_OPENCODE = ">=1.2.15,<1.3"
@@ -142,7 +143,7 @@ class _Gateway:
     base_url_var: str | None
     base_url_origin: str | None
     key: str | None
-    key_state: Literal["set", "unset", "absent"]
+    key_state: KeyState
     key_label: str
     key_fix_target: str
     headers: dict[str, str]
@@ -159,43 +160,47 @@ def _auth_store(env: Mapping[str, str]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _resolve_key(config: MergedConfig, pid: str, options: dict[str, Any], env: Mapping[str, str]) -> tuple[str | None, KeyState, str, str]:
+    """The key OpenCode will send for provider ``pid``: (value, state, where it comes from, what to set).
+
+    OpenCode uses ``options.apiKey`` whenever the option exists, even when ``{env:VAR}`` made it
+    empty (then it sends no Authorization header); only without the option does it fall back to
+    ``opencode auth login`` (auth.json), then to the provider's ``env`` variables.
+    """
+    key_path = ("provider", pid, "options", "apiKey")
+    origin = config.origin(*key_path)
+    if "apiKey" in options:
+        value = options.get("apiKey")
+        key = value if isinstance(value, str) and value else None
+        state: KeyState = "set" if key else "unset"
+        var = config.env_var_of(*key_path)
+        template = config.template(*key_path) or ""
+        if var:
+            return key, state, f"{{env:{var}}}", f"the {var} environment variable"
+        if template.startswith("{file:"):
+            return key, state, f"{template} in {origin}", f"the file {template[6:-1]}"
+        return key, state, f"the value written in {origin}", f"provider.{pid}.options.apiKey in {origin}"
+    fix_target = f'provider.{pid}.options.apiKey in opencode.json (e.g. "{{env:CUSTOM_API_KEY}}")'
+    stored = _auth_store(env).get(pid)
+    if isinstance(stored, dict) and stored.get("type") == "api" and stored.get("key"):
+        return str(stored["key"]), "set", "`opencode auth login` (auth.json)", fix_target
+    env_vars = config.data["provider"][pid].get("env") or []
+    from_env = next((v for v in env_vars if isinstance(v, str) and env.get(v)), None)
+    if from_env:
+        return env[from_env], "set", f"the {from_env} environment variable (provider env)", fix_target
+    return None, "absent", "no apiKey configured", fix_target
+
+
 def _gateways(config: MergedConfig, env: Mapping[str, str]) -> list[_Gateway]:
     """Providers with an ``options.baseURL`` or the openai-compatible SDK, as OpenCode resolves them."""
     out: list[_Gateway] = []
-    auth = None
     for pid, provider in config.providers.items():
         if "baseURL" not in provider.options and provider.npm != _OPENAI_COMPATIBLE:
             continue
         raw_url = provider.options.get("baseURL")
-        base_url = raw_url if isinstance(raw_url, str) else ""
         # OpenCode also expands ${VAR} in baseURL when it builds the SDK.
-        base_url = re.sub(r"\$\{([^}]+)\}", lambda m: env.get(m.group(1), m.group(0)), base_url).strip()
-        key_path = ("provider", pid, "options", "apiKey")
-        key_var = config.env_var_of(*key_path)
-        template = config.template(*key_path) or ""
-        origin = config.origin(*key_path)
-        if "apiKey" in provider.options:
-            value = provider.options.get("apiKey")
-            key = value if isinstance(value, str) else None
-            if key_var:
-                label, target = f"{{env:{key_var}}}", f"the {key_var} environment variable"
-            elif template.startswith("{file:"):
-                label, target = f"{template} in {origin}", f"the file {template[6:-1]}"
-            else:
-                label, target = f"the value written in {origin}", f"provider.{pid}.options.apiKey in {origin}"
-            state: Literal["set", "unset", "absent"] = "set" if key else "unset"
-        else:
-            auth = _auth_store(env) if auth is None else auth
-            stored = auth.get(pid) if isinstance(auth.get(pid), dict) else {}
-            env_vars = [v for v in (config.data["provider"][pid].get("env") or []) if isinstance(v, str)]
-            from_env = next((v for v in env_vars if env.get(v)), None)
-            target = f'provider.{pid}.options.apiKey in opencode.json (e.g. "{{env:CUSTOM_API_KEY}}")'
-            if stored.get("type") == "api" and stored.get("key"):
-                key, state, label = str(stored["key"]), "set", "`opencode auth login` (auth.json)"
-            elif from_env:
-                key, state, label = env[from_env], "set", f"the {from_env} environment variable (provider env)"
-            else:
-                key, state, label = None, "absent", "no apiKey configured"
+        base_url = re.sub(r"\$\{([^}]+)\}", lambda m: env.get(m.group(1), m.group(0)), raw_url if isinstance(raw_url, str) else "").strip()
+        key, state, label, fix_target = _resolve_key(config, pid, provider.options, env)
         headers = provider.options.get("headers")
         out.append(
             _Gateway(
@@ -203,10 +208,10 @@ def _gateways(config: MergedConfig, env: Mapping[str, str]) -> list[_Gateway]:
                 base_url=base_url,
                 base_url_var=config.env_var_of("provider", pid, "options", "baseURL"),
                 base_url_origin=config.origin("provider", pid, "options", "baseURL") or config.origin("provider", pid),
-                key=key or None,
+                key=key,
                 key_state=state,
                 key_label=label,
-                key_fix_target=target,
+                key_fix_target=fix_target,
                 headers={k: v for k, v in headers.items() if isinstance(v, str)} if isinstance(headers, dict) else {},
                 declared={k: (m.id or k) for k, m in provider.models.items()},
                 declared_in=config.origin("provider", pid, "models"),
