@@ -678,3 +678,12 @@ async def test_config_check_names_the_winning_file_per_value(project: Path, env:
     assert f"baseURL from {project / 'opencode.json'}; apiKey from {global_file}" in detail
     assert report.get("provider.custom.base_url").summary == f"{gateway.base_url}, set in {project / 'opencode.json'}"
     assert report.get("gateway.custom").status == "ok"
+
+
+async def test_opencode_that_cannot_start(project: Path, env: dict[str, str], tmp_path: Path) -> None:
+    bin_dir = fake_opencode(tmp_path, "")
+    (bin_dir / "opencode").write_text("#!/nonexistent/interpreter\n")
+    report = await run_doctor(project, {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
+    check = report.get("opencode")
+    assert check.status == "fail" and check.cause == "opencode_broken"
+    assert "cannot be started" in check.summary

@@ -232,11 +232,17 @@ class _Timer:
 
 
 async def _bounded(check_id: str, title: str, limit: float, make: Callable[[], Awaitable[Check]]) -> Check:
-    """Run one check within ``limit`` seconds; overrunning is itself a failed check."""
+    """Run one check within ``limit`` seconds; overrunning, or crashing, is itself a failed check."""
     timer = _Timer()
     try:
         async with asyncio.timeout(limit):
             return await make()
+    except OSError as exc:
+        return Check(
+            id=check_id, title=title, status="fail", cause="check_error",
+            summary=f"the check could not run: {exc.strerror or exc}", fix="see the summary; run the doctor again once it is fixed",
+            duration_ms=timer.ms(),
+        )
     except TimeoutError:
         return Check(
             id=check_id, title=title, status="fail", cause="check_timeout",
@@ -294,10 +300,13 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check
         )
     packaged = _package_version(opencode)
     wait = VERSION_TIMEOUT_S if packaged is None else PACKAGED_VERSION_WAIT_S
-    proc = await asyncio.create_subprocess_exec(
-        opencode, "--version", env=dict(env), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            opencode, "--version", env=dict(env), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        )
+    except OSError as exc:
+        return _cannot_start(opencode, exc, timer)
     try:
         async with asyncio.timeout(wait):
             out, err = await proc.communicate()
@@ -325,6 +334,15 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check
             duration_ms=timer.ms(), data={"path": opencode},
         )
     return _version_verdict(opencode, version, timer, "")
+
+
+def _cannot_start(opencode: str, exc: OSError, timer: _Timer) -> Check:
+    return Check(
+        id="opencode", title="OpenCode on PATH", status="fail", cause="opencode_broken",
+        summary=f"{opencode} cannot be started ({exc.strerror or exc})",
+        fix=f"reinstall OpenCode (npm install -g opencode-ai@{TESTED_OPENCODE})",
+        duration_ms=timer.ms(), data={"path": opencode},
+    )
 
 
 def _version_verdict(opencode: str, version: tuple[int, int, int] | None, timer: _Timer, note: str) -> Check:
@@ -712,11 +730,14 @@ async def opencode_smoke(opencode: str, model: str, project_dir: str, env: Mappi
     """
     timer = _Timer()
     check_id, title = "probe.opencode_run", "opencode run smoke"
-    proc = await asyncio.create_subprocess_exec(
-        opencode, "run", "--format", "json", "--model", model, cwd=project_dir, env=dict(env),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        start_new_session=True, limit=_MAX_EVENT_LINE,
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            opencode, "run", "--format", "json", "--model", model, cwd=project_dir, env=dict(env),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True, limit=_MAX_EVENT_LINE,
+        )
+    except OSError as exc:
+        return _cannot_start(opencode, exc, timer).model_copy(update={"id": check_id, "title": title})
     texts: list[str] = []
     errors: list[str] = []
     reasons: list[str] = []
