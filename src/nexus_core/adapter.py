@@ -21,9 +21,9 @@ What OpenCode 1.2.15 does, and what the adapter does about it:
   adapter runs it with ``--print-logs --log-level ERROR``: every failed model request then
   writes one ``ERROR … service=session.processor error=<message> … process`` line to stderr.
   Such a line not followed by an ``error`` event within :data:`RETRY_SETTLE_S` is a retry:
-  the adapter yields :class:`~nexus_core.events.GatewayRetrying`, and after
-  ``max_gateway_retries`` of them (or at the stall timeout) ends the attempt with the class
-  the message implies (rate limited, connection, gateway error).
+  the adapter yields :class:`~nexus_core.events.GatewayRetrying`; when the request fails once
+  more after ``max_gateway_retries`` retries (or at the stall timeout) it ends the attempt with
+  the class the message implies (rate limited, connection, cut stream, gateway error).
 * The npm launcher ``bin/opencode`` (node) only starts the real binary; the adapter starts that
   binary itself (:func:`native_opencode`). OpenCode may spawn MCP servers and tools. The
   attempt runs in its own session (process group); ending it signals the group and every
@@ -121,6 +121,7 @@ _REAL_REASONS = frozenset({"stop", "length", "tool-calls", "content-filter"})
 # The message may hold newlines, so only the first line is relied on: level, service, then `error=`.
 _PROCESSOR_ERROR = re.compile(r"^ERROR .*?service=session\.processor error=(?P<error>.*?)(?: stack=.*| process\s*)?$")
 
+_BUN_VERBOSE_HINT = re.compile(r"\s*For more information, pass `verbose: true` in the second argument to fetch\(\)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LOCATED = re.compile(r"line \d+, column \d+")
 
@@ -344,7 +345,7 @@ def _retry_class(message: str) -> FailureClass:
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(text.split())
+    line = " ".join(_BUN_VERBOSE_HINT.sub("", text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -636,10 +637,11 @@ class Attempt:
                 message = self._redact(_one_line(retry_candidate[1]))
                 progress.retries.append(message)
                 retry_candidate = None
-                yield GatewayRetrying(attempt=self.number, at=self._elapsed(), retry=len(progress.retries), message=message)
-                if len(progress.retries) > spec.max_gateway_retries:
-                    yield self._retry_outcome(progress, f"OpenCode retried {len(progress.retries)} times")
+                failures = len(progress.retries)
+                if failures > spec.max_gateway_retries:
+                    yield self._retry_outcome(progress, f"{failures} requests failed in a row")
                     return
+                yield GatewayRetrying(attempt=self.number, at=self._elapsed(), retry=failures, message=message)
             if now >= deadline:
                 yield self._outcome(FailureClass.TIMEOUT, f"no result within the {spec.timeout_s:g} s timeout")
                 return
