@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -436,3 +437,39 @@ async def test_tool_calls_reasoning_and_length_finish_come_through_typed(gateway
     gateway.script("long story", "once upon a time", finish="length")
     cut_short = await run_attempt(spec(env, project, "long story"))
     assert cut_short.outcome.ok and cut_short.outcome.message == "finished at the output limit"
+
+
+async def test_cancel_also_ends_mcp_servers_even_in_their_own_session(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+    config_path = project / "opencode.json"
+    config = json.loads(config_path.read_text())
+    # An MCP server that never answers and leaves OpenCode's process group (so killpg alone misses it).
+    config["mcp"] = {"stuck": {"type": "local", "timeout": 60_000,
+                               "command": [sys.executable, "-c", "import os, time; os.setsid(); time.sleep(120)"]}}
+    config_path.write_text(json.dumps(config))
+    attempt = Attempt(spec(env, project, stall_timeout_s=60))
+
+    async def consume() -> None:
+        async with attempt:
+            async for _ in attempt.events():
+                pass
+
+    consumer = asyncio.create_task(consume())
+
+    def escaped() -> list[psutil.Process]:
+        found = []
+        for proc in _marked_processes(env["NEXUS_TEST_RUN"]):
+            try:
+                if os.getpgid(proc.pid) != attempt.pid:
+                    found.append(proc)
+            except OSError:
+                continue
+        return found
+
+    deadline = time.monotonic() + 30
+    while not escaped():
+        assert time.monotonic() < deadline, "the MCP server never started in a session of its own"
+        await asyncio.sleep(0.05)
+    attempt.cancel()
+    await asyncio.wait_for(consumer, 10)
+    assert attempt.result is not None and attempt.result.outcome.failure is FailureClass.CANCELLED
+    assert_nothing_left(env["NEXUS_TEST_RUN"])
