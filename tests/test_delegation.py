@@ -473,3 +473,16 @@ async def test_cancel_also_ends_mcp_servers_even_in_their_own_session(gateway: R
     await asyncio.wait_for(consumer, 10)
     assert attempt.result is not None and attempt.result.outcome.failure is FailureClass.CANCELLED
     assert_nothing_left(env["NEXUS_TEST_RUN"])
+
+
+async def test_a_daemonised_grandchild_is_ended_after_success(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+    config_path = project / "opencode.json"
+    config = json.loads(config_path.read_text())
+    # An "MCP server" that forks a daemon in a new session and exits: nobody's child any more.
+    daemon = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    null = os.open(os.devnull, os.O_RDWR)\n"
+              "    for fd in (0, 1, 2):\n        os.dup2(null, fd)\n    time.sleep(120)\n")
+    config["mcp"] = {"daemon": {"type": "local", "timeout": 2_000, "command": [sys.executable, "-c", daemon]}}
+    config_path.write_text(json.dumps(config))
+    result = await run_attempt(spec(env, project, "hello"))
+    assert result.outcome.ok, result.outcome
+    assert_nothing_left(env["NEXUS_TEST_RUN"])

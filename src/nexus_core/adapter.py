@@ -42,6 +42,7 @@ import re
 import shutil
 import signal
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ __all__ = [
     "DEFAULT_MAX_GATEWAY_RETRIES",
     "DEFAULT_STALL_TIMEOUT_S",
     "DEFAULT_TIMEOUT_S",
+    "ATTEMPT_VAR",
     "DEPTH_VAR",
     "VARIANT_ALLOWLIST",
     "Attempt",
@@ -96,10 +98,14 @@ log = logging.getLogger(__name__)
 
 VARIANT_ALLOWLIST = frozenset({"high", "max", "minimal"})
 DEPTH_VAR = "NEXUS_DELEGATION_DEPTH"
+# A per-attempt id in OpenCode's environment: every process it starts inherits it, so a
+# daemonised one can still be found and ended.
+ATTEMPT_VAR = "NEXUS_ATTEMPT_ID"
 DEFAULT_TIMEOUT_S = 900.0
 DEFAULT_STALL_TIMEOUT_S = 180.0
 DEFAULT_MAX_GATEWAY_RETRIES = 3
 TERMINATE_GRACE_S = 3.0
+ORPHAN_SWEEPS = 3
 # Time for OpenCode to turn a failed request into an `error` event; a failure without one is a retry.
 RETRY_SETTLE_S = 0.5
 # After stdout closes OpenCode has nothing left to say; it gets this long to exit on its own.
@@ -452,7 +458,7 @@ class Attempt:
             raise NexusError(f"the working directory {spec.workdir} does not exist", "Pass an existing directory to --dir")
         self.spec = spec
         self.number = attempt
-        self.env = child_env(spec.env)
+        self.env = {**child_env(spec.env), ATTEMPT_VAR: uuid.uuid4().hex}
         self.opencode = spec.opencode or find_opencode(self.env)
         self.argv: tuple[str, ...] = tuple(build_argv(
             self.opencode or "opencode", spec.cli_model_name,
@@ -466,6 +472,7 @@ class Attempt:
         self._started = 0.0
         self._iterated = False
         self._tasks: list[asyncio.Task[Any]] = []
+        self._launched_at = float("inf")
 
     async def __aenter__(self) -> "Attempt":
         return self
@@ -557,6 +564,7 @@ class Attempt:
 
     async def _run(self) -> AsyncIterator[RunEvent | Outcome]:
         spec = self.spec
+        self._launched_at = min(self._launched_at, time.time())
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -753,6 +761,32 @@ class Attempt:
         if proc.returncode is None or _group_exists(pgid):
             await _terminate_tree(proc, TERMINATE_GRACE_S)
         _LIVE_GROUPS.discard(pgid)
+        await asyncio.to_thread(_kill_orphans, self.env[ATTEMPT_VAR], self._launched_at)
+
+
+def _kill_orphans(marker: str, since: float) -> None:
+    """SIGKILL what the attempt started that escaped both its group and its tree (a daemonised child).
+
+    Only processes created since the attempt began are looked at, so this stays cheap. A process
+    killed may have forked a moment before; the sweep repeats until it finds nothing.
+    """
+    own = os.getpid()
+    for _ in range(ORPHAN_SWEEPS):
+        killed = []
+        for proc in psutil.process_iter(["create_time"]):
+            try:
+                if proc.pid == own or (proc.info["create_time"] or 0) < since - 1:
+                    continue
+                if proc.environ().get(ATTEMPT_VAR) == marker and proc.status() != psutil.STATUS_ZOMBIE:
+                    proc.kill()
+                    killed.append(proc)
+            except psutil.Error:
+                continue
+        if not killed:
+            return
+        deadline = time.monotonic() + TERMINATE_GRACE_S
+        while any(_alive(p) for p in killed) and time.monotonic() < deadline:
+            time.sleep(0.02)  # a thread polling processes that are not our children; no event to wait on
 
 
 def _sample_tree(pid: int, known: dict[int, psutil.Process]) -> ProcessStats | None:
