@@ -22,7 +22,7 @@ __all__ = ["build_parser", "main"]
 SUBCOMMANDS = ("models", "config", "route", "doctor", "gateway", "orchestrate")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nexus-agents",
         description="Delegate coding tasks to AI models through the OpenCode CLI.",
@@ -31,13 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=["cli", "server"], default="cli", help="server: run the MCP server on stdio")
     parser.add_argument("--dir", dest="project_dir", default=None, help="project directory (default: the current one)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
+    for name in commands:
         importlib.import_module(f"nexus_core.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # A command named first needs only its own module: the others' imports would slow every start.
+    parser = build_parser((argv[0],) if argv and argv[0] in SUBCOMMANDS else SUBCOMMANDS)
     args = parser.parse_args(argv)
     try:
         if args.mode == "server":
