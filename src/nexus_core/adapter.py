@@ -119,6 +119,8 @@ STDOUT_LINE_LIMIT = 8 * 1024 * 1024
 STDERR_TAIL_CHARS = 64 * 1024
 STDERR_LINE_CHARS = 4 * 1024
 EVENT_QUEUE_SIZE = 1024
+# An attempt's result keeps its first events up to this many (the answer text is kept whole).
+KEPT_EVENTS_LIMIT = 20_000
 # A gateway that answers 200 with something that is not a chat completion (an HTML login page)
 # makes OpenCode loop forever on empty steps; this many in a row end the attempt.
 EMPTY_STEP_LIMIT = 3
@@ -514,6 +516,7 @@ class Attempt:
         spec = self.spec
         yield AttemptStarted(attempt=self.number, model_id=spec.model_id, cli_model_name=spec.cli_model_name, argv=self.argv)
         collected: list[RunEvent] = []
+        answer: list[str] = []
         outcome: Outcome | None = None
         try:
             if self.opencode is None:
@@ -528,7 +531,10 @@ class Attempt:
                             if isinstance(event, Outcome):
                                 outcome = event
                                 break
-                            collected.append(event)
+                            if isinstance(event, Text) and event.text.strip():
+                                answer.append(event.text.strip())
+                            if len(collected) < KEPT_EVENTS_LIMIT and not isinstance(event, ProcessStats):
+                                collected.append(event)
                             yield event
                     finally:
                         await run.aclose()
@@ -547,8 +553,7 @@ class Attempt:
                 outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
             self.result = AttemptResult(
                 attempt=self.number, cli_model_name=spec.cli_model_name, model_id=spec.model_id, argv=self.argv,
-                outcome=outcome, text="\n\n".join(e.text.strip() for e in collected if isinstance(e, Text) and e.text.strip()),
-                events=tuple(e for e in collected if not isinstance(e, ProcessStats)),
+                outcome=outcome, text="\n\n".join(answer), events=tuple(collected),
                 stderr_tail=self._redact(self._stderr.text()),
             )
         yield AttemptFinished(attempt=self.number, at=self._elapsed(), cli_model_name=spec.cli_model_name, outcome=outcome)
