@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import BaseModel, Field, ValidationError
 
 from nexus_core import __version__
 from nexus_core.adapter import DEPTH_VAR, AttemptResult
+from nexus_core.doctor import DoctorReport, run_doctor
 from nexus_core.errors import NexusError
 from nexus_core.events import AttemptFinished, AttemptStarted, FallbackTaken, GatewayRetrying, RunEvent, StepFinish, ToolUse
 from nexus_core.experts import EXPERTS, Expert, find_expert, with_expert
@@ -426,10 +427,16 @@ class NexusMCPServer(MCPServer):
                 raise ToolError(f"Unknown argument {', '.join(map(repr, unknown))} for {name} (it takes: {expected}). Fix the call and try again.")
         try:
             return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            crash = type(exc.__cause__).__name__ if exc.__cause__ else "an unknown error"
+            raise ToolError(
+                f"{name} failed unexpectedly ({crash}); the details are in the server's log on stderr. "
+                "Try again, or run the doctor tool to check the set-up."
+            ) from exc
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
                 raise ToolError(_validation_sentence(name, exc.__cause__)) from exc.__cause__
-            raise
+            raise ToolError(str(exc).removeprefix(f"Error executing tool {name}: ")) from exc
 
 
 def build_server(directory: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> MCPServer:
@@ -445,6 +452,10 @@ def build_server(directory: str | os.PathLike[str] | None = None, env: Mapping[s
     def list_models() -> ModelList:
         registry = project.registry()
         return ModelList(models=list(registry.models), problems=[p.sentence() for p in registry.problems])
+
+    @server.tool(description="Health checks for the path nexus → OpenCode → gateway → model, as JSON: OpenCode on PATH, the config, each gateway's baseURL, key and /models, the models, the MCP entry. probe=true adds a real chat completion and an opencode run smoke test.")
+    async def doctor(probe: Annotated[bool, Field(description="also send a real chat request and an opencode run smoke test")] = False) -> DoctorReport:
+        return await run_doctor(project.directory, project.env, probe)
 
     @server.tool(description="Explain routing for a task without running it: every available model's score as a breakdown of named terms, the skipped models with reasons, the choice and its fallback chain.")
     def route_task(
