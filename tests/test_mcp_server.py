@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -283,3 +285,78 @@ def test_opencode_run_at_the_depth_limit_gets_a_tool_error_not_a_recursion(proje
     assert tool_uses[0]["state"]["output"].startswith("orchestrate refused: this nexus server already runs 2 delegation(s) deep")
     assert len(chats) == 2 and not any("delegate this onwards" in r.last_user_text for r in chats)
     assert "orchestrate refused" in [m for m in chats[-1].messages if m.get("role") == "tool"][-1]["content"]
+
+
+def _opencode_processes_in(folder: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "cwd"]):
+        info = proc.info
+        if info["cwd"] == str(folder) and "opencode" in " ".join(info["cmdline"] or [info["name"] or ""]):
+            found.append(proc)
+    return found
+
+
+def _poll(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout:g} s")
+        time.sleep(0.05)
+
+
+@pytest.mark.opencode
+def test_client_going_away_mid_run_ends_the_server_and_its_opencode_tree(project: Path, hermetic_env: dict[str, str]) -> None:
+    with ReferenceGateway(faults=["silent"]) as gateway:
+        write_opencode_config(project, gateway.base_url, default_model="claude-sonnet-4-5")
+        server = subprocess.Popen(server_command(), cwd=project, env=hermetic_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            assert server.stdin is not None and server.stdout is not None
+            messages = [
+                {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "opencode", "version": "1.2.15"}}},
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "orchestrate", "arguments": {"task": "never answered", "model_hint": "sonnet"}}},
+            ]
+            server.stdin.write("".join(json.dumps(m) + "\n" for m in messages).encode())
+            server.stdin.flush()
+            assert json.loads(server.stdout.readline())["id"] == 1
+            running = _poll(lambda: _opencode_processes_in(project), 60, "no opencode process started")
+            server.stdin.close()
+            assert server.wait(timeout=20) == 0
+            _poll(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in running), 20, "opencode outlived the server")
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait(timeout=10)
+
+
+@pytest.mark.opencode
+def test_an_opencode_call_timeout_ends_the_nested_run(project: Path, hermetic_env: dict[str, str]) -> None:
+    with ReferenceGateway(faults=["silent,model=claude-opus-4-5"]) as gateway:
+        config = write_opencode_config(project, gateway.base_url, default_model="claude-sonnet-4-5")
+        assert run_cli(["setup", "--project"], hermetic_env, project).returncode == 0
+        data = json.loads(config.read_text())
+        data["mcp"]["nexus-agents"]["timeout"] = 8000
+        config.write_text(json.dumps(data))
+        gateway.script("outer task", tool_calls=[("nexus-agents_orchestrate", {"task": "inner task", "model_hint": "opus"})], then="Gave up.")
+        run = subprocess.run(
+            [opencode_path(), "run", "--format", "json", "--model", SONNET],
+            input="outer task", env=hermetic_env, cwd=project, capture_output=True, text=True, timeout=180,
+        )
+        # The silent request is recorded when its connection closes, that is when the nested run has ended.
+        inner = _poll(lambda: [r for r in gateway.requests if r.model == "claude-opus-4-5"], 20, "the nested run never reached the gateway")
+    tool_uses = [e["part"] for e in _events(run.stdout) if e["type"] == "tool_use"]
+    assert [(t["tool"], t["state"]["status"]) for t in tool_uses] == [("nexus-agents_orchestrate", "error")], run.stdout + run.stderr
+    assert "Request timed out" in tool_uses[0]["state"]["error"]
+    assert [r.outcome for r in inner] == ["silent"]
+    _poll(lambda: not [p for p in psutil.process_iter(["cmdline"]) if OPUS in " ".join(p.info["cmdline"] or []) and str(project) in _cwd(p)], 20, "the nested opencode run outlived the call")
+
+
+def _cwd(proc: psutil.Process) -> str:
+    try:
+        return proc.cwd()
+    except psutil.Error:
+        return ""

@@ -231,3 +231,12 @@ def test_cli_keeps_a_symlink_and_edits_its_target(tmp_path: Path, hermetic_env: 
     assert run_cli(["setup"], hermetic_env, tmp_path).returncode == 0
     assert link.is_symlink()
     assert "nexus-agents" in json.loads(real.read_text())["mcp"]
+
+
+def test_the_example_config_declares_the_gateway_and_the_mcp_entry(hermetic_env: dict[str, str]) -> None:
+    from tests.conftest import ROOT
+
+    example = jsonc.loads((ROOT / "opencode.json").read_text())
+    custom = example["provider"]["custom"]
+    assert custom["options"] == {"baseURL": "{env:CUSTOM_API_BASE_URL}", "apiKey": "{env:CUSTOM_API_KEY}"}
+    assert example["mcp"]["nexus-agents"] == {"type": "local", "command": ["nexus-agents", "--mode=server"], "enabled": True}
