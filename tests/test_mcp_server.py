@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,9 +33,9 @@ SONNET = "custom/claude-sonnet-4-5"
 
 
 @asynccontextmanager
-async def mcp_client(project: Path, env: dict[str, str]) -> AsyncIterator[Client]:
+async def mcp_client(project: Path, env: dict[str, str], command: list[str] | None = None) -> AsyncIterator[Client]:
     """The SDK client over stdio to this installation's server, started as OpenCode starts it."""
-    command = server_command()
+    command = command or server_command()
     params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=project)
     async with Client(params, read_timeout_seconds=120) as client:
         yield client
@@ -72,8 +73,10 @@ def gateway_project(project: Path, gateway: ReferenceGateway) -> Path:
 # ---------------------------------------------------------------- without a model
 
 
-async def test_tools_are_listed_with_descriptions_and_schemas(project: Path, hermetic_env: dict[str, str]) -> None:
-    async with mcp_client(project, hermetic_env) as client:
+@pytest.mark.parametrize("how", ["script", "python -m"])
+async def test_tools_are_listed_with_descriptions_and_schemas(project: Path, hermetic_env: dict[str, str], how: str) -> None:
+    command = server_command() if how == "script" else [sys.executable, "-m", "nexus_core", "--mode=server"]
+    async with mcp_client(project, hermetic_env, command) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) == {"delegate_to_model", "orchestrate", "list_models", "route_task", "doctor", "list_experts", "consensus_vote"}
     assert all(t.description for t in tools.values())
@@ -342,17 +345,35 @@ def test_an_opencode_call_timeout_ends_the_nested_run(project: Path, hermetic_en
         data["mcp"]["nexus-agents"]["timeout"] = 8000
         config.write_text(json.dumps(data))
         gateway.script("outer task", tool_calls=[("nexus-agents_orchestrate", {"task": "inner task", "model_hint": "opus"})], then="Gave up.")
-        run = subprocess.run(
-            [opencode_path(), "run", "--format", "json", "--model", SONNET],
-            input="outer task", env=hermetic_env, cwd=project, capture_output=True, text=True, timeout=180,
-        )
-        # The silent request is recorded when its connection closes, that is when the nested run has ended.
-        inner = _poll(lambda: [r for r in gateway.requests if r.model == "claude-opus-4-5"], 20, "the nested run never reached the gateway")
-    tool_uses = [e["part"] for e in _events(run.stdout) if e["type"] == "tool_use"]
-    assert [(t["tool"], t["state"]["status"]) for t in tool_uses] == [("nexus-agents_orchestrate", "error")], run.stdout + run.stderr
+        prompt = project.parent / "prompt.txt"
+        prompt.write_text("outer task")
+        with prompt.open() as stdin:
+            outer = subprocess.Popen(
+                [opencode_path(), "run", "--format", "json", "--model", SONNET],
+                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=hermetic_env, cwd=project,
+            )
+        try:
+            nested = _poll(lambda: _nested_runs(project), 60, "the nested opencode run never started")
+            stdout, stderr = outer.communicate(timeout=120)
+        finally:
+            if outer.poll() is None:
+                outer.kill()
+                outer.wait(timeout=10)
+    tool_uses = [e["part"] for e in _events(stdout) if e["type"] == "tool_use"]
+    assert [(t["tool"], t["state"]["status"]) for t in tool_uses] == [("nexus-agents_orchestrate", "error")], stdout + stderr
     assert "Request timed out" in tool_uses[0]["state"]["error"]
-    assert [r.outcome for r in inner] == ["silent"]
-    _poll(lambda: not [p for p in psutil.process_iter(["cmdline"]) if OPUS in " ".join(p.info["cmdline"] or []) and str(project) in _cwd(p)], 20, "the nested opencode run outlived the call")
+    _poll(lambda: not any(_alive(p) for p in nested), 20, "the nested opencode run outlived the call")
+
+
+def _nested_runs(project: Path) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"]) if OPUS in " ".join(p.info["cmdline"] or []) and _cwd(p) == str(project)]
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _cwd(proc: psutil.Process) -> str:
