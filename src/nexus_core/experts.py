@@ -6,11 +6,14 @@ the task, and its preferred capability steers the routing when no model is named
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 __all__ = ["EXPERTS", "Capability", "Expert", "find_expert", "with_expert"]
 
-Capability = str  # a quality dimension the router scores: "reasoning", "code", "speed", "cost"
+#: A quality dimension the router scores (see :mod:`nexus_core.routing`).
+Capability = Literal["reasoning", "code", "speed", "cost"]
 
 
 class Expert(BaseModel):

@@ -32,10 +32,10 @@ from nexus_core.adapter import DEPTH_VAR, AttemptResult
 from nexus_core.doctor import DoctorReport, run_doctor
 from nexus_core.errors import NexusError
 from nexus_core.events import AttemptFinished, AttemptStarted, FallbackTaken, GatewayRetrying, RunEvent, StepFinish, ToolUse
-from nexus_core.experts import EXPERTS, Expert, find_expert, with_expert
+from nexus_core.experts import EXPERTS, Capability, Expert, find_expert, with_expert
 from nexus_core.opencode_config import ConfigError, load_config
 from nexus_core.registry import ModelProfile, Registry, build_registry, overlay_paths
-from nexus_core.routing import RoutingDecision, RoutingSnapshot, build_snapshot, profile_task, resolve_hint, route
+from nexus_core.routing import RoutingDecision, RoutingSnapshot, ScoredModel, build_snapshot, profile_task, resolve_hint, route
 from nexus_core.runs import Delegation, DelegationResult, DelegationSpec, chain_of
 
 __all__ = [
@@ -81,7 +81,6 @@ def delegation_depth(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     return read(DEPTH_VAR, 0), read(MAX_DEPTH_VAR, DEFAULT_MAX_DEPTH)
 
 
-Capability = Literal["reasoning", "code", "speed", "cost"]
 TaskText = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS, description="the task, in plain words")]
 ModelHint = Annotated[
     str | None,
@@ -266,11 +265,15 @@ def _decide(project: _Project, task: str, hint: str | None, capability: str | No
         raise ToolError(exc.sentence()) from None
 
 
-def _recommendation(decision: RoutingDecision, expert: Expert | None) -> Recommendation:
+def _chosen(decision: RoutingDecision) -> ScoredModel:
     try:
-        chosen = decision.chosen_or_raise()
+        return decision.chosen_or_raise()
     except NexusError as exc:
         raise ToolError(exc.sentence()) from None
+
+
+def _recommendation(decision: RoutingDecision, expert: Expert | None) -> Recommendation:
+    chosen = _chosen(decision)
     data = decision.as_dict()
     return Recommendation(
         recommended=chosen.id,
@@ -510,7 +513,7 @@ def build_server(directory: str | os.PathLike[str] | None = None, env: Mapping[s
         workdir = project.workdir(workDir)
         project.check_depth("orchestrate")
         _, decision = _decide(project, task, model_hint, None, chosen_expert)
-        _recommendation(decision, chosen_expert)
+        _chosen(decision)
         result = await _run(
             project, ctx, with_expert(chosen_expert, task), decision.chain,
             variant=variant, thinking=thinking, workdir=workdir, timeout_s=timeout_s,
