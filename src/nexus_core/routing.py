@@ -246,13 +246,18 @@ def profile_task(
 # ---------------------------------------------------------------- snapshot
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """Per-snapshot facts about one model that do not depend on the task."""
+class _Entry(NamedTuple):
+    """Per-snapshot facts about one model that do not depend on the task (precomputed for speed)."""
 
     model: ModelProfile
     static_skip: str | None
     gateway_listed: bool | None
+    quality: tuple[float, float, float, float]
+    context_limit: int | None
+    context_text: str
+    price_in: float | None
+    price_out: float | None
+    price_text: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -299,6 +304,10 @@ class RoutingSnapshot:
     def _static_skips(self) -> tuple[SkippedModel, ...]:
         return tuple(SkippedModel(e.model, e.static_skip) for e in self._entries if e.static_skip)
 
+    @cached_property
+    def _candidates(self) -> tuple[_Entry, ...]:
+        return tuple(e for e in self._entries if not e.static_skip)
+
     def _entry(self, model: ModelProfile, declared: Mapping[str, frozenset[str]]) -> _Entry:
         listed: bool | None = None
         pid, key = model.provider_id, model.model_key
@@ -313,7 +322,18 @@ class RoutingSnapshot:
             reason = f"{model.cli_model_name} is not declared in the merged OpenCode config (add provider.{pid}.models.{key} to opencode.json)"
         elif listed is False:
             reason = f"the gateway of provider {pid!r} does not list {key!r} in /v1/models (check the model key against the gateway's ids)"
-        return _Entry(model, reason, listed)
+        q, limit, pricing = model.quality, model.context_limit, model.pricing
+        return _Entry(
+            model=model,
+            static_skip=reason,
+            gateway_listed=listed,
+            quality=(q.reasoning, q.code, q.speed, q.cost),
+            context_limit=limit,
+            context_text=f"{limit:,}" if limit is not None else "",
+            price_in=pricing.input if pricing else None,
+            price_out=pricing.output if pricing else None,
+            price_text=f"at ${pricing.input:g} in / ${pricing.output:g} out per M tokens" if pricing else "",
+        )
 
     def cooling_for(self, model_id: str, now: float | None = None) -> float:
         """Seconds of cool-down left for ``model_id`` (0 when none)."""
@@ -387,8 +407,7 @@ class ScoreTerm(NamedTuple):
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class ScoredModel:
+class ScoredModel(NamedTuple):
     """An available model with its score breakdown; ``total`` is the sum of the term values."""
 
     model: ModelProfile
@@ -403,8 +422,7 @@ class ScoredModel:
         return next(t for t in self.terms if t.name == name)
 
 
-@dataclass(frozen=True, slots=True)
-class SkippedModel:
+class SkippedModel(NamedTuple):
     """A model that was not scored, and why."""
 
     model: ModelProfile
@@ -467,72 +485,59 @@ def resolve_hint(snapshot: RoutingSnapshot, hint: str) -> ModelProfile:
     raise NexusError(f"no model matches the hint {hint!r}{nearest}", "Run `nexus-agents models` to list every id, alias and CLI model name")
 
 
-def _price_usd(model: ModelProfile, profile: TaskProfile) -> float | None:
-    if model.pricing is None:
-        return None
-    return (profile.token_estimate * model.pricing.input + profile.output_tokens * model.pricing.output) / 1_000_000
+class _Terms:
+    """The terms for one (profile, weights) pair; identical terms are shared between models."""
 
-
-class _TermFactory:
-    """Builds terms for one (profile, weights) pair, sharing identical terms between models."""
-
-    def __init__(self, profile: TaskProfile, w: RoutingWeights) -> None:
+    def __init__(self, profile: TaskProfile, w: RoutingWeights, hint: str | None) -> None:
         self.profile = profile
         self.w = w
-        self.cache: dict[tuple[Any, ...], ScoreTerm] = {}
+        need = profile.context_tokens
+        self.need = need
+        self.room = need * w.context_room_factor
+        self.need_text = f"~{need:,} needed"
+        self.context_unknown = ScoreTerm("context", 0, f"context limit unknown; the task needs ~{need:,} tokens")
+        self.no_price = ScoreTerm("price", 0, "no pricing known")
+        self.listed = ScoreTerm("availability", w.gateway_listed_points, "listed by the gateway's /v1/models")
+        self.unlisted = ScoreTerm("availability", 0, "available (the gateway's model list is not known)")
+        self.no_hint = ScoreTerm("hint", 0, "not hinted")
+        self.hint = ScoreTerm("hint", w.hint_points, f"forced by the hint {hint!r}")
+        self._quality: dict[tuple[float, float, float, float], tuple[tuple[ScoreTerm, ...], int]] = {}
 
-    def quality(self, dim: str, q: float) -> ScoreTerm:
-        key = (dim, q)
-        term = self.cache.get(key)
-        if term is None:
-            weight = self.profile.weights[dim]
-            value = round(weight * q * self.w.quality_points)
-            term = ScoreTerm(dim, value, f"{dim} {q:g}/10 × weight {weight:.3f} × {self.w.quality_points}")
-            self.cache[key] = term
-        return term
+    def quality(self, q: tuple[float, float, float, float]) -> tuple[tuple[ScoreTerm, ...], int]:
+        """The four quality terms for the scores ``q`` and their sum."""
+        found = self._quality.get(q)
+        if found is None:
+            points = self.w.quality_points
+            made = []
+            for dim, score in zip(DIMENSIONS, q):
+                weight = self.profile.weights[dim]
+                made.append(ScoreTerm(dim, round(weight * score * points), f"{dim} {score:g}/10 × weight {weight:.3f} × {points}"))
+            found = (tuple(made), sum(t.value for t in made))
+            self._quality[q] = found
+        return found
 
-    def context(self, limit: int | None) -> ScoreTerm:
-        key = ("context", limit)
-        term = self.cache.get(key)
-        if term is None:
-            need = self.profile.context_tokens
-            if limit is None:
-                term = ScoreTerm("context", 0, f"context limit unknown; the task needs ~{need:,} tokens")
-            elif limit < need:
-                term = ScoreTerm("context", self.w.context_too_small_points, f"too small: {limit:,} tokens < ~{need:,} needed")
-            elif limit >= need * self.w.context_room_factor:
-                term = ScoreTerm("context", self.w.context_room_points, f"room to spare: {limit:,} tokens ≥ {self.w.context_room_factor:g} × ~{need:,} needed")
-            else:
-                term = ScoreTerm("context", 0, f"fits: {limit:,} tokens ≥ ~{need:,} needed")
-            self.cache[key] = term
-        return term
+    def context(self, e: _Entry) -> ScoreTerm:
+        limit = e.context_limit
+        if limit is None:
+            return self.context_unknown
+        if limit < self.need:
+            return ScoreTerm("context", self.w.context_too_small_points, f"too small: {e.context_text} tokens < {self.need_text}")
+        if limit >= self.room:
+            return ScoreTerm("context", self.w.context_room_points, f"room to spare: {e.context_text} tokens ≥ {self.w.context_room_factor:g} × {self.need_text}")
+        return ScoreTerm("context", 0, f"fits: {e.context_text} tokens ≥ {self.need_text}")
 
-    def price(self, model: ModelProfile) -> ScoreTerm:
-        key = ("price", model.pricing)
-        term = self.cache.get(key)
-        if term is None:
-            usd = _price_usd(model, self.profile)
-            if usd is None:
-                term = ScoreTerm("price", 0, "no pricing known")
-            else:
-                value = -min(self.w.price_points_cap, round(usd * self.w.price_points_per_usd))
-                p = model.pricing
-                term = ScoreTerm("price", value, f"≈${usd:.4f}: ~{self.profile.token_estimate:,} in × ${p.input:g}/M + ~{self.profile.output_tokens:,} out × ${p.output:g}/M")
-            self.cache[key] = term
-        return term
+    def price(self, e: _Entry) -> ScoreTerm:
+        if e.price_in is None or e.price_out is None:
+            return self.no_price
+        usd = (self.profile.token_estimate * e.price_in + self.profile.output_tokens * e.price_out) / 1_000_000
+        points = round(usd * self.w.price_points_per_usd)
+        cap = self.w.price_points_cap
+        return ScoreTerm("price", -(cap if points > cap else points), f"≈${usd:.4f} for ~{self.profile.token_estimate:,} in + ~{self.profile.output_tokens:,} out, {e.price_text}")
 
-    def availability(self, listed: bool | None, cooling: float) -> ScoreTerm:
+    def availability(self, e: _Entry, cooling: float) -> ScoreTerm:
         if cooling:
             return ScoreTerm("availability", 0, f"rate-limited, {math.ceil(cooling)} s of cool-down left; forced by the hint")
-        key = ("availability", listed)
-        term = self.cache.get(key)
-        if term is None:
-            if listed:
-                term = ScoreTerm("availability", self.w.gateway_listed_points, "listed by the gateway's /v1/models")
-            else:
-                term = ScoreTerm("availability", 0, "available (the gateway's model list is not known)")
-            self.cache[key] = term
-        return term
+        return self.listed if e.gateway_listed else self.unlisted
 
 
 def route(
@@ -548,37 +553,28 @@ def route(
     Raises :class:`NexusError` for a hint that names no model.
     """
     hinted = resolve_hint(snapshot, hint) if hint else None
+    hinted_id = hinted.id if hinted is not None else None
     now = snapshot.clock() if now is None else now
-    terms = _TermFactory(profile, weights)
-    no_hint = ScoreTerm("hint", 0, "not hinted")
-    hint_term = ScoreTerm("hint", weights.hint_points, f"forced by the hint {hint!r}")
+    terms = _Terms(profile, weights, hint)
     ranked: list[ScoredModel] = []
     cooling_skips: list[SkippedModel] = []
     cooldowns = snapshot.cooldowns
-    for entry in snapshot._entries:
-        if entry.static_skip:
-            continue
+    for entry in snapshot._candidates:
         model = entry.model
-        is_hinted = hinted is not None and model.id == hinted.id
         cooling = 0.0
-        if model.id in cooldowns:
+        if cooldowns and model.id in cooldowns:
             cooling = max(0.0, cooldowns[model.id] - now)
-            if cooling and not is_hinted:
+            if cooling and model.id != hinted_id:
                 cooling_skips.append(SkippedModel(model, f"rate-limited: cooling down for {math.ceil(cooling)} s more"))
                 continue
-        q = model.quality
-        parts = (
-            terms.quality("reasoning", q.reasoning),
-            terms.quality("code", q.code),
-            terms.quality("speed", q.speed),
-            terms.quality("cost", q.cost),
-            terms.context(model.context_limit),
-            terms.price(model),
-            terms.availability(entry.gateway_listed, cooling),
-            hint_term if is_hinted else no_hint,
-        )
-        ranked.append(ScoredModel(model, parts, sum(t.value for t in parts)))
-    ranked.sort(key=lambda s: (-s.total, s.model.id))
+        quality, quality_sum = terms.quality(entry.quality)
+        context = terms.context(entry)
+        price = terms.price(entry)
+        availability = terms.availability(entry, cooling)
+        hint_term = terms.hint if model.id == hinted_id else terms.no_hint
+        total = quality_sum + context.value + price.value + availability.value + hint_term.value
+        ranked.append(ScoredModel(model, (*quality, context, price, availability, hint_term), total))
+    ranked.sort(key=_rank_key)
     skipped = (*snapshot._static_skips, *cooling_skips)
     chosen: ScoredModel | None
     if hinted is not None:
@@ -599,6 +595,10 @@ def route(
             reason = "no model is available: the registry is empty"
     chain = tuple(fallback_chain(snapshot, chosen.id, now=now)) if chosen else ()
     return RoutingDecision(profile, hint, tuple(ranked), skipped, chosen, chain, reason)
+
+
+def _rank_key(scored: ScoredModel) -> tuple[int, str]:
+    return (-scored.total, scored.model.id)
 
 
 def fallback_chain(snapshot: RoutingSnapshot, model_id: str, *, now: float | None = None) -> list[ModelProfile]:

@@ -19,7 +19,7 @@ from nexus_core.opencode_config import ConfigError
 
 __all__ = ["build_parser", "main"]
 
-SUBCOMMANDS = ("models", "config", "route", "doctor", "gateway", "setup")
+SUBCOMMANDS = ("models", "config", "route", "orchestrate", "doctor", "gateway", "setup")
 
 
 def build_parser() -> argparse.ArgumentParser:
