@@ -2,13 +2,14 @@
 
 The formula (every number lives in :data:`WEIGHTS`, a frozen :class:`RoutingWeights`):
 
-1. **Task profile** (:func:`profile_task`). The text is split into lower-case words; each
-   dimension (reasoning, code, speed, cost) has a keyword list (:data:`TASK_KEYWORDS`; a
-   keyword ending in ``*`` matches any word that starts with it). A dimension's *emphasis* is
-   its base emphasis plus ``keyword_emphasis`` per distinct keyword matched (at most
-   ``keyword_hits_counted`` count), plus ``small_task_speed_emphasis`` to speed for a small
-   task without reasoning keywords, and ``large_task_reasoning_emphasis`` to reasoning for a large or huge one. An explicit
-   preference (0–10) replaces the emphasis of its dimension. The *weights* are the emphases
+1. **Task profile** (:func:`profile_task`). The text (its first ``keyword_scan_chars``
+   characters) is read as lower-case words; each dimension (reasoning, code, speed, cost)
+   has a keyword list (:data:`TASK_KEYWORDS`; a keyword ending in ``*`` matches any word
+   that starts with it). A dimension's *emphasis* is its base emphasis plus
+   ``keyword_emphasis`` per distinct keyword matched (at most ``keyword_hits_counted``
+   count), plus ``small_task_speed_emphasis`` to speed for a small task without reasoning
+   keywords, and ``large_task_reasoning_emphasis`` to reasoning for a large or huge one,
+   capped at 10. An explicit preference (0–10) replaces the emphasis of its dimension. The *weights* are the emphases
    divided by their sum. The token estimate is ``ceil(characters / chars_per_token)``; the
    context the task needs is that estimate + OpenCode's own prompt overhead + the expected
    output (or the explicit ``context`` preference).
@@ -96,6 +97,7 @@ class RoutingWeights(BaseModel):
     base_emphasis: Emphasis = Emphasis(reasoning=4, code=4, speed=1, cost=1)
     keyword_emphasis: float = 2.0
     keyword_hits_counted: int = 3
+    keyword_scan_chars: int = 65_536
     small_task_speed_emphasis: float = 2.0
     large_task_reasoning_emphasis: float = 2.0
     chars_per_token: int = 4
@@ -140,15 +142,16 @@ TASK_KEYWORDS: Mapping[Dimension, tuple[str, ...]] = MappingProxyType({
     ),
 })
 
-_WORD_RE = re.compile(r"[a-z0-9][a-z0-9+#_-]*")
+_WORD_CHAR = r"a-z0-9+#_-"
 
 
-def _compile_keywords() -> dict[Dimension, tuple[frozenset[str], tuple[str, ...]]]:
-    out: dict[Dimension, tuple[frozenset[str], tuple[str, ...]]] = {}
+def _compile_keywords() -> dict[Dimension, re.Pattern[str]]:
+    """One pattern per dimension: whole words for exact keywords, word starts for stems."""
+    out: dict[Dimension, re.Pattern[str]] = {}
     for dim, words in TASK_KEYWORDS.items():
-        exact = frozenset(w for w in words if not w.endswith("*"))
-        stems = tuple(w[:-1] for w in words if w.endswith("*"))
-        out[dim] = (exact, stems)
+        exact = "|".join(re.escape(w) for w in sorted((w for w in words if not w.endswith("*")), key=len, reverse=True))
+        stems = "|".join(re.escape(w[:-1]) for w in sorted((w for w in words if w.endswith("*")), key=len, reverse=True))
+        out[dim] = re.compile(rf"(?<![{_WORD_CHAR}])(?:(?P<exact>{exact})(?![{_WORD_CHAR}])|(?P<stem>{stems}))")
     return out
 
 
@@ -209,11 +212,10 @@ def profile_task(
     }
     if context is not None and (isinstance(context, bool) or not isinstance(context, int) or context <= 0):
         raise NexusError(f"the context preference must be a positive number of tokens, not {context!r}", "Pass context as an integer such as 100000")
-    words = set(_WORD_RE.findall(text.lower()))
+    lowered = text[: weights.keyword_scan_chars].lower()
     matched: dict[str, tuple[str, ...]] = {}
-    for dim, (exact, stems) in _KEYWORDS.items():
-        hits = {w for w in words if w in exact}
-        hits |= {s + "*" for s in stems for w in words if w.startswith(s)}
+    for dim, pattern in _KEYWORDS.items():
+        hits = {m["exact"] or m["stem"] + "*" for m in pattern.finditer(lowered)}
         matched[dim] = tuple(sorted(hits))
     tokens = math.ceil(len(text) / weights.chars_per_token)
     size = _size_of(tokens, weights)
@@ -357,7 +359,16 @@ class RoutingSnapshot:
         """A copy in which ``model_id`` cools down for ``seconds`` (default: the rate-limit cool-down)."""
         start = self.clock() if now is None else now
         span = WEIGHTS.rate_limit_cooldown_s if seconds is None else seconds
-        return replace(self, cooldowns=MappingProxyType({**self.cooldowns, model_id: start + span}))
+        cooled = replace(self, cooldowns=MappingProxyType({**self.cooldowns, model_id: start + span}))
+        for name in ("_entries", "_entry_by_id", "_static_skips", "_candidates"):
+            if name in self.__dict__:  # cool-downs do not change them: reuse the precomputed facts
+                cooled.__dict__[name] = self.__dict__[name]
+        return cooled
+
+    def precompute(self) -> RoutingSnapshot:
+        """Compute the per-model facts every decision uses now (off the UI loop), not on first use."""
+        _ = self._candidates, self._static_skips, self._entry_by_id
+        return self
 
     def with_gateway_models(self, provider_id: str, model_ids: Iterable[str] | None) -> RoutingSnapshot:
         """A copy that knows (or, with None, forgets) the model ids the provider's gateway lists."""
@@ -385,7 +396,7 @@ def build_snapshot(
     config = load_config(project_dir, env)
     overlays = overlay_paths(config.directory, env)
     registry = build_registry(config, overlays)
-    return RoutingSnapshot(
+    snapshot = RoutingSnapshot(
         registry=registry,
         config=config,
         opencode_path=shutil.which("opencode", path=env.get("PATH", "")),
@@ -394,6 +405,7 @@ def build_snapshot(
         clock=clock,
         overlay_files=tuple(str(p) for p in overlays),
     )
+    return snapshot.precompute()
 
 
 # ---------------------------------------------------------------- decision
