@@ -44,7 +44,7 @@ __all__ = [
     "probe_models",
 ]
 
-MODELS_TIMEOUT_S = 2.5
+MODELS_TIMEOUT_S = 2.0
 CHAT_TIMEOUT_S = 15.0
 # A model list larger than this is not a model list; an error body is cut far shorter.
 _MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -231,7 +231,19 @@ def _classify_transport(exc: httpx.TransportError, url: str, host: str, port: in
                 "(and SSL_CERT_FILE for nexus), or fix the gateway's certificate",
                 reason,
             )
-        return _Verdict(ProbeCause.TLS_ERROR, f"TLS handshake with {where} failed", "check that baseURL's scheme and port match the gateway's TLS set-up", reason)
+        if "eof" in reason.lower():
+            return _Verdict(
+                ProbeCause.TLS_ERROR,
+                f"TLS handshake with {where} failed: the server closed the connection mid-handshake",
+                "if the gateway serves plain HTTP on that port, use http:// in baseURL; otherwise check the port and its TLS set-up",
+                reason,
+            )
+        return _Verdict(
+            ProbeCause.TLS_ERROR,
+            f"TLS handshake with {where} failed",
+            "check that baseURL's scheme (https:// or http://) and port match the gateway's TLS set-up",
+            reason,
+        )
     if isinstance(exc, httpx.ConnectTimeout):
         return _Verdict(
             ProbeCause.CONNECT_TIMEOUT,
@@ -448,7 +460,7 @@ async def probe_models(
     return ModelsProbe(
         url=url,
         cause=ProbeCause.OK,
-        summary=f"{url} answered {status} with {len(models)} model(s) in {timings.total_ms:.0f} ms",
+        summary=f"{url} answered {status} with {len(models)} model(s)",
         status_code=status,
         auth_sent=auth_sent,
         timings=timings,
@@ -499,6 +511,15 @@ async def _get_models(
     try:
         payload = json.loads(body)
     except ValueError:
+        kind = response.headers.get("content-type", "")
+        if "json" in kind or body.lstrip()[:1] in ("{", "["):
+            raise _Verdict(
+                ProbeCause.MALFORMED_MODEL_LIST,
+                f"{url} answers a model list that is not valid JSON (cut short or garbled)",
+                "the gateway's /models is broken (or a proxy truncates it): check the gateway's logs",
+                _excerpt(body),
+                response.status_code,
+            ) from None
         raise _not_json(url, response, body) from None
     try:
         return _model_ids(payload), response.status_code
