@@ -104,12 +104,12 @@ def test_second_run_is_unchanged_and_extra_user_keys_are_kept() -> None:
 
 
 def test_different_entry_needs_force() -> None:
-    before = '{\n  "mcp": {\n    "nexus-agents": { "type": "local", "command": ["old"] }, // keep me\n  },\n}\n'
+    before = '{\n  "mcp": {\n    "nexus-agents": { "type": "local", "command": ["old"], "timeout": 900000 }, // keep me\n  },\n}\n'
     with pytest.raises(NexusError, match="--force"):
         apply_entry(before, "f", ENTRY)
     after, action = apply_entry(before, "f", ENTRY, force=True)
     assert action == "replaced"
-    assert jsonc.loads(after)["mcp"]["nexus-agents"] == ENTRY
+    assert jsonc.loads(after)["mcp"]["nexus-agents"] == {**ENTRY, "timeout": 900000}
     assert after.endswith("}, // keep me\n  },\n}\n")
 
 

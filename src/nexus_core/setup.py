@@ -283,7 +283,9 @@ def apply_entry(text: str, source: str, entry: dict[str, Any], *, force: bool = 
             _append(mcp_node, SERVER_NAME, entry, _key_indent(root, mcp_index) or "", unit)
             action = "added"
         else:
-            _replace(mcp_node, entry_index, entry, unit)
+            # The user's own keys (a timeout, an environment) survive a forced replacement.
+            kept = existing if isinstance(existing, dict) else {}
+            _replace(mcp_node, entry_index, {**kept, **entry}, unit)
             action = "replaced"
     return bom + dumps(model, dumper=ModelDumper()), action
 
