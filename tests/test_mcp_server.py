@@ -210,11 +210,16 @@ async def test_consensus_vote_asks_models_concurrently(gateway_project: Path, ga
     async with mcp_client(gateway_project, hermetic_env) as client:
         vote = payload(await client.call_tool("consensus_vote", {"question": "Is Python dynamically typed?", "models": ["opus", "sonnet"]}))
         too_few = error_text(await client.call_tool("consensus_vote", {"question": "q", "models": ["opus"]}))
+        gateway.add_fault("404,model=claude-opus-4-5")
+        half = payload(await client.call_tool("consensus_vote", {"question": "Is Python dynamically typed?", "models": ["opus", "sonnet"]}))
     assert [a["model_id"] for a in vote["answers"]] == ["opencode-custom-opus", "opencode-custom-sonnet"]
     assert all(a["ok"] and a["verdict"] == "yes" for a in vote["answers"])
     assert (vote["agreement"], vote["majority_verdict"]) == ("unanimous", "yes")
     assert {r.model for r in gateway.requests if r.kind == "chat"} == {"claude-opus-4-5", "claude-sonnet-4-5"}
     assert "models" in too_few and "at least 2" in too_few
+    assert [(a["model_id"], a["ok"]) for a in half["answers"]] == [("opencode-custom-opus", False), ("opencode-custom-sonnet", True)]
+    assert "not found" in half["answers"][0]["error"].lower()
+    assert half["agreement"] == "unanimous" and half["summary"].endswith("1 model(s) gave no usable answer.")
 
 
 async def test_depth_limit_refuses_to_delegate(gateway_project: Path, gateway: ReferenceGateway, hermetic_env: dict[str, str]) -> None:

@@ -555,15 +555,22 @@ def build_server(directory: str | os.PathLike[str] | None = None, env: Mapping[s
 
         async def ask(model: ModelProfile) -> VoteAnswer:
             nonlocal done
-            result = await _run(project, None, prompt, [model], workdir=workdir, timeout_s=timeout_s)
+            try:
+                result = await _run(project, None, prompt, [model], workdir=workdir, timeout_s=timeout_s)
+                error = None if result.ok else result.outcome.sentence()
+            except ToolError as exc:
+                result, error = None, str(exc)
             done += 1
             await ctx.report_progress(done, len(voters), f"{model.id} answered")
-            if not result.ok:
-                return VoteAnswer(model_id=model.id, cli_model_name=model.cli_model_name, ok=False, verdict="", answer="", error=result.outcome.sentence())
+            if result is None or error is not None:
+                return VoteAnswer(model_id=model.id, cli_model_name=model.cli_model_name, ok=False, verdict="", answer="", error=error)
             return VoteAnswer(model_id=model.id, cli_model_name=model.cli_model_name, ok=True, verdict=_verdict(result.text), answer=result.text)
 
-        answers = await asyncio.gather(*(ask(m) for m in voters))
-        return _agreement(question, list(answers))
+        # A task group: if the call is cancelled, every model's run is ended with it.
+        async with asyncio.TaskGroup() as group:
+            asked = [group.create_task(ask(m)) for m in voters]
+        answers = [task.result() for task in asked]
+        return _agreement(question, answers)
 
     return server
 
