@@ -334,6 +334,8 @@ def test_client_going_away_mid_run_ends_the_server_and_its_opencode_tree(project
             running = _poll(lambda: _opencode_processes_in(project), 60, "no opencode process started")
             server.stdin.close()
             assert server.wait(timeout=20) == 0
+            # Only the protocol on stdout, even when a run is cut short.
+            assert all(json.loads(line)["jsonrpc"] == "2.0" for line in server.stdout.read().decode().splitlines())
             _poll(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in running), 20, "opencode outlived the server")
         finally:
             if server.poll() is None:

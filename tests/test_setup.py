@@ -240,3 +240,10 @@ def test_the_example_config_declares_the_gateway_and_the_mcp_entry(hermetic_env:
     custom = example["provider"]["custom"]
     assert custom["options"] == {"baseURL": "{env:CUSTOM_API_BASE_URL}", "apiKey": "{env:CUSTOM_API_KEY}"}
     assert example["mcp"]["nexus-agents"] == {"type": "local", "command": ["nexus-agents", "--mode=server"], "enabled": True}
+
+
+def test_cli_config_in_a_missing_directory_is_refused(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    result = run_cli(["setup", "--config", str(tmp_path / "typo" / "opencode.json")], hermetic_env, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"nexus-agents: the directory of {tmp_path / 'typo' / 'opencode.json'} does not exist. Create it first, or name another file with --config."
+    assert not (tmp_path / "typo").exists()

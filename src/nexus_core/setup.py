@@ -264,7 +264,7 @@ def apply_entry(text: str, source: str, entry: dict[str, Any], *, force: bool = 
     if existing is not None and not force:
         raise NexusError(
             f"{source} already has a different mcp.{SERVER_NAME} entry ({json.dumps(existing)[:200]})",
-            "run setup again with --force to replace it, or edit the file",
+            "Run setup again with --force to replace it, or edit the file",
         )
     model: JSONText = loads(body, loader=ModelLoader())
     root = model.value
@@ -320,18 +320,29 @@ def _diff(before: str, after: str, path: Path) -> str:
     return "".join(redact(line) if line.endswith("\n") else redact(line) + "\n" for line in lines)
 
 
-def _write_atomically(path: Path, text: str, mode: int) -> None:
+def _write_atomically(path: Path, text: str, mode: int, backup: Path | None) -> None:
+    """Write ``text`` to a temporary file beside ``path``, copy the old file to ``backup``, rename.
+
+    On any failure the temporary file and a backup made here are removed: nothing is left behind.
+    """
     handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, newline="")
+    backed_up = False
     try:
         with handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(handle.name, mode)
+        if backup is not None:
+            shutil.copy2(path, backup)
+            backed_up = True
         os.replace(handle.name, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(handle.name)
+        if backed_up and backup is not None:
+            with contextlib.suppress(OSError):
+                backup.unlink()
         raise
 
 
@@ -353,30 +364,30 @@ def run_setup(
     real = target.resolve()  # edit what a symlink points at, keep the link
     shown = str(target)
     if real.is_dir():
-        raise NexusError(f"{shown} is a directory, not a config file", "name the file, e.g. --config ./opencode.json")
+        raise NexusError(f"{shown} is a directory, not a config file", "Name the file, e.g. --config ./opencode.json")
     created = not real.exists()
     try:
         before = "" if created else real.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise NexusError(f"cannot read {shown} ({getattr(exc, 'strerror', None) or exc})", "check the file and its permissions") from None
+        raise NexusError(f"cannot read {shown} ({getattr(exc, 'strerror', None) or exc})", "Check the file and its permissions") from None
     entry = desired_entry(command)
     after, action = apply_entry(before, shown, entry, force=force)
     diff = _diff(before, after, target) if action != "unchanged" else ""
     backup: Path | None = None
     if action != "unchanged" and not dry_run:
         if not real.parent.is_dir():
+            if resolved_scope != "global":
+                raise NexusError(f"the directory of {shown} does not exist", "Create it first, or name another file with --config")
             try:
                 real.parent.mkdir(parents=True)
             except OSError as exc:
-                raise NexusError(f"cannot create {real.parent} ({exc.strerror})", "create the directory or pick another file with --config") from None
+                raise NexusError(f"cannot create {real.parent} ({exc.strerror})", "Create the directory, or pick another file with --config") from None
         mode = stat.S_IMODE(real.stat().st_mode) if not created else 0o666 & ~_umask()
+        backup = None if created else real.with_name(real.name + ".bak")
         try:
-            if not created:
-                backup = real.with_name(real.name + ".bak")
-                shutil.copy2(real, backup)
-            _write_atomically(real, after, mode)
+            _write_atomically(real, after, mode, backup)
         except OSError as exc:
-            raise NexusError(f"cannot write {shown} ({exc.strerror or exc})", "check the directory's permissions; nothing was changed") from None
+            raise NexusError(f"cannot write {shown} ({exc.strerror or exc})", "Check the directory's permissions; nothing was changed") from None
     return SetupResult(
         file=shown,
         scope=resolved_scope,
