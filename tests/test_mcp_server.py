@@ -86,6 +86,14 @@ async def test_tools_are_listed_with_descriptions_and_schemas(project: Path, her
     assert "ctx" not in orchestrate["properties"]
 
 
+async def test_dir_option_names_the_project(project: Path, tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    (project / "opencode.json").write_text(json.dumps({"provider": {"acme": {"models": {"big-one": {}}}}}))
+    command = [*server_command()[:-1], "--dir", str(project), "--mode=server"]
+    async with mcp_client(tmp_path, hermetic_env, command) as client:
+        models = payload(await client.call_tool("list_models", {}))
+    assert "opencode-acme-big-one" in {m["id"] for m in models["models"]}
+
+
 async def test_list_experts_and_models(project: Path, hermetic_env: dict[str, str]) -> None:
     (project / "opencode.json").write_text(json.dumps({"provider": {"acme": {"models": {"big-one": {"name": "Big"}}}}}))
     async with mcp_client(project, hermetic_env) as client:

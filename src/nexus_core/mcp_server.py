@@ -575,10 +575,10 @@ def build_server(directory: str | os.PathLike[str] | None = None, env: Mapping[s
     return server
 
 
-def serve() -> int:
-    """Run the MCP server on stdio until the client closes it; the exit code."""
+def serve(directory: str | os.PathLike[str] | None = None) -> int:
+    """Run the MCP server on stdio for the project in ``directory`` (default: the cwd) until the client closes it; the exit code."""
     try:
-        build_server().run("stdio")
+        build_server(directory).run("stdio")
     except KeyboardInterrupt:
         return 130
     return 0

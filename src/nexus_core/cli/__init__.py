@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.mode == "server":
             from nexus_core.mcp_server import serve
 
-            return serve()
+            return serve(args.project_dir)
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2
