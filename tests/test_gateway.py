@@ -211,6 +211,13 @@ async def test_scripted_reasoning_streams_before_the_text(client: httpx.AsyncCli
     assert (plain["reasoning_content"], plain["content"]) == ("Let me weigh both options carefully.", "Yes.")
 
 
+async def test_scripted_length_finish(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
+    gw.script(match="too long", reply="cut at the lim", finish="length")
+    async with client.stream("POST", "/chat/completions", json=chat("too long", stream=True)) as response:
+        chunks = [json.loads(line) for line in (await read_sse(response))[:-1]]
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == ["length"]
+
+
 async def test_script_times_limits_it_to_the_next_runs(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
     gw.script(match="again", reply="scripted", times=1)
     replies = [(await client.post("/chat/completions", json=chat("again"))).json()["choices"][0]["message"]["content"] for _ in range(2)]
@@ -260,6 +267,7 @@ async def test_html_login_page_with_200(client: httpx.AsyncClient, gw: Reference
     response = await client.post("/chat/completions", json=chat(stream=True))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html") and "Sign in" in response.text
+    assert gw.requests[-1].outcome == "html"
 
 
 async def test_drop_closes_without_a_response(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
@@ -338,6 +346,7 @@ async def test_bad_models_list(client: httpx.AsyncClient, gw: ReferenceGateway) 
         not_json.json()
     wrong_shape = (await client.get("/models")).json()
     assert "data" not in wrong_shape
+    assert [r.outcome for r in gw.requests] == ["bad-models", "bad-models"]
     assert (await client.get("/models")).json()["data"]
     assert (await client.post("/chat/completions", json=chat())).status_code == 200
 
@@ -565,7 +574,18 @@ async def test_opencode_completes_a_scripted_run(gw: ReferenceGateway, project: 
     assert events[-1]["type"] == "step_finish" and events[-1]["part"]["reason"] == "stop"
     chats = [r for r in gw.requests if r.kind == "chat"]
     assert len(chats) == 1 and chats[0].stream and chats[0].include_usage and "read" in chats[0].tools
-    assert [r.kind for r in gw.requests if r.kind != "chat"] in ([], ["title"])
+
+
+@pytest.mark.opencode
+async def test_opencode_title_request_stays_on_the_gateway(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+    write_opencode_config(project, gw.base_url)
+    # OpenCode does not wait for the title; slowing the agent's turn lets the title request land first.
+    gw.add_fault("latency=1,path=/chat/completions")
+    code, events = await run_opencode(project, hermetic_env, "name this session")
+    assert code == 0 and any(e["type"] == "text" for e in events)
+    titles = [r for r in gw.requests if r.kind == "title"]
+    assert len(titles) == 1 and titles[0].model == "claude-sonnet-4-5" and titles[0].outcome == "200"
+    assert titles[0].tools == [] and titles[0].last_user_text == "\nname this session"
 
 
 @pytest.mark.opencode
@@ -637,6 +657,16 @@ async def test_opencode_api_key_from_env_reaches_the_gateway(project: Path, herm
 
 
 @pytest.mark.opencode
+async def test_opencode_sends_no_key_when_the_env_var_is_unset(project: Path, hermetic_env: dict[str, str]) -> None:
+    async with ReferenceGateway(api_key=KEY) as gw:
+        write_opencode_config(project, gw.base_url, api_key_env="GW_UNSET_KEY")
+        code, events = await run_opencode(project, hermetic_env, "without a key")
+    assert code == 0
+    assert [e["error"]["data"]["statusCode"] for e in events if e["type"] == "error"] == [401]
+    assert [r.bearer for r in gw.requests if r.kind == "chat"] == ["absent"]
+
+
+@pytest.mark.opencode
 async def test_opencode_shows_scripted_reasoning_with_thinking(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
     write_opencode_config(project, gw.base_url)
     gw.script(match="think first", reply="Answer: 42.", reasoning="Six times seven is forty-two.")
@@ -645,6 +675,17 @@ async def test_opencode_shows_scripted_reasoning_with_thinking(gw: ReferenceGate
     assert [(e["type"], e["part"]["text"]) for e in events if e["type"] in ("reasoning", "text")] == [
         ("reasoning", "Six times seven is forty-two."), ("text", "Answer: 42."),
     ]
+
+
+@pytest.mark.opencode
+async def test_opencode_ends_on_a_length_finish(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+    write_opencode_config(project, gw.base_url)
+    gw.script(match="go on forever", reply="This answer stops in the mid", finish="length")
+    code, events = await run_opencode(project, hermetic_env, "go on forever")
+    assert code == 0
+    assert [e["part"]["text"] for e in events if e["type"] == "text"] == ["This answer stops in the mid"]
+    assert [e["part"]["reason"] for e in events if e["type"] == "step_finish"] == ["length"]
+    assert len([r for r in gw.requests if r.kind == "chat"]) == 1
 
 
 @pytest.mark.opencode

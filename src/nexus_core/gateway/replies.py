@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,12 +47,14 @@ class Turn(BaseModel):
     """One assistant turn: text, or tool calls (OpenCode runs them and asks again).
 
     ``reasoning`` is streamed first as ``reasoning_content`` (OpenCode shows it with ``--thinking``).
+    ``finish`` is the finish reason of a text turn: ``length`` plays a reply cut at the token limit.
     """
 
     model_config = ConfigDict(frozen=True)
 
     text: str = ""
     reasoning: str = ""
+    finish: Literal["stop", "length"] = "stop"
     tool_calls: tuple[ToolCall, ...] = ()
 
 
@@ -147,7 +149,7 @@ def completion_chunks(
             "index": index, "id": call_id, "type": "function",
             "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
         }]}))
-    chunks.append(chunk({}, "tool_calls" if turn.tool_calls else "stop"))
+    chunks.append(chunk({}, _finish_reason(turn)))
     if include_usage:
         chunks.append({
             "id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -169,7 +171,7 @@ def completion_body(*, model: str, turn: Turn, call_ids: list[str], prompt_token
     return {
         "id": f"chatcmpl-{time.time_ns():x}", "object": "chat.completion", "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if turn.tool_calls else "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(turn)}],
         "usage": _usage(prompt_tokens, turn),
     }
 
@@ -177,6 +179,10 @@ def completion_body(*, model: str, turn: Turn, call_ids: list[str], prompt_token
 def prompt_tokens_of(messages: list[dict[str, Any]]) -> int:
     """A deterministic token estimate for a prompt (four characters a token)."""
     return max(1, sum(len(message_text(m)) for m in messages) // 4)
+
+
+def _finish_reason(turn: Turn) -> str:
+    return "tool_calls" if turn.tool_calls else turn.finish
 
 
 def _usage(prompt_tokens: int, turn: Turn) -> dict[str, int]:

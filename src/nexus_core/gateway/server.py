@@ -84,7 +84,8 @@ class RecordedRequest(BaseModel):
     ``headers`` are lower-cased and redacted (``authorization: Bearer [redacted]``); ``bearer``
     says whether a bearer key was sent and whether it is the gateway's ``api_key``.
     ``outcome`` is what the gateway did: a status code as text (``"200"``, ``"429"``), or
-    ``"drop"``, ``"cut"``, ``"silent"``, ``"malformed-sse"``; empty while it is being answered.
+    ``"drop"``, ``"cut"``, ``"silent"``, ``"malformed-sse"``, ``"html"`` (the 200 login page),
+    ``"bad-models"``; ``"closed"`` if the connection ended first; empty while it is being answered.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -322,6 +323,7 @@ class ReferenceGateway:
         tool_calls: Iterable[ToolCall | tuple[str, dict[str, Any]]] = (),
         then: str | None = None,
         reasoning: str = "",
+        finish: Literal["stop", "length"] = "stop",
         turns: Iterable[Turn] = (),
         times: int | None = None,
     ) -> Script:
@@ -330,7 +332,8 @@ class ReferenceGateway:
         ``reply`` alone: that text. ``tool_calls`` (``ToolCall`` or ``(name, arguments)``): the
         first request gets those calls and the follow-up that carries their results gets
         ``then`` (default ``Tool <name> returned: <result preview>``); ``reply`` before tool
-        calls is text sent with them; ``reasoning`` is the first turn's thinking. ``turns`` gives the whole sequence explicitly. Newer
+        calls is text sent with them; ``reasoning`` is the first turn's thinking; ``finish="length"``
+        ends a text reply as if cut at the token limit. ``turns`` gives the whole sequence explicitly. Newer
         scripts win over older ones; ``times`` limits how many runs it answers.
         """
         sequence = list(turns)
@@ -340,7 +343,7 @@ class ReferenceGateway:
                 sequence = [Turn(text=reply or "", reasoning=reasoning, tool_calls=calls)]
                 sequence += [Turn(text=then)] if then is not None else []
             else:
-                sequence = [Turn(text=reply or "", reasoning=reasoning)]
+                sequence = [Turn(text=reply or "", reasoning=reasoning, finish=finish)]
         scripted = Script(match=match, turns=tuple(sequence), times=times)
         with self._controls.lock:
             self._controls.scripts.insert(0, (scripted, [times]))
@@ -568,10 +571,10 @@ class ReferenceGateway:
             extra = [("retry-after", str(fault.retry_after))] if fault.code in (429, 503) else []
             return await self._error(conn, writer, record, fault.code, headers=extra)
         if fault.kind == "html":
-            record.outcome = "200"
+            record.outcome = "html"
             return await self._send_body(conn, writer, 200, _LOGIN_PAGE.encode(), "text/html; charset=utf-8")
         if fault.kind == "bad-models":
-            record.outcome = "200"
+            record.outcome = "bad-models"
             body = json.dumps({"object": "list", "models": list(self.models)}) if fault.shape else '{"object": "list", "data": [{"id": '
             return await self._send_body(conn, writer, 200, body.encode(), "application/json")
         if record.kind not in ("chat", "title") or not record.model:
