@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import run_cli
+from conftest import opencode_path, run_cli
 from nexus_core.adapter import Attempt, AttemptResult, AttemptSpec, run_attempt
 from nexus_core.events import (
     AttemptFinished,
@@ -55,6 +55,13 @@ def _marked_processes(marker: str) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def assert_nothing_left(marker: str) -> None:
@@ -108,7 +115,8 @@ async def test_success_streams_typed_events_and_leaves_nothing(gateway: Referenc
     finish = [e for e in events if isinstance(e, StepFinish)][-1]
     assert finish.reason == "stop" and finish.tokens.input > 0 and finish.tokens.output > 0
     stats = [e for e in events if isinstance(e, ProcessStats)]
-    assert stats and stats[0].rss_bytes > 0 and len(stats[0].pids) >= 2
+    assert stats and all(s.rss_bytes > 0 and s.pids for s in stats)
+    assert any(s.cpu_percent > 0 for s in stats), "OpenCode's start-up never showed in the CPU samples"
     assert result.text == "pong" and result.outcome.exit_code == 0
     assert KEY not in result.stderr_tail
     assert_nothing_left(env["NEXUS_TEST_RUN"])
@@ -203,12 +211,14 @@ async def test_prompts_reach_the_gateway_intact(gateway: ReferenceGateway, proje
 async def test_variant_outside_the_allowlist_never_reaches_opencode(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
     gateway.add_fault("latency=2")
     seen_cmdlines: list[list[str]] = []
+    depths: set[str | None] = set()
     async with Attempt(spec(env, project, variant="high; rm -rf /")) as attempt:
         async for event in attempt.events():
             if isinstance(event, ProcessStats):
                 for pid in event.pids:
                     try:
                         seen_cmdlines.append(psutil.Process(pid).cmdline())
+                        depths.add(psutil.Process(pid).environ().get("NEXUS_DELEGATION_DEPTH"))
                     except psutil.Error:
                         pass
     assert attempt.result is not None and attempt.result.outcome.ok, attempt.result.outcome
@@ -216,6 +226,7 @@ async def test_variant_outside_the_allowlist_never_reaches_opencode(gateway: Ref
     assert "--variant" not in attempt.argv
     for cmdline in seen_cmdlines:
         assert not any("rm -rf" in arg or "--variant" == arg for arg in cmdline), cmdline
+    assert depths == {"1"}, "OpenCode must run with NEXUS_DELEGATION_DEPTH one above ours"
 
 
 async def test_eight_concurrent_runs_each_get_their_own_text(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
@@ -289,9 +300,11 @@ async def _wait_for_tree(attempt: Attempt, timeout: float = 20.0) -> list[int]:
     raise AssertionError("OpenCode's process tree never appeared")
 
 
-async def test_cancel_ends_the_whole_tree(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+@pytest.mark.parametrize("through_launcher", [False, True], ids=["binary", "node-launcher"])
+async def test_cancel_ends_the_whole_tree(gateway: ReferenceGateway, project: Path, env: dict[str, str], through_launcher: bool) -> None:
     gateway.add_fault("silent")
-    attempt = Attempt(spec(env, project, stall_timeout_s=60))
+    opencode = opencode_path() if through_launcher else None
+    attempt = Attempt(spec(env, project, stall_timeout_s=60, opencode=opencode))
 
     async def consume() -> None:
         async with attempt:
@@ -305,7 +318,9 @@ async def test_cancel_ends_the_whole_tree(gateway: ReferenceGateway, project: Pa
     await asyncio.wait_for(consumer, 10)
     assert time.monotonic() - started < 5
     assert attempt.result is not None and attempt.result.outcome.failure is FailureClass.CANCELLED
-    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    if through_launcher:
+        assert len(pids) >= 2, "the node launcher and the binary it starts"
+    assert not [p for p in pids if _alive(p)]
     assert_nothing_left(env["NEXUS_TEST_RUN"])
 
 

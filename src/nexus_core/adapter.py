@@ -24,10 +24,11 @@ What OpenCode 1.2.15 does, and what the adapter does about it:
   the adapter yields :class:`~nexus_core.events.GatewayRetrying`, and after
   ``max_gateway_retries`` of them (or at the stall timeout) ends the attempt with the class
   the message implies (rate limited, connection, gateway error).
-* The launcher ``bin/opencode`` (node) spawns the real binary, which may spawn MCP servers.
-  The attempt runs in its own session (process group); ending it signals the group and
-  every descendant: SIGTERM, a grace period, SIGKILL. A process-wide ``atexit`` hook kills any
-  group still registered, so an interrupted parent leaves nothing behind.
+* The npm launcher ``bin/opencode`` (node) only starts the real binary; the adapter starts that
+  binary itself (:func:`native_opencode`). OpenCode may spawn MCP servers and tools. The
+  attempt runs in its own session (process group); ending it signals the group and every
+  descendant: SIGTERM, a grace period, SIGKILL. A process-wide ``atexit`` hook kills any group
+  still registered, so an interrupted parent leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ TERMINATE_GRACE_S = 3.0
 RETRY_SETTLE_S = 0.5
 # After stdout closes OpenCode has nothing left to say; it gets this long to exit on its own.
 EXIT_AFTER_EOF_S = 10.0
+STDERR_DRAIN_S = 2.0
 STDOUT_LINE_LIMIT = 8 * 1024 * 1024
 STDERR_TAIL_CHARS = 64 * 1024
 STDERR_LINE_CHARS = 4 * 1024
@@ -549,10 +551,11 @@ class Attempt:
             return
         _LIVE_GROUPS.add(self._proc.pid)
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        stderr_reader = asyncio.create_task(self._read_stderr(queue))
         self._tasks = [
             asyncio.create_task(self._feed_stdin(spec.prompt)),
             asyncio.create_task(self._read_stdout(queue)),
-            asyncio.create_task(self._read_stderr(queue)),
+            stderr_reader,
         ]
         if spec.stats_interval_s:
             self._tasks.append(asyncio.create_task(self._sample(queue, spec.stats_interval_s)))
@@ -604,7 +607,8 @@ class Attempt:
                         return
                 elif source == "stderr":
                     match = _PROCESSOR_ERROR.match(payload)
-                    if match:
+                    # After an `error` event the session is over: its log line is no retry.
+                    if match and not progress.errors:
                         retry_candidate = (now, match.group("error"))
                 elif source == "stats":
                     yield payload.model_copy(update={"attempt": self.number, "at": self._elapsed()})
@@ -632,6 +636,9 @@ class Attempt:
                 return
             if eof_at is not None and now >= eof_at + EXIT_AFTER_EOF_S:
                 break
+        # OpenCode has exited; its last stderr lines (a config error) may still be in the pipe.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(stderr_reader), STDERR_DRAIN_S)
         yield self._final_outcome(progress)
 
     def _retry_outcome(self, progress: "_Progress", how: str) -> Outcome:
@@ -747,6 +754,8 @@ def _sample_tree(pid: int, known: dict[int, psutil.Process]) -> ProcessStats | N
             pids.append(proc.pid)
         except psutil.Error:
             known.pop(proc.pid, None)
+    if not pids:
+        return None
     return ProcessStats(cpu_percent=round(cpu, 1), rss_bytes=rss, pids=tuple(pids))
 
 
