@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import run_cli
-from nexus_core.doctor import DoctorReport, run_doctor
+from conftest import opencode_path, run_cli
+from nexus_core.doctor import DoctorReport, opencode_smoke, run_doctor
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
 
 KEY = "sk-doctor-" + secrets.token_hex(12)
@@ -75,7 +76,9 @@ async def test_healthy_gateway_every_step_ok(project: Path, env: dict[str, str],
     assert statuses == {
         "opencode": "ok", "config": "ok", "provider.custom.base_url": "ok", "provider.custom.api_key": "ok",
         "gateway.custom": "ok", "models.custom": "ok", "registry": "ok", "mcp": "warn",
+        "probe.chat.custom": "skipped", "probe.opencode_run": "skipped",
     }
+    assert "--probe" in report.get("probe.chat.custom").summary
     assert report.ok and report.exit_code == 0
     assert report.opencode_version == "1.2.15"
     assert report.gateway_latency_ms is not None and report.gateway_latency_ms > 0
@@ -192,12 +195,13 @@ async def test_https_to_plain_http_is_tls_error(project: Path, env: dict[str, st
 class TinyServer:
     """A loopback HTTP/1.1 server with one handler: (path, headers) -> (status, content type, body)."""
 
-    def __init__(self, handler: Callable[[str, dict[str, str]], tuple[int, str, str]]) -> None:
+    def __init__(self, handler: Callable[[str, dict[str, str]], tuple[int, str, str]], tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.server: asyncio.Server | None = None
 
     async def __aenter__(self) -> "TinyServer":
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -208,7 +212,8 @@ class TinyServer:
     @property
     def root(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        port = self.server.sockets[0].getsockname()[1]
+        return f"https://localhost:{port}" if self.tls else f"http://127.0.0.1:{port}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -388,7 +393,20 @@ async def test_probe_names_stream_faults(project: Path, env: dict[str, str], gat
     assert chat.status == "fail" and chat.cause == cause, chat
     assert chat.fix
     assert report.get("gateway.custom").status == "ok"
+    assert not report.ok
     assert_no_key(report)
+
+
+async def test_smoke_waits_for_a_healthy_chat(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+    """OpenCode would retry a 500 forever: the smoke is skipped with the reason instead of hanging."""
+    gateway.add_fault("500,path=/chat/completions")
+    configure(project, gateway.base_url)
+    began = time.perf_counter()
+    report = await run_doctor(project, env, probe=True)
+    assert time.perf_counter() - began < 10
+    assert report.get("probe.chat.custom").cause == "server_error"
+    smoke = report.get("probe.opencode_run")
+    assert smoke.status == "skipped" and "chat probe" in smoke.summary
 
 
 async def _probe_without_smoke(project: Path, env: dict[str, str]) -> DoctorReport:
@@ -410,14 +428,13 @@ async def test_probe_smoke_through_real_opencode(project: Path, env: dict[str, s
 
 
 @pytest.mark.opencode
-async def test_probe_smoke_reads_the_error_event(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_smoke_reads_the_error_event_not_the_exit_code(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
     gateway.add_fault("401,path=/chat/completions")
     configure(project, gateway.base_url, default_model="claude-sonnet-4-5")
-    report = await run_doctor(project, env, probe=True, smoke_timeout=45)
-    smoke = report.get("probe.opencode_run")
+    smoke = await opencode_smoke(opencode_path(), "custom/claude-sonnet-4-5", str(project), env, timeout=45)
     assert smoke.status == "fail" and smoke.cause == "opencode_error", smoke
-    assert report.get("probe.chat.custom").cause == "unauthorized"
-    assert_no_key(report)
+    assert smoke.data["exit_code"] == 0  # OpenCode exits 0: only the error event tells
+    assert "custom/claude-sonnet-4-5 reported:" in smoke.summary
 
 
 # ---------------------------------------------------------------- the CLI
@@ -568,3 +585,81 @@ def test_cli_missing_project_dir_is_one_sentence(tmp_path: Path, env: dict[str, 
     assert result.returncode == 2
     assert result.stderr.strip() == f"nexus-agents: The project directory {tmp_path / 'nowhere'} does not exist. Pass an existing directory with --dir."
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- real TLS
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate for localhost (and 127.0.0.1) that no trust store knows, and its key."""
+    crypto = pytest.importorskip("cryptography")
+    from datetime import datetime, timedelta, timezone
+    from ipaddress import ip_address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    assert crypto
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def tls_server(self_signed: tuple[Path, Path]) -> TinyServer:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*self_signed)
+    return TinyServer(v1_only, tls=context)
+
+
+async def test_untrusted_certificate_names_the_ca_fix(project: Path, env: dict[str, str], self_signed: tuple[Path, Path]) -> None:
+    clean = {k: v for k, v in env.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS")}
+    async with tls_server(self_signed) as server:
+        configure(project, server.root + "/v1")
+        report = await run_doctor(project, clean)
+    check = report.get("gateway.custom")
+    assert check.cause == "tls_error" and "not trusted" in check.summary
+    assert "NODE_EXTRA_CA_CERTS" in check.fix
+    assert_honest(report, ["gateway.custom"])
+
+
+async def test_ca_from_node_extra_ca_certs_is_trusted_and_tls_is_timed(project: Path, env: dict[str, str], self_signed: tuple[Path, Path]) -> None:
+    trusted = {k: v for k, v in env.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    trusted["NODE_EXTRA_CA_CERTS"] = str(self_signed[0])
+    async with tls_server(self_signed) as server:
+        configure(project, server.root + "/v1")
+        report = await run_doctor(project, trusted)
+    check = report.get("gateway.custom")
+    assert check.status == "ok", check
+    timings = check.data["timings"]
+    assert timings["dns_ms"] is not None and timings["tls_ms"] is not None and timings["connect_ms"] is not None
+    assert timings["total_ms"] >= timings["tls_ms"]
+    assert "DNS" in check.summary and "TLS" in check.summary
+
+
+async def test_a_dead_proxy_is_named_as_the_proxy(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+    port = closed_port()
+    configure(project, gateway.base_url)
+    proxied = {**env, "HTTP_PROXY": f"http://user:pw-secret@127.0.0.1:{port}", "NO_PROXY": "example.com"}
+    report = await run_doctor(project, proxied)
+    check = report.get("gateway.custom")
+    assert check.cause == "connection_refused"
+    assert f"through the proxy http://127.0.0.1:{port} from HTTP_PROXY" in check.summary
+    assert "NO_PROXY" in check.fix
+    assert "pw-secret" not in report.model_dump_json()
+    bypassed = await run_doctor(project, {**proxied, "NO_PROXY": "127.0.0.1"})
+    assert bypassed.get("gateway.custom").status == "ok"

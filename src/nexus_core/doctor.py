@@ -61,6 +61,7 @@ __all__ = [
     "DoctorReport",
     "SUPPORTED_OPENCODE",
     "TESTED_OPENCODE",
+    "opencode_smoke",
     "run_doctor",
 ]
 
@@ -665,9 +666,9 @@ def _check_mcp(config: MergedConfig, env: Mapping[str, str]) -> Check:
 # ---------------------------------------------------------------- probes
 
 
-async def _check_chat(gw: _Gateway, model: str, redact: Redactor, timeout: float) -> Check:
+async def _check_chat(gw: _Gateway, model: str, redact: Redactor, timeout: float, env: Mapping[str, str]) -> Check:
     result = await probe_chat_stream(
-        gw.base_url, model, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact,
+        gw.base_url, model, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact, env=env,
     )
     check_id, title = f"probe.chat.{gw.provider_id}", f"{gw.provider_id}: streamed chat completion"
     data = {
@@ -695,8 +696,14 @@ async def _check_chat(gw: _Gateway, model: str, redact: Redactor, timeout: float
     )
 
 
-async def _check_smoke(opencode: str, model: str, project_dir: str, env: Mapping[str, str], timeout: float) -> Check:
-    """``opencode run --format json --model <model>`` with a tiny prompt on stdin; judged by its events."""
+async def opencode_smoke(opencode: str, model: str, project_dir: str, env: Mapping[str, str], timeout: float = SMOKE_TIMEOUT_S) -> Check:
+    """``opencode run --format json --model <model>`` in ``project_dir`` with a tiny prompt on stdin.
+
+    Judged by its events, not its exit code (OpenCode exits 0 on most failures): ok on a
+    ``step_finish`` with reason ``stop``/``length`` and some text; an ``error`` event, no answer, or
+    no answer within ``timeout`` seconds fails. The process tree is always ended. The check's
+    texts are not redacted here: :func:`run_doctor` redacts the whole report.
+    """
     timer = _Timer()
     check_id, title = "probe.opencode_run", "opencode run smoke"
     proc = await asyncio.create_subprocess_exec(
@@ -844,7 +851,7 @@ async def run_doctor(
             registry = build_registry(config, overlay_paths(directory, env))
             checks.append(_check_config(config, config_timer.ms()))
             redact = Redactor.from_env(env, secret_values)
-            probes = await _probe_gateways(gateways, gateway_timeout, redact)
+            probes = await _probe_gateways(gateways, gateway_timeout, redact, env)
             if not gateways:
                 checks.append(Check(
                     id="gateway", title="Gateway provider", status="warn", cause="no_gateway_provider",
@@ -867,6 +874,10 @@ async def run_doctor(
             checks.append(_check_mcp(config, env))
             if probe:
                 checks += await _run_probes(gateways, probes, config, opencode, directory, env, redact, chat_timeout, smoke_timeout)
+            else:
+                not_run = "not run: `nexus-agents doctor --probe` sends a real request"
+                checks += [_skipped(f"probe.chat.{gw.provider_id}", f"{gw.provider_id}: streamed chat completion", not_run) for gw in gateways]
+                checks.append(_skipped("probe.opencode_run", "opencode run smoke", not_run))
         else:
             for check_id, title in (("gateway", "Gateway provider"), ("mcp", "nexus-agents MCP entry")):
                 checks.append(_skipped(check_id, title, "the OpenCode config did not load"))
@@ -885,10 +896,10 @@ async def run_doctor(
     )
 
 
-async def _probe_gateways(gateways: list[_Gateway], timeout: float, redact: Redactor) -> dict[str, ModelsProbe]:
+async def _probe_gateways(gateways: list[_Gateway], timeout: float, redact: Redactor, env: Mapping[str, str]) -> dict[str, ModelsProbe]:
     usable = [gw for gw in gateways if re.match(r"^https?://[^/\s]+", gw.base_url)]
     results = await asyncio.gather(*(
-        probe_models(gw.base_url, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact)
+        probe_models(gw.base_url, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact, env=env)
         for gw in usable
     ))
     return {gw.provider_id: result for gw, result in zip(usable, results)}
@@ -898,38 +909,46 @@ async def _run_probes(
     gateways: list[_Gateway], probes: dict[str, ModelsProbe], config: MergedConfig, opencode: str | None,
     directory: str, env: Mapping[str, str], redact: Redactor, chat_timeout: float, smoke_timeout: float,
 ) -> list[Check]:
-    jobs: list[Awaitable[Check]] = []
-    out: list[Check | None] = []
-    smoke_model: str | None = None
+    """The chat probes (concurrently), then the ``opencode run`` smoke on the first gateway whose chat worked.
+
+    The smoke waits for the chat verdict because OpenCode retries 5xx, 429 and dropped
+    connections forever: against a gateway that fails the direct chat it would only hang.
+    """
+    chosen: dict[str, str] = {}
+    skipped: dict[str, Check] = {}
     for gw in gateways:
         check_id, title = f"probe.chat.{gw.provider_id}", f"{gw.provider_id}: streamed chat completion"
         result = probes.get(gw.provider_id)
+        key = _probe_model(gw, config, result.models) if result is not None and result.ok else None
         if result is None or not result.ok:
-            out.append(_skipped(check_id, title, "the gateway check failed: fix it first"))
-            continue
-        key = _probe_model(gw, config, result.models)
-        if key is None:
-            out.append(_skipped(check_id, title, "no declared model is served by the gateway"))
-            continue
-        smoke_model = smoke_model or f"{gw.provider_id}/{key}"
-        out.append(None)
-        jobs.append(_bounded(check_id, title, chat_timeout + 1.0, lambda gw=gw, key=key: _check_chat(gw, gw.declared[key], redact, chat_timeout)))
-    smoke_id, smoke_title = "probe.opencode_run", "opencode run smoke"
-    if opencode is None:
-        smoke: Check | None = _skipped(smoke_id, smoke_title, "OpenCode is not on PATH")
-    elif smoke_model is None and gateways:
-        smoke = _skipped(smoke_id, smoke_title, "no healthy gateway model to run")
-    else:
-        default = config.data.get("model")
-        model = smoke_model or (default if isinstance(default, str) else None)
-        if model is None:
-            smoke = _skipped(smoke_id, smoke_title, "no gateway provider and no default model in the config")
+            skipped[gw.provider_id] = _skipped(check_id, title, "the gateway check failed: fix it first")
+        elif key is None:
+            skipped[gw.provider_id] = _skipped(check_id, title, "no declared model is served by the gateway")
         else:
-            smoke = None
-            jobs.append(_bounded(smoke_id, smoke_title, smoke_timeout + 6.0, lambda: _check_smoke(opencode, model, directory, env, smoke_timeout)))
-    done = iter(await asyncio.gather(*jobs))
-    checks = [c if c is not None else next(done) for c in out]
-    checks.append(smoke if smoke is not None else next(done))
+            chosen[gw.provider_id] = key
+    by_id = {gw.provider_id: gw for gw in gateways}
+    chats = dict(zip(chosen, await asyncio.gather(*(
+        _bounded(
+            f"probe.chat.{pid}", f"{pid}: streamed chat completion", chat_timeout + 1.0,
+            lambda gw=by_id[pid], key=key: _check_chat(gw, gw.declared[key], redact, chat_timeout, env),
+        )
+        for pid, key in chosen.items()
+    ))))
+    checks = [chats.get(gw.provider_id) or skipped[gw.provider_id] for gw in gateways]
+    smoke_id, smoke_title = "probe.opencode_run", "opencode run smoke"
+    healthy = [pid for pid, check in chats.items() if check.status != "fail"]
+    default = config.data.get("model")
+    if opencode is None:
+        checks.append(_skipped(smoke_id, smoke_title, "OpenCode is not on PATH"))
+    elif gateways and not healthy:
+        checks.append(_skipped(smoke_id, smoke_title, "no gateway passed the chat probe: fix that first"))
+    elif not gateways and not isinstance(default, str):
+        checks.append(_skipped(smoke_id, smoke_title, "no gateway provider and no default model in the config"))
+    else:
+        model = f"{healthy[0]}/{chosen[healthy[0]]}" if healthy else str(default)
+        checks.append(await _bounded(
+            smoke_id, smoke_title, smoke_timeout + 6.0, lambda: opencode_smoke(opencode, model, directory, env, smoke_timeout)
+        ))
     return checks
 
 
