@@ -503,7 +503,8 @@ def _check_models(gw: _Gateway, registry: Registry, config: MergedConfig, probe:
             if api_id in served:
                 continue
             near = _close(api_id, served)
-            users = [m.id for m in registry.models if m.cli_model_name == f"{pid}/{key}"]
+            # Entries derived from opencode.json follow a renamed key by themselves; the others need the overlay.
+            users = [m.id for m in registry.models if m.cli_model_name == f"{pid}/{key}" and m.source != "opencode.json"]
             served_text = f"the gateway serves {near}" if near else f"the gateway serves {', '.join(served[:8]) or 'no models'}"
             not_served = True
             fails.append(f"{pid}/{key} is declared in {declared_file} but the gateway does not serve {api_id}; {served_text}")
