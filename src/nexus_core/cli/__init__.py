@@ -19,7 +19,7 @@ from nexus_core.opencode_config import ConfigError
 
 __all__ = ["build_parser", "main"]
 
-SUBCOMMANDS = ("models", "config", "route", "doctor", "gateway", "orchestrate")
+SUBCOMMANDS = ("models", "config", "route", "orchestrate", "doctor", "setup", "gateway")
 
 
 def build_parser(commands: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.mode == "server":
             from nexus_core.mcp_server import serve
 
-            return serve()
+            return serve(args.project_dir)
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2
