@@ -19,7 +19,7 @@ from nexus_core.opencode_config import ConfigError
 
 __all__ = ["build_parser", "main"]
 
-SUBCOMMANDS = ("models", "config", "setup", "gateway")
+SUBCOMMANDS = ("models", "config", "route", "doctor", "setup", "gateway")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,285 @@
+"""The MCP server over real stdio: the SDK's client against ``nexus-agents --mode=server``, and OpenCode's.
+
+Runs go through the real pinned OpenCode against the loopback reference gateway; only the
+model is scripted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from nexus_core.experts import EXPERTS
+from nexus_core.gateway import ReferenceGateway, write_opencode_config
+from nexus_core.mcp_server import _agreement, _verdict, VoteAnswer, delegation_depth
+from nexus_core.setup import server_command
+from tests.conftest import opencode_path, run_cli
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+OPUS = "custom/claude-opus-4-5"
+SONNET = "custom/claude-sonnet-4-5"
+
+
+@asynccontextmanager
+async def mcp_client(project: Path, env: dict[str, str]) -> AsyncIterator[Client]:
+    """The SDK client over stdio to this installation's server, started as OpenCode starts it."""
+    command = server_command()
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=project)
+    async with Client(params, read_timeout_seconds=120) as client:
+        yield client
+
+
+def payload(result: Any) -> Any:
+    assert not result.is_error, result.content[0].text
+    return json.loads(result.content[0].text)
+
+
+def error_text(result: Any) -> str:
+    assert result.is_error, result.content
+    return result.content[0].text
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[ReferenceGateway]:
+    async with ReferenceGateway() as gw:
+        yield gw
+
+
+@pytest.fixture
+def gateway_project(project: Path, gateway: ReferenceGateway) -> Path:
+    write_opencode_config(project, gateway.base_url, default_model="claude-sonnet-4-5")
+    return project
+
+
+# ---------------------------------------------------------------- without a model
+
+
+async def test_tools_are_listed_with_descriptions_and_schemas(project: Path, hermetic_env: dict[str, str]) -> None:
+    async with mcp_client(project, hermetic_env) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == {"delegate_to_model", "orchestrate", "list_models", "route_task", "doctor", "list_experts", "consensus_vote"}
+    assert all(t.description for t in tools.values())
+    orchestrate = tools["orchestrate"].input_schema
+    assert orchestrate["required"] == ["task"]
+    assert {"task", "model_hint", "variant", "thinking", "workDir", "expert"} <= set(orchestrate["properties"])
+    assert "ctx" not in orchestrate["properties"]
+
+
+async def test_list_experts_and_models(project: Path, hermetic_env: dict[str, str]) -> None:
+    (project / "opencode.json").write_text(json.dumps({"provider": {"acme": {"models": {"big-one": {"name": "Big"}}}}}))
+    async with mcp_client(project, hermetic_env) as client:
+        experts = payload(await client.call_tool("list_experts", {}))
+        models = payload(await client.call_tool("list_models", {}))
+    assert [e["id"] for e in experts["experts"]] == [e.id for e in EXPERTS]
+    assert {"code", "review", "security", "architecture", "docs"} <= {e["id"] for e in experts["experts"]}
+    assert all(e["system_prompt"] and e["preferred_capability"] in {"reasoning", "code", "speed", "cost"} for e in experts["experts"])
+    assert {"opencode-custom-opus", "opencode-acme-big-one"} <= {m["id"] for m in models["models"]}
+
+
+async def test_route_task_and_recommendation_explain_without_running(gateway_project: Path, gateway: ReferenceGateway, hermetic_env: dict[str, str]) -> None:
+    async with mcp_client(gateway_project, hermetic_env) as client:
+        routed = payload(await client.call_tool("route_task", {"task": "Design the architecture of a concurrent scheduler"}))
+        forced = payload(await client.call_tool("route_task", {"task": "anything", "model_hint": "sonnet"}))
+        recommended = payload(await client.call_tool("delegate_to_model", {"task": "Fix the typo in the README", "preferred_capability": "speed"}))
+    assert routed["chosen"] == "opencode-custom-opus"
+    first = routed["models"][0]
+    assert first["total"] == sum(t["value"] for t in first["terms"])
+    assert forced["chosen"] == "opencode-custom-sonnet" and forced["reason"].startswith("forced by the hint")
+    assert recommended["recommended"] == "opencode-custom-sonnet"
+    assert recommended["total"] == sum(t["value"] for t in recommended["breakdown"])
+    assert [a["id"] for a in recommended["alternatives"]] and recommended["alternatives"][0]["total"] <= recommended["total"]
+    assert recommended["result"] is None
+    assert gateway.requests == []
+
+
+async def test_bad_input_is_a_clear_tool_error_and_the_server_keeps_serving(project: Path, hermetic_env: dict[str, str]) -> None:
+    async with mcp_client(project, hermetic_env) as client:
+        missing = error_text(await client.call_tool("orchestrate", {}))
+        assert missing.startswith("Invalid arguments for orchestrate: task: Field required.")
+        assert "errors.pydantic.dev" not in missing
+        wrong = error_text(await client.call_tool("delegate_to_model", {"task": "x", "preferred_capability": "magic"}))
+        assert "preferred_capability" in wrong and "'reasoning', 'code', 'speed' or 'cost'" in wrong
+        unknown = error_text(await client.call_tool("list_experts", {"modelHint": "x"}))
+        assert unknown.startswith("Unknown argument 'modelHint' for list_experts")
+        hint = error_text(await client.call_tool("route_task", {"task": "x", "model_hint": "opuss"}))
+        assert "no model matches the hint 'opuss'" in hint and "opus" in hint
+        expert = error_text(await client.call_tool("orchestrate", {"task": "x", "expert": "wizard"}))
+        assert "No expert has the id 'wizard'" in expert and "security" in expert
+        workdir = error_text(await client.call_tool("orchestrate", {"task": "x", "workDir": "no/such/dir"}))
+        assert "workDir 'no/such/dir' is not a directory" in workdir
+        (project / "opencode.json").write_text('{\n  "provider": {,\n}')
+        broken = error_text(await client.call_tool("list_models", {}))
+        assert str(project / "opencode.json") + ":" in broken and "Fix the file" in broken
+        (project / "opencode.json").write_text("{}")
+        assert payload(await client.call_tool("list_models", {}))["models"]
+
+
+async def test_doctor_reports_checks_as_json(gateway_project: Path, hermetic_env: dict[str, str]) -> None:
+    async with mcp_client(gateway_project, hermetic_env) as client:
+        report = payload(await client.call_tool("doctor", {}))
+    checks = {c["id"]: c for c in report["checks"]}
+    assert checks["gateway.custom"]["status"] == "ok"
+    assert checks["mcp"]["status"] == "warn"
+    assert report["project_dir"] == str(gateway_project)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", (0, 2)), ("1", (1, 2)), ("junk", (0, 2)), ("-3", (0, 2))])
+def test_delegation_depth_reads_the_environment(value: str, expected: tuple[int, int]) -> None:
+    assert delegation_depth({"NEXUS_DELEGATION_DEPTH": value}) == expected
+    assert delegation_depth({"NEXUS_DELEGATION_DEPTH": "5", "NEXUS_MAX_DELEGATION_DEPTH": "7"}) == (5, 7)
+
+
+def test_agreement_groups_verdicts() -> None:
+    def answer(model: str, text: str, ok: bool = True) -> VoteAnswer:
+        return VoteAnswer(model_id=model, cli_model_name=None, ok=ok, verdict=_verdict(text) if ok else "", answer=text)
+
+    assert _verdict("\n  Yes, definitely!\nbecause") == "yes definitely"
+    majority = _agreement("q", [answer("a", "Yes\nx"), answer("b", "yes.\ny"), answer("c", "No\nz")])
+    assert (majority.agreement, majority.majority_verdict) == ("majority", "yes")
+    assert [g.models for g in majority.groups] == [["a", "b"], ["c"]]
+    split = _agreement("q", [answer("a", "A"), answer("b", "B"), answer("c", "", ok=False)])
+    assert split.agreement == "split" and split.majority_verdict is None and "1 model(s) gave no usable answer" in split.summary
+    assert _agreement("q", [answer("a", "", ok=False)]).agreement == "no answers"
+
+
+# ---------------------------------------------------------------- real runs through OpenCode
+
+
+@pytest.mark.opencode
+async def test_orchestrate_runs_with_expert_fallback_tokens_and_progress(gateway_project: Path, gateway: ReferenceGateway, hermetic_env: dict[str, str]) -> None:
+    gateway.add_fault("404,model=claude-opus-4-5")
+    gateway.script("hash map resize", reply="Use a load factor of 0.75.")
+    progress: list[str] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(message or "")
+
+    async with mcp_client(gateway_project, hermetic_env) as client:
+        result = await client.call_tool(
+            "orchestrate", {"task": "Review the hash map resize logic", "model_hint": "opus", "expert": "review"},
+            progress_callback=on_progress,
+        )
+    report = payload(result)
+    assert report["ok"] and report["text"] == "Use a load factor of 0.75."
+    assert report["model_used"] == "opencode-custom-sonnet" and report["cli_model_name"] == SONNET
+    assert [(a["model_id"], a["failure"]) for a in report["attempts"]] == [("opencode-custom-opus", "model_not_found"), ("opencode-custom-sonnet", None)]
+    assert report["expert"] == "review" and report["tokens"]["total"] > 0
+    assert report["tokens"]["total"] == report["tokens"]["input"] + report["tokens"]["output"] + report["tokens"]["reasoning"]
+    chats = [r for r in gateway.requests if r.kind == "chat"]
+    review_prompt = next(e.system_prompt for e in EXPERTS if e.id == "review")
+    assert review_prompt in chats[-1].last_user_text and "Review the hash map resize logic" in chats[-1].last_user_text
+    assert f"attempt 1: {OPUS}" in progress and any("falling back to opencode-custom-sonnet" in p for p in progress)
+
+
+@pytest.mark.opencode
+async def test_delegate_execute_and_a_failed_run_is_a_tool_error(gateway_project: Path, gateway: ReferenceGateway, hermetic_env: dict[str, str]) -> None:
+    gateway.script("capital of France", reply="Paris.")
+    async with mcp_client(gateway_project, hermetic_env) as client:
+        done = payload(await client.call_tool("delegate_to_model", {"task": "What is the capital of France?", "model_hint": "sonnet", "execute": True}))
+        gateway.add_fault("401")
+        failed = error_text(await client.call_tool("orchestrate", {"task": "anything at all", "model_hint": "sonnet"}))
+    assert done["recommended"] == "opencode-custom-sonnet"
+    assert done["result"]["ok"] and done["result"]["text"] == "Paris."
+    assert failed.startswith("The task failed on every model tried (opencode-custom-sonnet: auth)")
+
+
+@pytest.mark.opencode
+async def test_consensus_vote_asks_models_concurrently(gateway_project: Path, gateway: ReferenceGateway, hermetic_env: dict[str, str]) -> None:
+    gateway.script("Is Python dynamically typed?", reply="Yes\nIt checks types at run time.")
+    async with mcp_client(gateway_project, hermetic_env) as client:
+        vote = payload(await client.call_tool("consensus_vote", {"question": "Is Python dynamically typed?", "models": ["opus", "sonnet"]}))
+        too_few = error_text(await client.call_tool("consensus_vote", {"question": "q", "models": ["opus"]}))
+    assert [a["model_id"] for a in vote["answers"]] == ["opencode-custom-opus", "opencode-custom-sonnet"]
+    assert all(a["ok"] and a["verdict"] == "yes" for a in vote["answers"])
+    assert (vote["agreement"], vote["majority_verdict"]) == ("unanimous", "yes")
+    assert {r.model for r in gateway.requests if r.kind == "chat"} == {"claude-opus-4-5", "claude-sonnet-4-5"}
+    assert "models" in too_few and "at least 2" in too_few
+
+
+async def test_depth_limit_refuses_to_delegate(gateway_project: Path, gateway: ReferenceGateway, hermetic_env: dict[str, str]) -> None:
+    env = {**hermetic_env, "NEXUS_DELEGATION_DEPTH": "2"}
+    async with mcp_client(gateway_project, env) as client:
+        for tool, args in (
+            ("orchestrate", {"task": "x"}),
+            ("delegate_to_model", {"task": "x", "execute": True}),
+            ("consensus_vote", {"question": "x"}),
+        ):
+            refused = error_text(await client.call_tool(tool, args))
+            assert refused.startswith(f"{tool} refused: this nexus server already runs 2 delegation(s) deep")
+        assert payload(await client.call_tool("delegate_to_model", {"task": "x"}))["recommended"]
+    assert gateway.requests == []
+
+
+# ---------------------------------------------------------------- inside OpenCode (the acceptance path)
+
+
+def _events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.opencode
+def test_opencode_mcp_list_shows_the_server_connected_after_setup(project: Path, hermetic_env: dict[str, str]) -> None:
+    setup = run_cli(["setup", "--project"], hermetic_env, project)
+    assert setup.returncode == 0, setup.stderr
+    listed = subprocess.run([opencode_path(), "mcp", "list"], env=hermetic_env, cwd=project, capture_output=True, text=True, timeout=120)
+    text = ANSI.sub("", listed.stdout + listed.stderr)
+    assert "✓ nexus-agents connected" in text, text
+    assert server_command()[0] in text
+
+
+@pytest.mark.opencode
+def test_opencode_run_calls_list_experts_and_the_model_receives_the_answer(project: Path, hermetic_env: dict[str, str]) -> None:
+    with ReferenceGateway() as gateway:
+        write_opencode_config(project, gateway.base_url, default_model="claude-sonnet-4-5")
+        assert run_cli(["setup", "--project"], hermetic_env, project).returncode == 0
+        gateway.script("which experts", tool_calls=[("nexus-agents_list_experts", {})], then="There are seven experts.")
+        run = subprocess.run(
+            [opencode_path(), "run", "--format", "json", "--model", SONNET],
+            input="which experts do you have?", env=hermetic_env, cwd=project, capture_output=True, text=True, timeout=180,
+        )
+        chats = [r for r in gateway.requests if r.kind == "chat"]
+    events = _events(run.stdout)
+    tool_uses = [e["part"] for e in events if e["type"] == "tool_use"]
+    assert [(t["tool"], t["state"]["status"]) for t in tool_uses] == [("nexus-agents_list_experts", "completed")], run.stdout + run.stderr
+    output = tool_uses[0]["state"]["output"]
+    assert [e["id"] for e in json.loads(output)["experts"]] == [e.id for e in EXPERTS]
+    assert "nexus-agents_list_experts" in chats[0].tools
+    follow_up = [m for m in chats[-1].messages if m.get("role") == "tool"]
+    assert follow_up and json.loads(follow_up[-1]["content"]) == json.loads(output)
+    assert [e["part"]["text"] for e in events if e["type"] == "text"] == ["There are seven experts."]
+
+
+@pytest.mark.opencode
+def test_opencode_run_at_the_depth_limit_gets_a_tool_error_not_a_recursion(project: Path, hermetic_env: dict[str, str]) -> None:
+    env = {**hermetic_env, "NEXUS_DELEGATION_DEPTH": "2"}
+    with ReferenceGateway() as gateway:
+        write_opencode_config(project, gateway.base_url, default_model="claude-sonnet-4-5")
+        assert run_cli(["setup", "--project"], env, project).returncode == 0
+        gateway.script("delegate this", tool_calls=[("nexus-agents_orchestrate", {"task": "delegate this onwards"})], then="Understood.")
+        run = subprocess.run(
+            [opencode_path(), "run", "--format", "json", "--model", SONNET],
+            input="delegate this", env=env, cwd=project, capture_output=True, text=True, timeout=180,
+        )
+        chats = [r for r in gateway.requests if r.kind == "chat"]
+    tool_uses = [e["part"] for e in _events(run.stdout) if e["type"] == "tool_use"]
+    # OpenCode 1.2.15 hands an MCP error result to the model as the tool's output.
+    assert [t["tool"] for t in tool_uses] == ["nexus-agents_orchestrate"], run.stdout + run.stderr
+    assert tool_uses[0]["state"]["output"].startswith("orchestrate refused: this nexus server already runs 2 delegation(s) deep")
+    assert len(chats) == 2 and not any("delegate this onwards" in r.last_user_text for r in chats)
+    assert "orchestrate refused" in [m for m in chats[-1].messages if m.get("role") == "tool"][-1]["content"]
