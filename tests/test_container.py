@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCKERFILES = ("Dockerfile.opencode", "Dockerfile.sandbox")
+DOCKERFILES = ("Dockerfile.opencode", "Dockerfile.sandbox", "docker/sandbox-standin/Dockerfile")
 COMPOSE = ROOT / "docker-compose.opencode.yml"
 CHECKS_IN_IMAGE = "/opt/nexus/checks/"
 
