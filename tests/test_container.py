@@ -8,6 +8,7 @@ tests are the fast part that runs in the default suite.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -168,7 +169,8 @@ def test_compose_file_is_valid_for_docker_compose(tmp_path: Path) -> None:
         argv = [docker, "compose"]
     else:
         pytest.skip("neither docker-compose nor the docker compose plugin is installed")
-    done = subprocess.run([*argv, "-f", str(COMPOSE), "config"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "DOCKER_", "COMPOSE_"))}
+    done = subprocess.run([*argv, "-f", str(COMPOSE), "config"], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     resolved = yaml.safe_load(done.stdout)["services"]
     assert resolved["smoke-test"]["image"] == "nexus-opencode:latest"
