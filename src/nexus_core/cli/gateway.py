@@ -12,9 +12,16 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
+from pydantic import TypeAdapter, ValidationError
+
+from nexus_core import jsonc
 from nexus_core.errors import NexusError
-from nexus_core.gateway import DEFAULT_MODELS, RecordedRequest, ReferenceGateway, opencode_config, parse_fault_spec
+from nexus_core.gateway import DEFAULT_MODELS, RecordedRequest, ReferenceGateway, Script, opencode_config, parse_fault_spec
+
+_SCRIPTS = TypeAdapter(list[Script])
+_MAX_SCRIPT_BYTES = 1024 * 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--fault", action="append", dest="faults", default=[], metavar="SPEC",
         help="inject a fault, KIND[=VALUE][,model=M][,path=P][,times=N]; KIND: latency=S, 401, 403, 404, 429, "
         "500, 502 (or status=CODE), drop, cut, malformed-sse, html, silent, bad-models (repeatable)",
+    )
+    p.add_argument(
+        "--script", action="append", dest="script_files", default=[], metavar="FILE",
+        help="scripted answers from a JSON(C) file: a list of {\"match\": TEXT, \"turns\": [{\"text\": ...} or "
+        "{\"tool_calls\": [{\"name\": TOOL, \"arguments\": {...}}]}], \"times\": N} (repeatable)",
     )
     p.add_argument("--api-key-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' (the key is read from VAR, never printed)")
     p.add_argument("--print-config", action="store_true", help="also print an opencode.json for this gateway")
@@ -50,15 +62,39 @@ def run(args: argparse.Namespace) -> int:
                 f"export {args.api_key_env}=<a test key>, or drop --api-key-env to serve without a key",
             )
     faults = [parse_fault_spec(spec) for spec in args.faults]
+    scripts = [script for path in args.script_files for script in load_scripts(Path(path))]
     models = tuple(dict.fromkeys(args.models)) if args.models else DEFAULT_MODELS
     gateway = ReferenceGateway(
         port=args.port, models=models, api_key=api_key, faults=faults,
         on_request=None if args.quiet else _log_request,
     )
-    return asyncio.run(_serve(gateway, args))
+    for script in scripts:
+        gateway.script(script.match, turns=script.turns, times=script.times)
+    return asyncio.run(_serve(gateway, args, scripts))
 
 
-async def _serve(gateway: ReferenceGateway, args: argparse.Namespace) -> int:
+def load_scripts(path: Path) -> list[Script]:
+    """The scripts in a JSON(C) file: a list of :class:`~nexus_core.gateway.Script` objects."""
+    try:
+        if path.stat().st_size > _MAX_SCRIPT_BYTES:
+            raise NexusError(f"script file {path} is larger than 1 MiB", "Keep scripts short")
+        data = jsonc.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise NexusError(f"cannot read script file {path}: {exc.strerror or exc}", "Check the path") from None
+    except ValueError as exc:
+        raise NexusError(f"script file {path} is not valid JSON: {exc}", "Fix the file") from None
+    try:
+        return _SCRIPTS.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise NexusError(
+            f"script file {path}: {where}: {first['msg']}",
+            'Write a list like [{"match": "hello", "turns": [{"text": "Hi"}]}]',
+        ) from None
+
+
+async def _serve(gateway: ReferenceGateway, args: argparse.Namespace, scripts: list[Script]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -71,6 +107,7 @@ async def _serve(gateway: ReferenceGateway, args: argparse.Namespace) -> int:
                 "port": gateway.port,
                 "models": list(gateway.models),
                 "faults": [f.model_dump(mode="json", exclude_defaults=True) for f in gateway.faults],
+                "scripts": [script.match for script in scripts],
                 "api_key_env": args.api_key_env,
             }
             if args.print_config:
@@ -83,6 +120,8 @@ async def _serve(gateway: ReferenceGateway, args: argparse.Namespace) -> int:
                 print(f"  key required: set, from {{env:{args.api_key_env}}}")
             for fault in gateway.faults:
                 print(f"  fault: {fault.describe()}")
+            for script in scripts:
+                print(f"  script: prompts containing {script.match!r} get {len(script.turns)} scripted turn(s)")
             if args.print_config:
                 print("opencode.json for this gateway:")
                 print(json.dumps(config, indent=2))
