@@ -1,48 +1,329 @@
-"""The nexus dashboard app."""
+"""The nexus dashboard: registry, live score breakdown, concurrent task streams, health, live reload.
+
+Widgets draw and post messages; every call into :mod:`nexus_core` runs in a worker and comes
+back as a method call on the widget that draws it (workers share the app's event loop).
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from itertools import count
 from pathlib import Path
 
-from textual.app import App, ComposeResult
-from textual.widgets import DataTable, Footer, Header
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
 
-from nexus_core.opencode_config import ConfigError, load_config
-from nexus_core.registry import build_registry, overlay_paths
+from nexus_core.errors import NexusError
+from nexus_tui import backend
+from nexus_tui.screens import ConfirmQuitScreen, HelpScreen
+from nexus_tui.theme import NEXUS_THEME
+from nexus_tui.widgets.health import HealthPanel
+from nexus_tui.widgets.registry import RegistryPanel, registry_rows
+from nexus_tui.widgets.runs import RunStatus, RunView
+from nexus_tui.widgets.task import RunRequest, TaskPanel
+
+__all__ = ["NexusApp", "STYLES"]
 
 STYLES = Path(__file__).resolve().parents[2] / "styles"
+STATUS_ICON = {
+    RunStatus.STARTING: "◌",
+    RunStatus.RUNNING: "●",
+    RunStatus.SUCCEEDED: "✓",
+    RunStatus.FAILED: "✗",
+    RunStatus.CANCELLING: "◍",
+    RunStatus.CANCELLED: "■",
+}
 
 
 class NexusApp(App[int]):
-    """Registry table (the dashboard issue grows this into the full dashboard)."""
+    """The dashboard. ``test_mode`` freezes what changes by itself (cursor blink, timings, watchers)."""
 
-    CSS_PATH = str(STYLES / "app.tcss")
+    CSS_PATH = [str(STYLES / name) for name in ("app.tcss", "registry.tcss", "task.tcss", "runs.tcss", "health.tcss", "screens.tcss")]
     TITLE = "nexus"
+    SUB_TITLE = "delegate coding tasks through OpenCode"
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
+        Binding("f1", "help", "Help", id="app.help"),
+        Binding("f5", "reprobe", "Re-probe", id="app.reprobe"),
+        Binding("ctrl+t", "focus_task", "Task", id="app.focus_task"),
+    ]
 
-    def __init__(self, project_dir: str | None = None, demo: bool = False) -> None:
+    def __init__(
+        self,
+        project_dir: str | os.PathLike[str] | None = None,
+        *,
+        demo: bool = False,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        test_mode: bool = False,
+        debounce: float = 0.12,
+    ) -> None:
         super().__init__()
-        self.project_dir = project_dir
+        self.project_dir = Path(project_dir or os.getcwd()).resolve()
         self.demo = demo
-        self.sub_title = "DEMO" if demo else ""
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self.clock = clock
+        self.test_mode = test_mode
+        self.debounce = debounce
+        self.state: backend.DashboardState | None = None
+        self.demo_environment: backend.DemoEnvironment | None = None
+        self.runs: dict[str, backend.RunHandle] = {}
+        self._run_numbers = count(1)
+        self.register_theme(NEXUS_THEME)
+        self.theme = NEXUS_THEME.name
+        if demo:
+            self.sub_title = "DEMO — loopback reference gateway, no key needed"
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield DataTable(id="registry", cursor_type="row", zebra_stripes=True)
+        yield Header(show_clock=False, icon="◆")
+        if self.demo:
+            yield Static("DEMO  ·  a loopback reference gateway answers every model; nothing leaves this machine", id="demo-banner")
+        with Horizontal(id="top"):
+            yield RegistryPanel(id="registry")
+            yield HealthPanel(show_timings=not self.test_mode, id="health")
+        with Horizontal(id="bottom"):
+            yield TaskPanel(debounce=self.debounce, id="task")
+            with Vertical(id="runs-area"):
+                yield Static("No runs yet. Type a task and press Enter; each run gets its own tab here.", id="runs-empty")
+                yield TabbedContent(id="runs")
         yield Footer()
 
-    def on_mount(self) -> None:
-        table = self.query_one("#registry", DataTable)
-        table.add_columns("id", "CLI model name", "provider", "reasoning", "code", "speed", "cost", "context", "source")
+    async def on_mount(self) -> None:
+        self.query_one("#registry", RegistryPanel).border_title = "Models"
+        self.query_one("#runs-area", Vertical).border_title = "Runs"
+        self.query_one("#runs", TabbedContent).display = False
+        if self.test_mode:
+            for text_input in self.query(Input):
+                text_input.cursor_blink = False
+        self.query_one("#task-input", Input).focus()
+        self.start()
+
+    @work(exclusive=True, group="start")
+    async def start(self) -> None:
+        """Set up demo mode if asked, load the routing state, then check health and watch the config."""
+        if self.demo and self.demo_environment is None:
+            self.demo_environment = await backend.start_demo(self.env)
+            self.env = self.demo_environment.env
+            self.project_dir = self.demo_environment.project_dir
         try:
-            config = load_config(self.project_dir)
-        except ConfigError as exc:
-            self.notify(exc.sentence(), severity="error", timeout=10)
-            config = None
-        registry = build_registry(config, overlay_paths(self.project_dir))
-        for m in registry.models:
-            q = m.quality
-            table.add_row(
-                m.id, m.cli_model_name or "—", m.provider, f"{q.reasoning:g}", f"{q.code:g}",
-                f"{q.speed:g}", f"{q.cost:g}", f"{m.context_limit:,}" if m.context_limit else "—", m.source,
-                key=m.id,
-            )
+            self.apply_state(await backend.load_state(self.project_dir, self.env))
+        except NexusError as exc:
+            self.notify(exc.sentence(), title="Config", severity="error", timeout=15)
+        self.run_doctor()
+        if not self.test_mode:
+            self.watch_config()
+
+    def apply_state(self, state: backend.DashboardState) -> None:
+        """Draw a (new) routing state: the table in place, the breakdown for the current text."""
+        self.state = state
+        self.query_one("#registry", RegistryPanel).show(registry_rows(state.registry, state.unavailable), state.problems)
+        self.score(self.query_one("#task-input", Input).value)
+
+    # Routing -----------------------------------------------------------------------------
+
+    @on(TaskPanel.ScoreWanted)
+    def _score_wanted(self, message: TaskPanel.ScoreWanted) -> None:
+        self.score(message.task)
+
+    @work(exclusive=True, group="score")
+    async def score(self, task: str) -> None:
+        """Score every model for ``task`` and draw the breakdown."""
+        if self.state is None:
+            return
+        self.query_one("#task", TaskPanel).show(backend.score(self.state, task))
+
+    # Runs --------------------------------------------------------------------------------
+
+    @on(TaskPanel.RunRequested)
+    async def _run_requested(self, message: TaskPanel.RunRequested) -> None:
+        await self.start_run(message.request)
+
+    async def start_run(self, request: RunRequest) -> str | None:
+        """Open a pane for ``request`` and start it; the run id, or None when it could not start."""
+        if self.state is None:
+            self.notify("The config is not loaded yet; wait a moment and press Enter again.", severity="warning")
+            return None
+        try:
+            handle = backend.start_run(self.state, request, self.env, self.project_dir)
+        except NexusError as exc:
+            self.notify(exc.sentence(), title="Cannot run", severity="error", timeout=10)
+            return None
+        number = next(self._run_numbers)
+        run_id = f"run-{number}"
+        self.runs[run_id] = handle
+        view = RunView(run_id, request.task, clock=self.clock, show_timings=not self.test_mode, id=f"{run_id}-view")
+        tabs = self.query_one("#runs", TabbedContent)
+        await tabs.add_pane(TabPane(self._tab_label(number, RunStatus.STARTING, handle.label), view, id=run_id))
+        tabs.display = True
+        self.query_one("#runs-empty", Static).display = False
+        tabs.active = run_id
+        self.drive_run(run_id, handle, view)
+        return run_id
+
+    @staticmethod
+    def _tab_label(number: int, status: RunStatus, model: str) -> str:
+        return f"{STATUS_ICON[status]} {number} {model}"
+
+    @work(group="runs", exit_on_error=False)
+    async def drive_run(self, run_id: str, handle: backend.RunHandle, view: RunView) -> None:
+        """Pass the run's events to its view until it ends."""
+        try:
+            async for event in handle.events():
+                view.feed(event)
+        finally:
+            status, verdict = handle.verdict()
+            view.finish(status, verdict)
+
+    @on(RunView.StatusChanged)
+    def _run_status_changed(self, message: RunView.StatusChanged) -> None:
+        tabs = self.query_one("#runs", TabbedContent)
+        handle = self.runs.get(message.run_id)
+        if handle is None:
+            return
+        number = int(message.run_id.split("-")[1])
+        view = self.query_one(f"#{message.run_id}-view", RunView)
+        tabs.get_tab(message.run_id).label = self._tab_label(number, message.status, view.current_model if view.attempts else handle.label)
+
+    @on(RunView.CancelRequested)
+    def _cancel_requested(self, message: RunView.CancelRequested) -> None:
+        self.cancel_run(message.run_id)
+
+    def cancel_run(self, run_id: str) -> None:
+        """End a run's whole process tree (its view shows it as cancelled)."""
+        handle = self.runs.get(run_id)
+        if handle is not None and not handle.finished:
+            self.query_one(f"#{run_id}-view", RunView).set_status(RunStatus.CANCELLING)
+            handle.cancel()
+
+    @property
+    def running(self) -> list[str]:
+        """Ids of the runs still in progress."""
+        return [run_id for run_id, handle in self.runs.items() if not handle.finished]
+
+    # Health ------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="doctor", exit_on_error=False)
+    async def run_doctor(self) -> None:
+        """Run doctor's checks and draw them."""
+        panel = self.query_one("#health", HealthPanel)
+        panel.checking()
+        try:
+            panel.show(await backend.health(self.project_dir, self.env))
+        except NexusError as exc:
+            panel.failed_to_check(exc.sentence())
+
+    def action_reprobe(self) -> None:
+        self.run_doctor()
+
+    # Reload ------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="watch", exit_on_error=False)
+    async def watch_config(self) -> None:
+        """Follow config edits: a new state with a diff toast, or the error with the last good state kept."""
+        async for change in backend.watch(self.project_dir, self.env):
+            if change.error is not None:
+                self.notify(change.error, title="Config not reloaded", severity="error", timeout=15)
+                continue
+            assert change.state is not None
+            self.apply_state(change.state)
+            self.notify(change.summary or "no model changed", title="Config reloaded", timeout=6)
+            self.run_doctor()
+
+    # Commands ----------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Run task", "Run the task in the task box on the chosen model", self.action_run_task)
+        yield SystemCommand("Pick model", "Choose the model for the next run", self.action_pick_model)
+        yield SystemCommand("Re-probe", "Run the health checks (doctor) again", self.action_reprobe)
+        yield SystemCommand("Open config path", "Open an OpenCode config file in your editor", self.action_open_config)
+        yield SystemCommand("Help", "Keys and panels", self.action_help)
+        yield from super().get_system_commands(screen)
+
+    def action_run_task(self) -> None:
+        task_input = self.query_one("#task-input", Input)
+        task_input.focus()
+        if task_input.value.strip():
+            task_input.action_submit()
+        else:
+            self.notify("Type a task in the task box first.", severity="warning")
+
+    def action_pick_model(self) -> None:
+        if self.state is None:
+            return
+        panel = self.query_one("#task", TaskPanel)
+        commands = [("Automatic: the top-ranked model", lambda: panel.pick(None), "back to automatic routing")]
+        for model in self.state.registry.models:
+            reason = self.state.unavailable.get(model.id)
+            help_text = f"{model.cli_model_name or '—'}" + (f" — {reason}" if reason else "")
+            commands.append((model.id, lambda model_id=model.id: panel.pick(model_id), help_text))
+        self.search_commands(commands, placeholder="Pick the model for the next run…")
+
+    def action_open_config(self) -> None:
+        paths = backend.config_paths(self.project_dir, self.env)
+        commands = [
+            (str(path), lambda path=path: self.open_in_editor(path), "exists" if path.exists() else "not created yet")
+            for path in paths
+        ]
+        self.search_commands(commands, placeholder="Open which config file?")
+
+    def open_in_editor(self, path: Path) -> None:
+        """Open ``path`` in $VISUAL/$EDITOR (the dashboard suspends meanwhile), or say where it is."""
+        editor = shlex.split(self.env.get("VISUAL") or self.env.get("EDITOR") or "")
+        if not editor or shutil.which(editor[0]) is None:
+            self.copy_to_clipboard(str(path))
+            self.notify(f"{path} (path copied). Set $EDITOR to open it from here.", title="Config path", timeout=10)
+            return
+        with self.suspend():
+            subprocess.run([*editor, str(path)], check=False)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_focus_task(self) -> None:
+        self.query_one("#task-input", Input).focus()
+
+    @on(RegistryPanel.ModelChosen)
+    def _registry_model_chosen(self, message: RegistryPanel.ModelChosen) -> None:
+        self.query_one("#task", TaskPanel).pick(message.model_id)
+        self.query_one("#task-input", Input).focus()
+
+    # Quitting ----------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        running = self.running
+        if running:
+            self.push_screen(ConfirmQuitScreen(len(running)), self._quit_answered)
+            return
+        await self.shutdown()
+
+    async def _quit_answered(self, answer: bool | None) -> None:
+        if answer:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Cancel every run, wait for their process trees to end, stop the demo gateway, exit."""
+        for run_id in self.running:
+            self.cancel_run(run_id)
+        await backend.wait_all(self.runs.values())
+        self.workers.cancel_group(self, "watch")
+        if self.demo_environment is not None:
+            await self.demo_environment.close()
+            self.demo_environment = None
+        self.exit(0)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One place for worker failures: a toast with the sentence, never a traceback on screen."""
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            sentence = error.sentence() if isinstance(error, NexusError) else f"{type(error).__name__}: {error}"
+            self.notify(sentence, title=f"{event.worker.group} failed", severity="error", timeout=15)
