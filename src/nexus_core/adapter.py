@@ -1,0 +1,697 @@
+"""Run one ``opencode run`` attempt: argv, environment, live typed events, bounded waits, classified outcome.
+
+    spec = AttemptSpec(cli_model_name="custom/claude-sonnet-4-5", prompt="Fix the failing test")
+    async with Attempt(spec) as attempt:
+        async for event in attempt.events():
+            ...
+    attempt.result.outcome   # success, or a FailureClass with a one-line message and fix
+
+What OpenCode 1.2.15 does, and what the adapter does about it:
+
+* The prompt goes on **stdin**, then stdin is closed: argv has a 128 KiB per-argument limit,
+  and ``opencode run "--help"`` prints help instead of sending it. No positional message is
+  passed, so OpenCode sends ``"\\n" + prompt`` (it joins the positional words and stdin with a
+  newline).
+* ``--model`` is always passed: a model asked for is never silently replaced by the config's
+  default. ``--variant`` is passed only when it is one of :data:`VARIANT_ALLOWLIST`.
+* It exits 0 on most failures (401, unknown model, connection refused): the ``error`` event
+  is the truth, and an attempt succeeds only on a terminal ``step_finish`` with reason
+  ``stop`` (or ``length`` with some text).
+* On 5xx, 429 and dropped connections it retries forever and prints nothing on stdout. The
+  adapter runs it with ``--print-logs --log-level ERROR``: every failed model request then
+  writes one ``ERROR … service=session.processor error=<message> … process`` line to stderr.
+  Such a line not followed by an ``error`` event within :data:`RETRY_SETTLE_S` is a retry:
+  the adapter yields :class:`~nexus_core.events.GatewayRetrying`, and after
+  ``max_gateway_retries`` of them (or at the stall timeout) ends the attempt with the class
+  the message implies (rate limited, connection, gateway error).
+* The launcher ``bin/opencode`` (node) spawns the real binary, which may spawn MCP servers.
+  The attempt runs in its own session (process group); ending it signals the group and
+  every descendant: SIGTERM, a grace period, SIGKILL. A process-wide ``atexit`` hook kills any
+  group still registered, so an interrupted parent leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pydantic import BaseModel, ConfigDict, Field
+
+from nexus_core.errors import NexusError
+from nexus_core.events import (
+    AttemptFinished,
+    AttemptStarted,
+    ErrorEvent,
+    FailureClass,
+    GatewayRetrying,
+    Outcome,
+    OutputLine,
+    ProcessStats,
+    RunEvent,
+    StepFinish,
+    Text,
+    parse_line,
+)
+from nexus_core.registry import CLI_MODEL_RE
+from nexus_core.secrets import Redactor
+
+__all__ = [
+    "DEFAULT_MAX_GATEWAY_RETRIES",
+    "DEFAULT_STALL_TIMEOUT_S",
+    "DEFAULT_TIMEOUT_S",
+    "DEPTH_VAR",
+    "VARIANT_ALLOWLIST",
+    "Attempt",
+    "AttemptResult",
+    "AttemptSpec",
+    "allowed_variant",
+    "build_argv",
+    "check_model_name",
+    "child_env",
+    "classify_error",
+    "find_opencode",
+    "run_attempt",
+]
+
+log = logging.getLogger(__name__)
+
+VARIANT_ALLOWLIST = frozenset({"high", "max", "minimal"})
+DEPTH_VAR = "NEXUS_DELEGATION_DEPTH"
+DEFAULT_TIMEOUT_S = 900.0
+DEFAULT_STALL_TIMEOUT_S = 180.0
+DEFAULT_MAX_GATEWAY_RETRIES = 3
+TERMINATE_GRACE_S = 3.0
+# Time for OpenCode to turn a failed request into an `error` event; a failure without one is a retry.
+RETRY_SETTLE_S = 0.5
+# After stdout closes OpenCode has nothing left to say; it gets this long to exit on its own.
+EXIT_AFTER_EOF_S = 10.0
+STDOUT_LINE_LIMIT = 8 * 1024 * 1024
+STDERR_TAIL_CHARS = 64 * 1024
+STDERR_LINE_CHARS = 4 * 1024
+EVENT_QUEUE_SIZE = 1024
+
+# The message may hold newlines, so only the first line is relied on: level, service, then `error=`.
+_PROCESSOR_ERROR = re.compile(r"^ERROR .*?service=session\.processor error=(?P<error>.*?)(?: stack=.*| process\s*)?$")
+
+_LIVE_GROUPS: set[int] = set()
+
+
+def _kill_live_groups() -> None:
+    for pgid in list(_LIVE_GROUPS):
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+    _LIVE_GROUPS.clear()
+
+
+atexit.register(_kill_live_groups)
+
+
+def allowed_variant(variant: str | None) -> str | None:
+    """The variant when it is on the allowlist; anything else is dropped (with a debug log), never passed on."""
+    if variant is None or variant == "":
+        return None
+    if variant in VARIANT_ALLOWLIST:
+        return variant
+    log.debug("variant %r is not one of %s; dropped", variant, ", ".join(sorted(VARIANT_ALLOWLIST)))
+    return None
+
+
+def check_model_name(name: str) -> str:
+    """``name`` when it has the ``<provider-id>/<model-key>`` shape OpenCode's ``--model`` takes."""
+    if not isinstance(name, str) or not CLI_MODEL_RE.match(name):
+        raise NexusError(
+            f"{name!r} is not a model name of the form <provider-id>/<model-key>",
+            "Use a registry id or alias (nexus-agents models) or a name such as custom/claude-sonnet-4-5",
+        )
+    return name
+
+
+def find_opencode(env: Mapping[str, str] | None = None) -> str | None:
+    """The OpenCode executable: ``$NEXUS_OPENCODE`` when set, else ``opencode`` on the env's PATH."""
+    env = os.environ if env is None else env
+    explicit = env.get("NEXUS_OPENCODE")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    return shutil.which("opencode", path=env.get("PATH", os.defpath))
+
+
+def build_argv(
+    opencode: str,
+    cli_model_name: str,
+    *,
+    variant: str | None = None,
+    thinking: bool = False,
+    workdir: str | os.PathLike[str] | None = None,
+) -> list[str]:
+    """OpenCode's argv for one attempt. The prompt is not in it: it goes on stdin."""
+    argv = [opencode, "run", "--format", "json", "--print-logs", "--log-level", "ERROR",
+            "--model", check_model_name(cli_model_name)]
+    chosen = allowed_variant(variant)
+    if chosen:
+        argv += ["--variant", chosen]
+    if thinking:
+        argv.append("--thinking")
+    if workdir is not None:
+        argv += ["--dir", str(workdir)]
+    return argv
+
+
+def child_env(base: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment OpenCode runs with.
+
+    The whole parent environment is passed on on purpose: OpenCode needs PATH, HOME, the XDG
+    dirs, proxy settings and every ``{env:VAR}`` its config names (the gateway's key among
+    them), and nexus cannot know them all. ``NEXUS_DELEGATION_DEPTH`` is the parent's plus
+    one, so a nexus MCP server started inside OpenCode can refuse to recurse.
+    """
+    env = dict(os.environ if base is None else base)
+    if overrides:
+        env.update(overrides)
+    try:
+        depth = int(env.get(DEPTH_VAR, "0") or 0)
+    except ValueError:
+        depth = 0
+    env[DEPTH_VAR] = str(max(depth, 0) + 1)
+    return env
+
+
+class AttemptSpec(BaseModel):
+    """Everything one attempt needs. Timeouts are in seconds."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    cli_model_name: str
+    prompt: str
+    model_id: str | None = None
+    variant: str | None = None
+    thinking: bool = False
+    workdir: Path | None = None
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)
+    stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0)
+    max_gateway_retries: int = Field(DEFAULT_MAX_GATEWAY_RETRIES, ge=0)
+    stats_interval_s: float | None = Field(1.0, gt=0)
+    env: dict[str, str] | None = Field(None, description="base environment; None: this process's")
+    opencode: str | None = Field(None, description="OpenCode executable; None: find_opencode(env)")
+
+
+class AttemptResult(BaseModel):
+    """One finished attempt: its events, its answer, its outcome and a redacted stderr tail."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int
+    cli_model_name: str
+    model_id: str | None = None
+    argv: tuple[str, ...] = ()
+    outcome: Outcome
+    text: str = ""
+    events: tuple[RunEvent, ...] = ()
+    stderr_tail: str = ""
+
+
+_STATUS_CLASS = (
+    ((401, 403), FailureClass.AUTH),
+    ((404,), FailureClass.MODEL_NOT_FOUND),
+    ((429,), FailureClass.RATE_LIMITED),
+    ((400, 405, 409, 413, 415, 422), FailureClass.BAD_REQUEST),
+)
+
+_FIXES: dict[FailureClass, str] = {
+    FailureClass.OPENCODE_NOT_FOUND: "Install it (python3 bootstrap.py test installs the pinned one) and put it on PATH, or set NEXUS_OPENCODE",
+    FailureClass.CONFIG_INVALID: "Fix the OpenCode config it names (nexus-agents config shows where each value comes from)",
+    FailureClass.AUTH: "Check the gateway key: export the variable your opencode.json names in apiKey, e.g. CUSTOM_API_KEY",
+    FailureClass.MODEL_NOT_FOUND: "Check that the model key in opencode.json matches an id the gateway lists at GET /v1/models",
+    FailureClass.BAD_REQUEST: "The gateway refused the request as sent; check the model's limits and the gateway's logs",
+    FailureClass.CONNECTION: "Check baseURL in opencode.json and that the gateway is reachable from here (nexus-agents doctor)",
+    FailureClass.RATE_LIMITED: "Wait and try again, or use a model with quota left (--model)",
+    FailureClass.GATEWAY_ERROR: "The gateway or the model behind it is failing; try again later or another model",
+    FailureClass.STALLED: "Raise --stall-timeout if the task has long silent steps, or check the gateway",
+    FailureClass.TIMEOUT: "Raise --timeout, or split the task",
+    FailureClass.CANCELLED: "",
+    FailureClass.CUT_STREAM: "The gateway ended the answer early; try again, or check the gateway's logs",
+    FailureClass.FAILED: "Run it again with NEXUS_DEBUG=1 and look at OpenCode's stderr",
+}
+
+
+def _fix(failure: FailureClass) -> str:
+    return _FIXES[failure]
+
+
+def _class_of_message(message: str) -> FailureClass | None:
+    lowered = message.lower()
+    if "model not found" in lowered or "model_not_found" in lowered or "no such model" in lowered:
+        return FailureClass.MODEL_NOT_FOUND
+    if any(s in lowered for s in ("too many requests", "rate limit", "rate_limit", "quota")):
+        return FailureClass.RATE_LIMITED
+    if any(s in lowered for s in ("unauthorized", "forbidden", "invalid api key", "authentication")):
+        return FailureClass.AUTH
+    if any(s in lowered for s in (
+        "unable to connect", "connection refused", "econnrefused", "connection reset", "econnreset",
+        "socket", "enotfound", "getaddrinfo", "dns", "certificate", "tls", "ssl", "cannot connect",
+        "network", "timed out", "closed unexpectedly",
+    )):
+        return FailureClass.CONNECTION
+    if any(s in lowered for s in ("overloaded", "internal server error", "bad gateway", "service unavailable",
+                                  "gateway timeout")):
+        return FailureClass.GATEWAY_ERROR
+    return None
+
+
+def _status_of_message(message: str) -> int | None:
+    for status in HTTPStatus:
+        if status.value >= 400 and status.phrase.lower() in message.lower():
+            return status.value
+    return None
+
+
+def classify_error(event: ErrorEvent) -> tuple[FailureClass, int | None]:
+    """The failure class an OpenCode ``error`` event stands for, and the HTTP status when known."""
+    status = event.status_code
+    if event.name == "ProviderAuthError":
+        return FailureClass.AUTH, status
+    if event.name in {"ProviderInitError", "ConfigInvalidError", "ConfigJsonError"}:
+        return FailureClass.CONFIG_INVALID, status
+    if event.name == "MessageAbortedError":
+        return FailureClass.CANCELLED, status
+    if event.name == "ContextOverflowError":
+        return FailureClass.BAD_REQUEST, status
+    if status is not None:
+        for codes, failure in _STATUS_CLASS:
+            if status in codes:
+                return failure, status
+        if status >= 500:
+            return FailureClass.GATEWAY_ERROR, status
+    by_message = _class_of_message(event.message)
+    return by_message or FailureClass.FAILED, status
+
+
+def _retry_class(message: str) -> FailureClass:
+    return _class_of_message(message) if _class_of_message(message) in {
+        FailureClass.RATE_LIMITED, FailureClass.CONNECTION} else FailureClass.GATEWAY_ERROR
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _signal_all(pgid: int, procs: list[psutil.Process], sig: signal.Signals) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, sig)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(sig)
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _StderrTail:
+    """The last lines OpenCode wrote to stderr, bounded in lines and characters."""
+
+    def __init__(self) -> None:
+        self._lines: deque[str] = deque()
+        self._chars = 0
+
+    def add(self, line: str) -> None:
+        line = line[:STDERR_LINE_CHARS]
+        self._lines.append(line)
+        self._chars += len(line)
+        while self._chars > STDERR_TAIL_CHARS and self._lines:
+            self._chars -= len(self._lines.popleft())
+
+    def text(self) -> str:
+        return "\n".join(self._lines)
+
+    def last_meaningful(self) -> str:
+        for line in reversed(self._lines):
+            stripped = line.strip()
+            if stripped and not stripped.startswith(("ERROR ", "INFO ", "WARN ", "DEBUG ", "at ", "sqlite-migration")):
+                return stripped
+        return ""
+
+
+class Attempt:
+    """One ``opencode run`` for one model. Use as ``async with``; iterate :meth:`events` once.
+
+    Leaving the ``async with`` block (normally, by an exception, or by cancellation) ends the
+    whole process tree. :attr:`result` is set once the events are exhausted.
+    """
+
+    def __init__(self, spec: AttemptSpec, *, attempt: int = 1) -> None:
+        check_model_name(spec.cli_model_name)
+        if spec.workdir is not None and not Path(spec.workdir).is_dir():
+            raise NexusError(f"the working directory {spec.workdir} does not exist", "Pass an existing directory to --dir")
+        self.spec = spec
+        self.number = attempt
+        self.env = child_env(spec.env)
+        self.opencode = spec.opencode or find_opencode(self.env)
+        self.argv: tuple[str, ...] = tuple(build_argv(
+            self.opencode or "opencode", spec.cli_model_name,
+            variant=spec.variant, thinking=spec.thinking, workdir=spec.workdir,
+        ))
+        self.result: AttemptResult | None = None
+        self._redact = Redactor.from_env(self.env)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr = _StderrTail()
+        self._cancel = asyncio.Event()
+        self._started = 0.0
+        self._iterated = False
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def __aenter__(self) -> "Attempt":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._end()
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the launcher (the process-group leader), while it runs."""
+        return self._proc.pid if self._proc else None
+
+    def cancel(self) -> None:
+        """Ask the attempt to stop: the tree is ended and the outcome is ``cancelled``."""
+        self._cancel.set()
+
+    def _elapsed(self) -> float:
+        return round(time.monotonic() - self._started, 3) if self._started else 0.0
+
+    def _outcome(self, failure: FailureClass | None, message: str, *, status: int | None = None) -> Outcome:
+        return Outcome(
+            failure=failure,
+            message=self._redact(_one_line(message)),
+            fix=_fix(failure) if failure else "",
+            exit_code=self._proc.returncode if self._proc else None,
+            duration_s=self._elapsed(),
+            status_code=status,
+        )
+
+    async def events(self) -> AsyncIterator[RunEvent]:
+        """OpenCode's events as they arrive, with :class:`ProcessStats` and retry notices between them.
+
+        The first event is :class:`AttemptStarted`, the last :class:`AttemptFinished`.
+        """
+        if self._iterated:
+            raise RuntimeError("Attempt.events() can be iterated once")
+        self._iterated = True
+        self._started = time.monotonic()
+        spec = self.spec
+        yield AttemptStarted(attempt=self.number, model_id=spec.model_id, cli_model_name=spec.cli_model_name, argv=self.argv)
+        collected: list[RunEvent] = []
+        outcome: Outcome | None = None
+        try:
+            if self.opencode is None:
+                outcome = self._outcome(FailureClass.OPENCODE_NOT_FOUND, "OpenCode (opencode) was not found on PATH")
+            else:
+                run = self._run()
+                try:
+                    async for event in run:
+                        if isinstance(event, Outcome):
+                            outcome = event
+                            break
+                        collected.append(event)
+                        yield event
+                finally:
+                    await run.aclose()
+        except asyncio.CancelledError:
+            outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
+            raise
+        finally:
+            await self._end()
+            if outcome is None:
+                outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
+            self.result = AttemptResult(
+                attempt=self.number, cli_model_name=spec.cli_model_name, model_id=spec.model_id, argv=self.argv,
+                outcome=outcome, text="".join(e.text for e in collected if isinstance(e, Text)).strip(),
+                events=tuple(e for e in collected if not isinstance(e, ProcessStats)),
+                stderr_tail=self._redact(self._stderr.text()),
+            )
+        yield AttemptFinished(attempt=self.number, at=self._elapsed(), cli_model_name=spec.cli_model_name, outcome=outcome)
+
+    async def _run(self) -> AsyncIterator[RunEvent | Outcome]:
+        spec = self.spec
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=self.env, start_new_session=True, limit=STDOUT_LINE_LIMIT,
+            )
+        except OSError as exc:
+            yield self._outcome(FailureClass.OPENCODE_NOT_FOUND, f"OpenCode could not be started ({exc.strerror or exc})")
+            return
+        _LIVE_GROUPS.add(self._proc.pid)
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self._tasks = [
+            asyncio.create_task(self._feed_stdin(spec.prompt)),
+            asyncio.create_task(self._read_stdout(queue)),
+            asyncio.create_task(self._read_stderr(queue)),
+        ]
+        if spec.stats_interval_s:
+            self._tasks.append(asyncio.create_task(self._sample(queue, spec.stats_interval_s)))
+        cancel_wait = asyncio.create_task(self._cancel.wait())
+        self._tasks.append(cancel_wait)
+
+        deadline = self._started + spec.timeout_s
+        last_output = time.monotonic()
+        retry_candidate: tuple[float, str] | None = None
+        retries: list[str] = []
+        errors: list[ErrorEvent] = []
+        finish: StepFinish | None = None
+        saw_text = False
+        stdout_done = False
+        eof_at: float | None = None
+
+        while True:
+            now = time.monotonic()
+            waits = [deadline, last_output + spec.stall_timeout_s]
+            if retry_candidate:
+                waits.append(retry_candidate[0] + RETRY_SETTLE_S)
+            if eof_at is not None:
+                waits.append(eof_at + EXIT_AFTER_EOF_S)
+            timeout = max(0.0, min(waits) - now)
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, cancel_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+            now = time.monotonic()
+            if cancel_wait in done and getter not in done:
+                yield self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
+                return
+            if getter in done:
+                source, payload = getter.result()
+                if source == "stdout":
+                    last_output = now
+                    event = parse_line(payload, attempt=self.number, at=self._elapsed())
+                    if event is None:
+                        continue
+                    if isinstance(event, ErrorEvent):
+                        errors.append(event)
+                        retry_candidate = None
+                    elif isinstance(event, StepFinish):
+                        finish = event
+                    elif isinstance(event, Text) and event.text.strip():
+                        saw_text = True
+                    yield event
+                elif source == "stderr":
+                    match = _PROCESSOR_ERROR.match(payload)
+                    if match:
+                        retry_candidate = (now, match.group("error"))
+                elif source == "stats":
+                    yield payload.model_copy(update={"attempt": self.number, "at": self._elapsed()})
+                elif source == "eof":
+                    stdout_done = True
+                    eof_at = now
+                elif source == "exit":
+                    break
+            if retry_candidate and now >= retry_candidate[0] + RETRY_SETTLE_S:
+                message = self._redact(_one_line(retry_candidate[1]))
+                retries.append(message)
+                retry_candidate = None
+                yield GatewayRetrying(attempt=self.number, at=self._elapsed(), retry=len(retries), message=message)
+                if len(retries) > spec.max_gateway_retries:
+                    yield self._retry_outcome(retries, f"OpenCode retried {len(retries)} times")
+                    return
+            if now >= deadline:
+                yield self._outcome(FailureClass.TIMEOUT, f"no result within the {spec.timeout_s:g} s timeout")
+                return
+            if now >= last_output + spec.stall_timeout_s and not stdout_done:
+                if retries:
+                    yield self._retry_outcome(retries, f"no progress for {spec.stall_timeout_s:g} s while OpenCode retried")
+                    return
+                yield self._outcome(FailureClass.STALLED, f"no event from OpenCode for {spec.stall_timeout_s:g} s")
+                return
+            if eof_at is not None and now >= eof_at + EXIT_AFTER_EOF_S:
+                break
+        yield self._final_outcome(errors, finish, saw_text)
+
+    def _retry_outcome(self, retries: list[str], how: str) -> Outcome:
+        last = retries[-1]
+        return self._outcome(_retry_class(last), f"the gateway kept failing ({last}); {how}",
+                             status=_status_of_message(last))
+
+    def _final_outcome(self, errors: list[ErrorEvent], finish: StepFinish | None, saw_text: bool) -> Outcome:
+        code = self._proc.returncode if self._proc else None
+        if errors:
+            error = errors[-1]
+            failure, status = classify_error(error)
+            return self._outcome(failure, error.message, status=status)
+        if finish is not None and (finish.reason == "stop" or (finish.reason == "length" and saw_text)):
+            if code not in (0, None):
+                return self._outcome(FailureClass.FAILED, f"OpenCode exited with code {code} after answering")
+            return self._outcome(None, "finished" if finish.reason == "stop" else "finished at the output limit")
+        stderr_line = self._stderr.last_meaningful()
+        if code not in (0, None):
+            lowered = stderr_line.lower()
+            if "config" in lowered and ("invalid" in lowered or "not valid" in lowered):
+                return self._outcome(FailureClass.CONFIG_INVALID, stderr_line.removeprefix("Error: "))
+            detail = f": {stderr_line}" if stderr_line else ""
+            return self._outcome(FailureClass.FAILED, f"OpenCode exited with code {code}{detail}")
+        if finish is not None:
+            return self._outcome(FailureClass.CUT_STREAM, f"the answer ended with reason {finish.reason!r}, not 'stop'")
+        return self._outcome(FailureClass.CUT_STREAM, "OpenCode ended without a finished answer")
+
+    async def _feed_stdin(self, prompt: str) -> None:
+        assert self._proc and self._proc.stdin
+        stdin = self._proc.stdin
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.write(prompt.encode("utf-8"))
+            await stdin.drain()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.close()
+
+    async def _read_stdout(self, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        assert self._proc and self._proc.stdout
+        stdout = self._proc.stdout
+        while True:
+            try:
+                line = await stdout.readline()
+            except ValueError:
+                await queue.put(("stdout", f"[a line over {STDOUT_LINE_LIMIT} bytes was dropped]"))
+                continue
+            if not line:
+                break
+            await queue.put(("stdout", line.decode("utf-8", "replace")))
+        await queue.put(("eof", None))
+        await self._proc.wait()
+        await queue.put(("exit", self._proc.returncode))
+
+    async def _read_stderr(self, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        assert self._proc and self._proc.stderr
+        stderr = self._proc.stderr
+        while True:
+            try:
+                line = await stderr.readline()
+            except ValueError:
+                continue
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            self._stderr.add(text)
+            if text.startswith("ERROR "):
+                await queue.put(("stderr", text))
+
+    async def _sample(self, queue: asyncio.Queue[tuple[str, Any]], interval: float) -> None:
+        assert self._proc
+        known: dict[int, psutil.Process] = {}
+        while True:
+            await asyncio.sleep(interval)
+            stats = _sample_tree(self._proc.pid, known)
+            if stats is not None:
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(("stats", stats))
+
+    async def _end(self) -> None:
+        """End the tree (when still running), reap the launcher, stop the helper tasks. Idempotent."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        proc = self._proc
+        if proc is None:
+            return
+        pgid = proc.pid
+        if proc.returncode is None or _group_exists(pgid):
+            await _terminate_tree(proc, TERMINATE_GRACE_S)
+        _LIVE_GROUPS.discard(pgid)
+
+
+def _sample_tree(pid: int, known: dict[int, psutil.Process]) -> ProcessStats | None:
+    procs = _tree(pid)
+    if not procs:
+        return None
+    cpu = 0.0
+    rss = 0
+    pids: list[int] = []
+    for proc in procs:
+        cached = known.setdefault(proc.pid, proc)
+        try:
+            with cached.oneshot():
+                cpu += cached.cpu_percent(None)
+                rss += cached.memory_info().rss
+            pids.append(proc.pid)
+        except psutil.Error:
+            known.pop(proc.pid, None)
+    return ProcessStats(cpu_percent=round(cpu, 1), rss_bytes=rss, pids=tuple(pids))
+
+
+async def _terminate_tree(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM to the group and every descendant, ``grace`` seconds, then SIGKILL; reap the launcher."""
+    pgid = proc.pid
+    procs = _tree(pgid)
+    _signal_all(pgid, procs, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    others = [p for p in procs if p.pid != pgid]
+    while time.monotonic() < deadline:
+        launcher_done = proc.returncode is not None
+        if launcher_done and not any(_alive(p) for p in others) and not _group_exists(pgid):
+            break
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 0.05)
+    _signal_all(pgid, [p for p in procs if _alive(p)], signal.SIGKILL)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(proc.wait(), grace)
+
+
+async def run_attempt(spec: AttemptSpec, *, attempt: int = 1) -> AttemptResult:
+    """Run one attempt to its end and return its result (events included)."""
+    async with Attempt(spec, attempt=attempt) as running:
+        async for _ in running.events():
+            pass
+    assert running.result is not None
+    return running.result

@@ -1,0 +1,230 @@
+"""A delegation: one task tried along a fallback chain of models, every attempt kept.
+
+    spec = DelegationSpec(prompt="Fix the failing test", chain=(opus, sonnet, default))
+    async with Delegation(spec) as delegation:
+        async for event in delegation.events():
+            ...
+    delegation.result.ok, delegation.result.text, delegation.result.attempts
+
+The chain is given, not computed here (the routing core computes it). The fallback rule:
+
+* a failure **another model may cure** moves on to the next model of the chain:
+  model not found, connection, gateway error (5xx), stalled, rate limited — the fault lies
+  with one model or one route, and the next one may not share it;
+* a failure **every model would meet alike** ends the delegation: auth (one key for the
+  gateway), config invalid, bad request (the same prompt goes to every model), OpenCode not
+  found, timeout (the delegation's time budget is spent), cancelled, cut stream and
+  unclassified failures.
+
+Each attempt runs with ``--model`` set to its own CLI model name: OpenCode never substitutes
+its default model for one asked for. A chain entry with no CLI model name (``opencode-default``
+when the config names no ``model``) is recorded as a failed attempt and skipped. ``timeout_s``
+bounds the whole delegation: each attempt gets what is left of it.
+
+Delegations share nothing: many can run at once, each with its own processes and stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nexus_core.adapter import (
+    DEFAULT_MAX_GATEWAY_RETRIES,
+    DEFAULT_STALL_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    Attempt,
+    AttemptResult,
+    AttemptSpec,
+)
+from nexus_core.events import (
+    AttemptFinished,
+    AttemptStarted,
+    FailureClass,
+    FallbackTaken,
+    Outcome,
+    RunEvent,
+)
+from nexus_core.registry import ModelProfile
+
+__all__ = [
+    "CURABLE_BY_FALLBACK",
+    "Delegation",
+    "DelegationResult",
+    "DelegationSpec",
+    "chain_of",
+    "curable_by_fallback",
+    "delegate",
+]
+
+CURABLE_BY_FALLBACK = frozenset({
+    FailureClass.MODEL_NOT_FOUND,
+    FailureClass.CONNECTION,
+    FailureClass.GATEWAY_ERROR,
+    FailureClass.STALLED,
+    FailureClass.RATE_LIMITED,
+})
+
+
+def curable_by_fallback(outcome: Outcome) -> bool:
+    """Whether the next model of the chain may succeed where this attempt failed."""
+    return outcome.failure in CURABLE_BY_FALLBACK
+
+
+class DelegationSpec(BaseModel):
+    """A task and the models to try, first to last. Timeouts are in seconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str
+    chain: tuple[ModelProfile, ...] = Field(min_length=1)
+    variant: str | None = None
+    thinking: bool = False
+    workdir: Path | None = None
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="for the whole delegation")
+    stall_timeout_s: float = Field(DEFAULT_STALL_TIMEOUT_S, gt=0)
+    max_gateway_retries: int = Field(DEFAULT_MAX_GATEWAY_RETRIES, ge=0)
+    stats_interval_s: float | None = Field(1.0, gt=0)
+    env: dict[str, str] | None = None
+    opencode: str | None = None
+
+
+class DelegationResult(BaseModel):
+    """Every attempt, in order; the last one's outcome is the delegation's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempts: tuple[AttemptResult, ...]
+    duration_s: float
+
+    @property
+    def final(self) -> AttemptResult:
+        return self.attempts[-1]
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.final.outcome
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.ok
+
+    @property
+    def text(self) -> str:
+        return self.final.text if self.ok else ""
+
+    def summary(self) -> dict[str, object]:
+        """The result without the events, as plain JSON data (the CLI's final object)."""
+        return {
+            "ok": self.ok,
+            "model_id": self.final.model_id,
+            "cli_model_name": self.final.cli_model_name,
+            "text": self.text,
+            "outcome": self.outcome.model_dump(mode="json"),
+            "duration_s": self.duration_s,
+            "attempts": [
+                {"attempt": a.attempt, "model_id": a.model_id, "cli_model_name": a.cli_model_name,
+                 "outcome": a.outcome.model_dump(mode="json")}
+                for a in self.attempts
+            ],
+        }
+
+
+class Delegation:
+    """Runs a :class:`DelegationSpec`. Use as ``async with``; iterate :meth:`events` once."""
+
+    def __init__(self, spec: DelegationSpec) -> None:
+        self.spec = spec
+        self.result: DelegationResult | None = None
+        self._current: Attempt | None = None
+        self._cancelled = False
+
+    async def __aenter__(self) -> "Delegation":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._current is not None:
+            await self._current.__aexit__(None, None, None)
+
+    def cancel(self) -> None:
+        """Stop the running attempt (its tree is ended) and try no further model."""
+        self._cancelled = True
+        if self._current is not None:
+            self._current.cancel()
+
+    async def events(self) -> AsyncIterator[RunEvent]:
+        """Every attempt's events in order, with a :class:`FallbackTaken` between attempts."""
+        spec = self.spec
+        started = time.monotonic()
+        attempts: list[AttemptResult] = []
+        try:
+            for number, profile in enumerate(spec.chain, start=1):
+                remaining = spec.timeout_s - (time.monotonic() - started)
+                result = None
+                unnamed = profile.cli_model_name is None
+                if unnamed:
+                    result = _skipped(number, profile, "OpenCode's config names no default model (set \"model\" in opencode.json)")
+                    yield AttemptStarted(attempt=number, model_id=profile.id, cli_model_name="(none)")
+                    yield AttemptFinished(attempt=number, cli_model_name="(none)", outcome=result.outcome)
+                elif remaining <= 0:
+                    result = _skipped(number, profile, f"no time left of the {spec.timeout_s:g} s timeout",
+                                      FailureClass.TIMEOUT)
+                    yield AttemptFinished(attempt=number, cli_model_name=profile.cli_model_name, outcome=result.outcome)
+                else:
+                    attempt = Attempt(self._attempt_spec(profile, remaining), attempt=number)
+                    self._current = attempt
+                    async with attempt:
+                        async for event in attempt.events():
+                            yield event
+                    self._current = None
+                    result = attempt.result
+                assert result is not None
+                attempts.append(result)
+                following = spec.chain[number] if number < len(spec.chain) else None
+                if self._cancelled or following is None or not (unnamed or curable_by_fallback(result.outcome)):
+                    break
+                yield FallbackTaken(
+                    attempt=number, at=round(time.monotonic() - started, 3),
+                    from_model=profile.id, to_model=following.id, reason=result.outcome.failure,
+                )
+        finally:
+            if attempts:
+                self.result = DelegationResult(attempts=tuple(attempts), duration_s=round(time.monotonic() - started, 3))
+
+    def _attempt_spec(self, profile: ModelProfile, remaining: float) -> AttemptSpec:
+        spec = self.spec
+        assert profile.cli_model_name is not None
+        return AttemptSpec(
+            cli_model_name=profile.cli_model_name, model_id=profile.id, prompt=spec.prompt,
+            variant=spec.variant, thinking=spec.thinking, workdir=spec.workdir,
+            timeout_s=remaining, stall_timeout_s=spec.stall_timeout_s,
+            max_gateway_retries=spec.max_gateway_retries, stats_interval_s=spec.stats_interval_s,
+            env=spec.env, opencode=spec.opencode,
+        )
+
+
+def _skipped(number: int, profile: ModelProfile, why: str, failure: FailureClass = FailureClass.CONFIG_INVALID) -> AttemptResult:
+    return AttemptResult(
+        attempt=number, cli_model_name=profile.cli_model_name or "(none)", model_id=profile.id,
+        outcome=Outcome(failure=failure, message=why, fix="" if failure is FailureClass.TIMEOUT else
+                        "Name a model in opencode.json (\"model\": \"custom/claude-sonnet-4-5\") or use --model"),
+    )
+
+
+async def delegate(spec: DelegationSpec, on_event: Callable[[RunEvent], object] | None = None) -> DelegationResult:
+    """Run a delegation to its end; ``on_event`` sees each event as it comes."""
+    async with Delegation(spec) as delegation:
+        async for event in delegation.events():
+            if on_event is not None:
+                on_event(event)
+    assert delegation.result is not None
+    return delegation.result
+
+
+def chain_of(profiles: Sequence[ModelProfile]) -> tuple[ModelProfile, ...]:
+    """``profiles`` without repeats, first kept (a chain may name a model twice through aliases)."""
+    seen: set[str] = set()
+    return tuple(p for p in profiles if not (p.id in seen or seen.add(p.id)))

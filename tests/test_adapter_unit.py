@@ -1,0 +1,88 @@
+"""The adapter's pure parts: argv, variant allowlist, model-name shape, child env, error classification."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from nexus_core.adapter import (
+    DEPTH_VAR,
+    _PROCESSOR_ERROR,
+    allowed_variant,
+    build_argv,
+    check_model_name,
+    child_env,
+    classify_error,
+)
+from nexus_core.errors import NexusError
+from nexus_core.events import ErrorEvent, FailureClass
+
+
+def test_argv_has_model_and_no_prompt() -> None:
+    argv = build_argv("/bin/opencode", "custom/claude-opus-4-5", variant="high", thinking=True, workdir="/tmp/w")
+    assert argv[:4] == ["/bin/opencode", "run", "--format", "json"]
+    assert argv[argv.index("--model") + 1] == "custom/claude-opus-4-5"
+    assert argv[argv.index("--variant") + 1] == "high"
+    assert "--thinking" in argv
+    assert argv[argv.index("--dir") + 1] == "/tmp/w"
+
+
+@pytest.mark.parametrize("variant", ["high; rm -rf /", "HIGH", "low", " high", "--help", "$(reboot)", "max\n"])
+def test_variant_outside_allowlist_is_dropped_with_a_debug_log(variant: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="nexus_core.adapter")
+    argv = build_argv("opencode", "custom/m", variant=variant)
+    assert "--variant" not in argv
+    assert not any(variant in arg for arg in argv)
+    assert "dropped" in caplog.text
+
+
+@pytest.mark.parametrize("variant", ["high", "max", "minimal"])
+def test_allowlisted_variants_pass(variant: str) -> None:
+    assert allowed_variant(variant) == variant
+    assert allowed_variant(None) is None
+
+
+@pytest.mark.parametrize("name", ["custom", "/model", "custom/", "-x/y", "a b/c", "custom/m;rm", "", "custom/--help"])
+def test_model_name_must_be_provider_slash_model(name: str) -> None:
+    with pytest.raises(NexusError, match="provider-id>/<model-key"):
+        check_model_name(name)
+
+
+def test_child_env_increments_depth_and_keeps_the_gateway_key() -> None:
+    env = child_env({"PATH": "/bin", "CUSTOM_API_KEY": "sk-abc"})
+    assert env["CUSTOM_API_KEY"] == "sk-abc" and env[DEPTH_VAR] == "1"
+    assert child_env({DEPTH_VAR: "2"})[DEPTH_VAR] == "3"
+    assert child_env({DEPTH_VAR: "nonsense"})[DEPTH_VAR] == "1"
+    assert child_env({}, {"EXTRA": "1"})["EXTRA"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (ErrorEvent(name="APIError", message="Unauthorized", status_code=401), FailureClass.AUTH),
+        (ErrorEvent(name="APIError", message="Forbidden", status_code=403), FailureClass.AUTH),
+        (ErrorEvent(name="ProviderAuthError", message="no key"), FailureClass.AUTH),
+        (ErrorEvent(name="APIError", message="Not Found", status_code=404), FailureClass.MODEL_NOT_FOUND),
+        (ErrorEvent(name="UnknownError", message="Model not found: custom/nope."), FailureClass.MODEL_NOT_FOUND),
+        (ErrorEvent(name="APIError", message="Bad Request", status_code=400), FailureClass.BAD_REQUEST),
+        (ErrorEvent(name="ContextOverflowError", message="prompt is too long"), FailureClass.BAD_REQUEST),
+        (ErrorEvent(name="APIError", message="Too Many Requests", status_code=429), FailureClass.RATE_LIMITED),
+        (ErrorEvent(name="APIError", message="Bad Gateway", status_code=502), FailureClass.GATEWAY_ERROR),
+        (ErrorEvent(name="UnknownError", message="Error: Unable to connect. Is the computer able to access the url?"),
+         FailureClass.CONNECTION),
+        (ErrorEvent(name="ProviderInitError", message="init"), FailureClass.CONFIG_INVALID),
+        (ErrorEvent(name="MessageAbortedError", message="aborted"), FailureClass.CANCELLED),
+        (ErrorEvent(name="UnknownError", message="something odd"), FailureClass.FAILED),
+    ],
+)
+def test_error_events_are_classified(event: ErrorEvent, expected: FailureClass) -> None:
+    assert classify_error(event)[0] is expected
+
+
+def test_processor_error_log_line_is_recognised() -> None:
+    line = ('ERROR 2026-11-25T03:22:28 +2ms service=session.processor error=Internal Server Error '
+            'stack="Error: x\\n  at y" process')
+    match = _PROCESSOR_ERROR.match(line)
+    assert match and match.group("error") == "Internal Server Error"
+    assert _PROCESSOR_ERROR.match("ERROR 2026-11-25T03:22:28 +1ms service=session.prompt error=x failed to generate title") is None
