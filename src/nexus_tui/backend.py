@@ -1,0 +1,166 @@
+"""The dashboard's calls into :mod:`nexus_core`, and the view values its widgets draw.
+
+Nothing here decides anything: routing, delegation, health checks, config watching and the
+demo gateway are the core's. This module turns their results into the small frozen values
+the widgets take (:class:`~nexus_tui.widgets.task.Breakdown`, ...), so widgets never import
+the core's types and the core never learns about widgets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nexus_core.errors import NexusError
+from nexus_core.events import FailureClass, RunEvent
+from nexus_core.opencode_config import ConfigError, candidate_paths
+from nexus_core.registry import Registry
+from nexus_core.routing import RoutingSnapshot, build_snapshot, profile_task, route
+from nexus_core.runs import Delegation, DelegationSpec
+from nexus_tui.widgets.runs import RunStatus
+from nexus_tui.widgets.task import Breakdown, RankedModel, RunRequest
+
+__all__ = [
+    "DashboardState",
+    "RunHandle",
+    "config_paths",
+    "load_state",
+    "score",
+    "start_run",
+    "wait_all",
+]
+
+
+@dataclass(frozen=True)
+class DashboardState:
+    """The routing snapshot in force, and what the registry table needs from it."""
+
+    snapshot: RoutingSnapshot
+
+    @property
+    def registry(self) -> Registry:
+        return self.snapshot.registry
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Model id → why it cannot be used now (absent: available)."""
+        reasons = {model.id: self.snapshot.unavailable_reason(model.id) for model in self.registry.models}
+        return {model_id: reason for model_id, reason in reasons.items() if reason}
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return tuple(problem.sentence() for problem in self.registry.problems)
+
+
+async def load_state(project_dir: Path, env: Mapping[str, str]) -> DashboardState:
+    """Load the config and registry (off the event loop); a broken file is a NexusError naming file:line:col."""
+    try:
+        snapshot = await asyncio.to_thread(build_snapshot, project_dir, env)
+    except ConfigError as exc:
+        raise NexusError(f"{exc.location}: {exc.message}", "Fix the file and save it again") from exc
+    return DashboardState(snapshot)
+
+
+def config_paths(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
+    """Every file OpenCode would read for ``project_dir``, highest precedence last."""
+    return candidate_paths(project_dir, env)
+
+
+def score(state: DashboardState, task: str) -> Breakdown:
+    """Score every model for ``task``: the ranked with their terms, the skipped with their reasons."""
+    decision = route(state.snapshot, profile_task(task))
+    ranked = [
+        RankedModel(
+            model_id=scored.id,
+            cli_model_name=scored.model.cli_model_name,
+            total=scored.total,
+            terms=tuple((term.name, term.value) for term in scored.terms),
+        )
+        for scored in decision.ranked
+    ]
+    skipped = [
+        RankedModel(model_id=s.id, cli_model_name=s.model.cli_model_name, total=0, terms=(), skipped=s.reason)
+        for s in decision.skipped
+    ]
+    profile = decision.profile
+    return Breakdown(
+        task=task,
+        ranked=(*ranked, *skipped),
+        chosen=decision.chosen.id if decision.chosen else None,
+        fallback_chain=tuple(model.id for model in decision.chain[1:]),
+        profile=f"{profile.size} task · ~{profile.token_estimate:,} tokens",
+        problem=None if decision.chosen else decision.reason,
+    )
+
+
+class RunHandle:
+    """One delegation the dashboard started: its events, its cancel switch, and how it ended."""
+
+    def __init__(self, delegation: Delegation, label: str) -> None:
+        self.delegation = delegation
+        self.label = label
+        self.finished = False
+        self._done = asyncio.Event()
+
+    async def events(self) -> AsyncIterator[RunEvent]:
+        """The delegation's events as they come (the OpenCode process starts on the first one)."""
+        try:
+            async with self.delegation:
+                async for event in self.delegation.events():
+                    yield event
+        finally:
+            self.finished = True
+            self._done.set()
+
+    def cancel(self) -> None:
+        """End the run's process tree; the delegation tries no further model."""
+        self.delegation.cancel()
+
+    async def wait(self) -> None:
+        """Until the run has ended and its processes are gone."""
+        await self._done.wait()
+
+    def verdict(self) -> tuple[RunStatus, str]:
+        """The final status and a one-line verdict."""
+        result = self.delegation.result
+        if result is None:
+            return RunStatus.CANCELLED, "ended before any model was tried"
+        outcome = result.outcome
+        if outcome.ok:
+            return RunStatus.SUCCEEDED, f"{result.final.cli_model_name} answered in {result.duration_s:.1f} s"
+        if outcome.failure is FailureClass.CANCELLED:
+            return RunStatus.CANCELLED, "cancelled; its OpenCode processes were ended"
+        return RunStatus.FAILED, outcome.sentence()
+
+
+def start_run(state: DashboardState, request: RunRequest, env: Mapping[str, str], project_dir: Path) -> RunHandle:
+    """Route ``request`` (its picked model as a hint) and prepare the delegation along the fallback chain.
+
+    The OpenCode process starts when the handle's events are first read.
+    """
+    decision = route(state.snapshot, profile_task(request.task), hint=request.model_id)
+    chosen = decision.chosen_or_raise()
+    workdir = request.workdir
+    if workdir is not None and not workdir.is_absolute():
+        workdir = project_dir / workdir
+    if workdir is not None and not workdir.is_dir():
+        raise NexusError(f"the working directory {workdir} does not exist", "Set an existing directory in the task options")
+    spec = DelegationSpec(
+        prompt=request.task,
+        chain=decision.chain,
+        variant=request.variant,
+        thinking=request.thinking,
+        workdir=workdir or project_dir,
+        env=dict(env),
+    )
+    return RunHandle(Delegation(spec), chosen.id)
+
+
+async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:
+    """Until every run in ``handles`` has ended (bounded: their trees get SIGKILL well within it)."""
+    pending = [handle.wait() for handle in handles if not handle.finished]
+    if pending:
+        await asyncio.wait_for(asyncio.gather(*pending), timeout)
