@@ -19,7 +19,7 @@ from nexus_core.opencode_config import ConfigError
 
 __all__ = ["build_parser", "main"]
 
-SUBCOMMANDS = ("models", "config")
+SUBCOMMANDS = ("models", "config", "route")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,98 @@
+"""``nexus-agents route``: which model a task goes to, its fallback chain, and why (``--explain``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.table import Table
+
+from rich.console import Console
+
+from nexus_core.cli._common import console, print_json
+from nexus_core.errors import NexusError
+from nexus_core.routing import TERM_NAMES, RoutingDecision, build_snapshot, profile_task, route
+
+MAX_TASK_BYTES = 8 * 1024 * 1024
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("route", help="choose a model for a task and show why")
+    p.add_argument("task", help='the task text ("-" reads it from stdin)')
+    p.add_argument("--model", dest="hint", default=None, help="force a model by id, alias or CLI model name")
+    p.add_argument("--explain", action="store_true", help="show the score breakdown and the skipped models")
+    p.add_argument("--json", action="store_true", help="print JSON (every model's terms and total)")
+    p.add_argument("--top", type=int, default=5, metavar="N", help="rows in the --explain table (default 5)")
+    for dim in ("reasoning", "code", "speed", "cost"):
+        p.add_argument(f"--{dim}", type=float, default=None, metavar="0-10", help=f"how much {dim} matters (replaces the derived emphasis)")
+    p.add_argument("--context", type=int, default=None, metavar="TOKENS", help="context window the task needs")
+    p.set_defaults(handler=run)
+
+
+def _task_text(raw: str) -> str:
+    text = sys.stdin.read(MAX_TASK_BYTES + 1) if raw == "-" else raw
+    if len(text) > MAX_TASK_BYTES:
+        raise NexusError(f"the task is longer than {MAX_TASK_BYTES // (1024 * 1024)} MiB", "Shorten it or point the model at files instead")
+    if not text.strip():
+        raise NexusError("the task is empty", 'Pass the task text, e.g. nexus-agents route "fix the failing test"')
+    return text
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise NexusError(f"--top must be at least 1, not {args.top}", "Pass --top 5, for example")
+    text = _task_text(args.task)
+    profile = profile_task(text, reasoning=args.reasoning, code=args.code, speed=args.speed, cost=args.cost, context=args.context)
+    snapshot = build_snapshot(args.project_dir)
+    decision = route(snapshot, profile, args.hint)
+    if args.json:
+        print_json(decision.as_dict())
+    else:
+        _print(decision, args.explain, args.top)
+    return 0 if decision.chosen else 1
+
+
+def _wide_console() -> Console:
+    out = console()
+    if not out.is_terminal:
+        out.width = 160  # a pipe or file: keep the breakdown table on one line per model
+    return out
+
+
+def _print(decision: RoutingDecision, explain: bool, top: int) -> None:
+    out = _wide_console()
+    chosen = decision.chosen
+    if chosen is None:
+        out.print(f"[bold red]No model chosen[/]: {decision.reason}.")
+    else:
+        out.print(f"[bold]Chosen:[/] {chosen.id} ({chosen.model.cli_model_name}), score {chosen.total} — {decision.reason}")
+        out.print(f"[bold]Fallback chain:[/] {' → '.join(m.id for m in decision.chain)}")
+    if not explain:
+        if decision.skipped and chosen is None:
+            _print_skipped(decision)
+        return
+    p = decision.profile
+    weights = ", ".join(f"{d} {w:.3f}" for d, w in p.weights.items())
+    keywords = "; ".join(f"{d}: {', '.join(k)}" for d, k in p.keywords.items() if k) or "none"
+    out.print(f"[bold]Task:[/] {p.size}, ~{p.token_estimate:,} tokens, needs ~{p.context_tokens:,} tokens of context; keywords: {keywords}")
+    out.print(f"[bold]Weights:[/] {weights}")
+    if decision.ranked:
+        table = Table(title=f"Score breakdown (top {min(top, len(decision.ranked))} of {len(decision.ranked)})", title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("model", no_wrap=True)
+        for name in TERM_NAMES:
+            table.add_column(name, justify="right")
+        table.add_column("total", justify="right", style="bold")
+        for rank, scored in enumerate(decision.ranked[:top], 1):
+            table.add_row(str(rank), scored.id, *(str(t.value) for t in scored.terms), str(scored.total))
+        out.print(table)
+    _print_skipped(decision)
+
+
+def _print_skipped(decision: RoutingDecision) -> None:
+    out = _wide_console()
+    if not decision.skipped:
+        return
+    out.print("[bold]Skipped:[/]")
+    for skipped in decision.skipped:
+        out.print(f"  {skipped.id}: {skipped.reason}")

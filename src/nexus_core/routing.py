@@ -1,0 +1,624 @@
+"""Routing: a task profile, a score per model as a breakdown of named terms, availability, hints, fallback chains.
+
+The formula (every number lives in :data:`WEIGHTS`, a frozen :class:`RoutingWeights`):
+
+1. **Task profile** (:func:`profile_task`). The text is split into lower-case words; each
+   dimension (reasoning, code, speed, cost) has a keyword list (:data:`TASK_KEYWORDS`; a
+   keyword ending in ``*`` matches any word that starts with it). A dimension's *emphasis* is
+   its base emphasis plus ``keyword_emphasis`` per distinct keyword matched (at most
+   ``keyword_hits_counted`` count), plus ``small_task_speed_emphasis`` to speed for a small
+   task without reasoning keywords, and ``large_task_reasoning_emphasis`` to reasoning for a large or huge one. An explicit
+   preference (0–10) replaces the emphasis of its dimension. The *weights* are the emphases
+   divided by their sum. The token estimate is ``ceil(characters / chars_per_token)``; the
+   context the task needs is that estimate + OpenCode's own prompt overhead + the expected
+   output (or the explicit ``context`` preference).
+2. **Score** (:func:`route`). Each available model gets integer terms, and its total is
+   their sum, so the terms always add up exactly:
+
+   * ``reasoning``, ``code``, ``speed``, ``cost``: ``round(weight × quality × quality_points)``;
+   * ``context``: ``+context_room_points`` when the context limit is at least
+     ``context_room_factor`` × the need, ``0`` when it just fits or is unknown,
+     ``context_too_small_points`` when it does not fit;
+   * ``price``: ``-round(estimated USD × price_points_per_usd)`` (capped) from the profile's
+     pricing, ``0`` when unknown;
+   * ``availability``: ``+gateway_listed_points`` when the gateway's ``/v1/models`` lists the
+     model, ``0`` when that list is unknown;
+   * ``hint``: ``+hint_points`` for the model the hint names, else ``0``.
+
+3. **Ranking**: total descending, then model id ascending (a stable, total order).
+
+A model is *skipped* (not scored, reason given) when ``opencode`` is not on PATH, when its
+``provider/model`` is not declared in the merged OpenCode config, when the gateway's model
+list is known and lacks it, when it is ``opencode-default`` and the config names no default
+model, or while it cools down after a rate limit (a hint overrides only the cool-down).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nexus_core.errors import NexusError
+from nexus_core.opencode_config import MergedConfig, load_config
+from nexus_core.registry import ModelProfile, Registry, build_registry, overlay_paths
+
+__all__ = [
+    "DIMENSIONS",
+    "TERM_NAMES",
+    "TASK_KEYWORDS",
+    "WEIGHTS",
+    "Emphasis",
+    "RoutingDecision",
+    "RoutingSnapshot",
+    "RoutingWeights",
+    "ScoreTerm",
+    "ScoredModel",
+    "SkippedModel",
+    "TaskProfile",
+    "build_snapshot",
+    "fallback_chain",
+    "profile_task",
+    "resolve_hint",
+    "route",
+]
+
+Dimension = Literal["reasoning", "code", "speed", "cost"]
+DIMENSIONS: tuple[Dimension, ...] = ("reasoning", "code", "speed", "cost")
+TaskSize = Literal["small", "medium", "large", "huge"]
+TERM_NAMES = ("reasoning", "code", "speed", "cost", "context", "price", "availability", "hint")
+
+
+class Emphasis(BaseModel):
+    """How much each quality dimension matters (0–10)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    reasoning: float = Field(ge=0, le=10)
+    code: float = Field(ge=0, le=10)
+    speed: float = Field(ge=0, le=10)
+    cost: float = Field(ge=0, le=10)
+
+
+class RoutingWeights(BaseModel):
+    """Every number routing uses, in one place. See the module docstring for the formula."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_emphasis: Emphasis = Emphasis(reasoning=4, code=4, speed=1, cost=1)
+    keyword_emphasis: float = 2.0
+    keyword_hits_counted: int = 3
+    small_task_speed_emphasis: float = 2.0
+    large_task_reasoning_emphasis: float = 2.0
+    chars_per_token: int = 4
+    small_task_max_tokens: int = 200
+    medium_task_max_tokens: int = 2_000
+    large_task_max_tokens: int = 20_000
+    opencode_overhead_tokens: int = 12_000
+    min_output_tokens: int = 1_000
+    max_output_tokens: int = 16_000
+    quality_points: int = 100
+    context_room_factor: float = 2.0
+    context_room_points: int = 20
+    context_too_small_points: int = -1_000
+    price_points_per_usd: float = 200.0
+    price_points_cap: int = 200
+    gateway_listed_points: int = 20
+    hint_points: int = 10_000
+    rate_limit_cooldown_s: float = 60.0
+
+
+WEIGHTS = RoutingWeights()
+
+# A keyword ending in "*" is a stem: it matches every word starting with it.
+TASK_KEYWORDS: Mapping[Dimension, tuple[str, ...]] = MappingProxyType({
+    "reasoning": (
+        "architect*", "design*", "prove", "proof", "reason*", "analy*", "tradeoff*", "trade-off*",
+        "plan", "planning", "investigat*", "why", "complex*", "algorithm*", "concurren*", "deadlock*",
+        "race", "security", "threat*", "vulnerab*", "optimi*", "diagnos*", "root-cause", "strategy",
+    ),
+    "code": (
+        "implement*", "refactor*", "function*", "class", "classes", "method*", "bug*", "fix*", "test*",
+        "code", "coding", "compile*", "python", "typescript", "javascript", "rust", "go", "java", "api",
+        "endpoint*", "script*", "regex", "sql", "module*", "library", "cli", "unit", "debug*",
+    ),
+    "speed": (
+        "quick*", "fast", "faster", "simple", "trivial", "typo*", "rename*", "small", "tiny", "format*",
+        "lint*", "one-line*", "one-liner", "asap", "urgent*", "brief*",
+    ),
+    "cost": (
+        "cheap*", "budget*", "bulk", "batch*", "cost*", "inexpensive", "economical", "thousands",
+        "many", "summari*",
+    ),
+})
+
+_WORD_RE = re.compile(r"[a-z0-9][a-z0-9+#_-]*")
+
+
+def _compile_keywords() -> dict[Dimension, tuple[frozenset[str], tuple[str, ...]]]:
+    out: dict[Dimension, tuple[frozenset[str], tuple[str, ...]]] = {}
+    for dim, words in TASK_KEYWORDS.items():
+        exact = frozenset(w for w in words if not w.endswith("*"))
+        stems = tuple(w[:-1] for w in words if w.endswith("*"))
+        out[dim] = (exact, stems)
+    return out
+
+
+_KEYWORDS = _compile_keywords()
+
+
+class TaskProfile(BaseModel):
+    """What a task needs, derived deterministically from its text and explicit preferences."""
+
+    model_config = ConfigDict(frozen=True)
+
+    characters: int
+    token_estimate: int
+    size: TaskSize
+    keywords: dict[str, tuple[str, ...]] = Field(description="matched keywords per dimension, sorted")
+    emphasis: dict[str, float] = Field(description="0–10 per dimension, after keywords, size and preferences")
+    weights: dict[str, float] = Field(description="emphasis normalised to sum to 1")
+    explicit: tuple[str, ...] = Field((), description="preferences the caller set explicitly")
+    output_tokens: int
+    context_tokens: int = Field(description="context window the task needs: prompt + OpenCode overhead + output")
+
+
+def _size_of(tokens: int, w: RoutingWeights) -> TaskSize:
+    if tokens <= w.small_task_max_tokens:
+        return "small"
+    if tokens <= w.medium_task_max_tokens:
+        return "medium"
+    if tokens <= w.large_task_max_tokens:
+        return "large"
+    return "huge"
+
+
+def _check_preference(name: str, value: float | None, high: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high or math.isnan(value):
+        raise NexusError(f"the {name} preference must be a number from 0 to {high:g}, not {value!r}", f"Pass {name} between 0 and {high:g}")
+    return float(value)
+
+
+def profile_task(
+    text: str,
+    *,
+    reasoning: float | None = None,
+    code: float | None = None,
+    speed: float | None = None,
+    cost: float | None = None,
+    context: int | None = None,
+    weights: RoutingWeights = WEIGHTS,
+) -> TaskProfile:
+    """The :class:`TaskProfile` of ``text``. Preferences (0–10) replace the derived emphasis;
+    ``context`` (tokens) replaces the derived context need."""
+    prefs = {
+        "reasoning": _check_preference("reasoning", reasoning, 10),
+        "code": _check_preference("code", code, 10),
+        "speed": _check_preference("speed", speed, 10),
+        "cost": _check_preference("cost", cost, 10),
+    }
+    if context is not None and (isinstance(context, bool) or not isinstance(context, int) or context <= 0):
+        raise NexusError(f"the context preference must be a positive number of tokens, not {context!r}", "Pass context as an integer such as 100000")
+    words = set(_WORD_RE.findall(text.lower()))
+    matched: dict[str, tuple[str, ...]] = {}
+    for dim, (exact, stems) in _KEYWORDS.items():
+        hits = {w for w in words if w in exact}
+        hits |= {s + "*" for s in stems for w in words if w.startswith(s)}
+        matched[dim] = tuple(sorted(hits))
+    tokens = math.ceil(len(text) / weights.chars_per_token)
+    size = _size_of(tokens, weights)
+    emphasis: dict[str, float] = {}
+    base = weights.base_emphasis
+    for dim in DIMENSIONS:
+        value = getattr(base, dim) + weights.keyword_emphasis * min(len(matched[dim]), weights.keyword_hits_counted)
+        if dim == "speed" and size == "small" and not matched["reasoning"]:
+            value += weights.small_task_speed_emphasis
+        if dim == "reasoning" and size in ("large", "huge"):
+            value += weights.large_task_reasoning_emphasis
+        explicit = prefs[dim]
+        emphasis[dim] = min(10.0, float(value)) if explicit is None else explicit
+    total = sum(emphasis.values())
+    normalised = {d: (emphasis[d] / total if total else 1 / len(DIMENSIONS)) for d in DIMENSIONS}
+    output = min(weights.max_output_tokens, max(weights.min_output_tokens, tokens))
+    return TaskProfile(
+        characters=len(text),
+        token_estimate=tokens,
+        size=size,
+        keywords=matched,
+        emphasis=emphasis,
+        weights=normalised,
+        explicit=tuple(d for d in DIMENSIONS if prefs[d] is not None) + (("context",) if context is not None else ()),
+        output_tokens=output,
+        context_tokens=context if context is not None else tokens + weights.opencode_overhead_tokens + output,
+    )
+
+
+# ---------------------------------------------------------------- snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """Per-snapshot facts about one model that do not depend on the task."""
+
+    model: ModelProfile
+    static_skip: str | None
+    gateway_listed: bool | None
+
+
+@dataclass(frozen=True, eq=False)
+class RoutingSnapshot:
+    """Everything a routing decision depends on, frozen: registry, merged config and availability inputs.
+
+    ``gateway_models`` maps a provider id to the model ids its gateway's ``/v1/models``
+    listed (absent: not known). ``cooldowns`` maps a model id to the ``clock()`` time until
+    which it cools down after a rate limit. Derive changed snapshots with :meth:`with_cooldown`
+    and :meth:`with_gateway_models`; never mutate one.
+    """
+
+    registry: Registry
+    config: MergedConfig
+    opencode_path: str | None
+    gateway_models: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
+    cooldowns: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    clock: Callable[[], float] = time.monotonic
+    overlay_files: tuple[str, ...] = ()
+
+    @property
+    def directory(self) -> str:
+        return self.config.directory
+
+    @property
+    def base_urls(self) -> dict[str, str | None]:
+        """Each config provider's ``options.baseURL`` (after substitution)."""
+        return {pid: provider.base_url for pid, provider in self._providers.items()}
+
+    @cached_property
+    def _providers(self) -> dict[str, Any]:
+        return self.config.providers
+
+    @cached_property
+    def _entries(self) -> tuple[_Entry, ...]:
+        declared = {pid: frozenset(p.models) for pid, p in self._providers.items()}
+        return tuple(self._entry(m, declared) for m in self.registry.models)
+
+    @cached_property
+    def _entry_by_id(self) -> dict[str, _Entry]:
+        return {e.model.id: e for e in self._entries}
+
+    @cached_property
+    def _static_skips(self) -> tuple[SkippedModel, ...]:
+        return tuple(SkippedModel(e.model, e.static_skip) for e in self._entries if e.static_skip)
+
+    def _entry(self, model: ModelProfile, declared: Mapping[str, frozenset[str]]) -> _Entry:
+        listed: bool | None = None
+        pid, key = model.provider_id, model.model_key
+        if pid is not None and key is not None and pid in self.gateway_models:
+            listed = key in self.gateway_models[pid]
+        reason: str | None = None
+        if self.opencode_path is None:
+            reason = "opencode is not on PATH (install OpenCode and check `which opencode`)"
+        elif model.cli_model_name is None:
+            reason = 'the OpenCode config names no default model (set "model": "<provider>/<model>" in opencode.json)'
+        elif model.id != "opencode-default" and key not in declared.get(pid or "", ()):
+            reason = f"{model.cli_model_name} is not declared in the merged OpenCode config (add provider.{pid}.models.{key} to opencode.json)"
+        elif listed is False:
+            reason = f"the gateway of provider {pid!r} does not list {key!r} in /v1/models (check the model key against the gateway's ids)"
+        return _Entry(model, reason, listed)
+
+    def cooling_for(self, model_id: str, now: float | None = None) -> float:
+        """Seconds of cool-down left for ``model_id`` (0 when none)."""
+        until = self.cooldowns.get(model_id)
+        if until is None:
+            return 0.0
+        left = until - (self.clock() if now is None else now)
+        return left if left > 0 else 0.0
+
+    def unavailable_reason(self, model_id: str, now: float | None = None) -> str | None:
+        """Why ``model_id`` cannot be used now, or None when it can."""
+        entry = self._entry_by_id.get(model_id)
+        if entry is None:
+            return f"no model has the id {model_id!r}"
+        if entry.static_skip:
+            return entry.static_skip
+        left = self.cooling_for(model_id, now)
+        return f"rate-limited: cooling down for {math.ceil(left)} s more" if left else None
+
+    def with_cooldown(self, model_id: str, seconds: float | None = None, now: float | None = None) -> RoutingSnapshot:
+        """A copy in which ``model_id`` cools down for ``seconds`` (default: the rate-limit cool-down)."""
+        start = self.clock() if now is None else now
+        span = WEIGHTS.rate_limit_cooldown_s if seconds is None else seconds
+        return replace(self, cooldowns=MappingProxyType({**self.cooldowns, model_id: start + span}))
+
+    def with_gateway_models(self, provider_id: str, model_ids: Iterable[str] | None) -> RoutingSnapshot:
+        """A copy that knows (or, with None, forgets) the model ids the provider's gateway lists."""
+        known = dict(self.gateway_models)
+        if model_ids is None:
+            known.pop(provider_id, None)
+        else:
+            known[provider_id] = frozenset(model_ids)
+        return replace(self, gateway_models=MappingProxyType(known))
+
+
+def build_snapshot(
+    project_dir: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    gateway_models: Mapping[str, Iterable[str]] | None = None,
+    cooldowns: Mapping[str, float] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> RoutingSnapshot:
+    """Load the config and registry for ``project_dir`` and find ``opencode`` on ``env``'s PATH.
+
+    Raises :class:`~nexus_core.opencode_config.ConfigError` when a config file is broken.
+    """
+    env = os.environ if env is None else env
+    config = load_config(project_dir, env)
+    overlays = overlay_paths(config.directory, env)
+    registry = build_registry(config, overlays)
+    return RoutingSnapshot(
+        registry=registry,
+        config=config,
+        opencode_path=shutil.which("opencode", path=env.get("PATH", "")),
+        gateway_models=MappingProxyType({pid: frozenset(ids) for pid, ids in (gateway_models or {}).items()}),
+        cooldowns=MappingProxyType(dict(cooldowns or {})),
+        clock=clock,
+        overlay_files=tuple(str(p) for p in overlays),
+    )
+
+
+# ---------------------------------------------------------------- decision
+
+
+class ScoreTerm(NamedTuple):
+    """One named part of a model's score. ``value`` is an integer so terms add up exactly."""
+
+    name: str
+    value: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredModel:
+    """An available model with its score breakdown; ``total`` is the sum of the term values."""
+
+    model: ModelProfile
+    terms: tuple[ScoreTerm, ...]
+    total: int
+
+    @property
+    def id(self) -> str:
+        return self.model.id
+
+    def term(self, name: str) -> ScoreTerm:
+        return next(t for t in self.terms if t.name == name)
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedModel:
+    """A model that was not scored, and why."""
+
+    model: ModelProfile
+    reason: str
+
+    @property
+    def id(self) -> str:
+        return self.model.id
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """The outcome of :func:`route`: every available model ranked, the skipped ones, the choice."""
+
+    profile: TaskProfile
+    hint: str | None
+    ranked: tuple[ScoredModel, ...]
+    skipped: tuple[SkippedModel, ...]
+    chosen: ScoredModel | None
+    chain: tuple[ModelProfile, ...]
+    reason: str
+
+    def chosen_or_raise(self) -> ScoredModel:
+        """The chosen model, or a :class:`NexusError` saying why there is none."""
+        if self.chosen is None:
+            raise NexusError(self.reason, "Run `nexus-agents route --explain` to see every model and why it was skipped")
+        return self.chosen
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view: every ranked model's terms and total, the skipped with reasons."""
+        return {
+            "chosen": self.chosen.id if self.chosen else None,
+            "chosen_cli_model_name": self.chosen.model.cli_model_name if self.chosen else None,
+            "reason": self.reason,
+            "hint": self.hint,
+            "chain": [m.id for m in self.chain],
+            "chain_cli_model_names": [m.cli_model_name for m in self.chain],
+            "profile": self.profile.model_dump(mode="json"),
+            "models": [
+                {
+                    "rank": rank,
+                    "id": s.id,
+                    "cli_model_name": s.model.cli_model_name,
+                    "total": s.total,
+                    "terms": [{"name": t.name, "value": t.value, "detail": t.detail} for t in s.terms],
+                }
+                for rank, s in enumerate(self.ranked, 1)
+            ],
+            "skipped": [{"id": s.id, "cli_model_name": s.model.cli_model_name, "reason": s.reason} for s in self.skipped],
+        }
+
+
+def resolve_hint(snapshot: RoutingSnapshot, hint: str) -> ModelProfile:
+    """The model a hint names by id, alias or CLI model name; a :class:`NexusError` listing the closest otherwise."""
+    model = snapshot.registry.find(hint)
+    if model is not None:
+        return model
+    close = snapshot.registry.closest(hint.strip())
+    nearest = f"; closest: {', '.join(close)}" if close else ""
+    raise NexusError(f"no model matches the hint {hint!r}{nearest}", "Run `nexus-agents models` to list every id, alias and CLI model name")
+
+
+def _price_usd(model: ModelProfile, profile: TaskProfile) -> float | None:
+    if model.pricing is None:
+        return None
+    return (profile.token_estimate * model.pricing.input + profile.output_tokens * model.pricing.output) / 1_000_000
+
+
+class _TermFactory:
+    """Builds terms for one (profile, weights) pair, sharing identical terms between models."""
+
+    def __init__(self, profile: TaskProfile, w: RoutingWeights) -> None:
+        self.profile = profile
+        self.w = w
+        self.cache: dict[tuple[Any, ...], ScoreTerm] = {}
+
+    def quality(self, dim: str, q: float) -> ScoreTerm:
+        key = (dim, q)
+        term = self.cache.get(key)
+        if term is None:
+            weight = self.profile.weights[dim]
+            value = round(weight * q * self.w.quality_points)
+            term = ScoreTerm(dim, value, f"{dim} {q:g}/10 × weight {weight:.3f} × {self.w.quality_points}")
+            self.cache[key] = term
+        return term
+
+    def context(self, limit: int | None) -> ScoreTerm:
+        key = ("context", limit)
+        term = self.cache.get(key)
+        if term is None:
+            need = self.profile.context_tokens
+            if limit is None:
+                term = ScoreTerm("context", 0, f"context limit unknown; the task needs ~{need:,} tokens")
+            elif limit < need:
+                term = ScoreTerm("context", self.w.context_too_small_points, f"too small: {limit:,} tokens < ~{need:,} needed")
+            elif limit >= need * self.w.context_room_factor:
+                term = ScoreTerm("context", self.w.context_room_points, f"room to spare: {limit:,} tokens ≥ {self.w.context_room_factor:g} × ~{need:,} needed")
+            else:
+                term = ScoreTerm("context", 0, f"fits: {limit:,} tokens ≥ ~{need:,} needed")
+            self.cache[key] = term
+        return term
+
+    def price(self, model: ModelProfile) -> ScoreTerm:
+        key = ("price", model.pricing)
+        term = self.cache.get(key)
+        if term is None:
+            usd = _price_usd(model, self.profile)
+            if usd is None:
+                term = ScoreTerm("price", 0, "no pricing known")
+            else:
+                value = -min(self.w.price_points_cap, round(usd * self.w.price_points_per_usd))
+                p = model.pricing
+                term = ScoreTerm("price", value, f"≈${usd:.4f}: ~{self.profile.token_estimate:,} in × ${p.input:g}/M + ~{self.profile.output_tokens:,} out × ${p.output:g}/M")
+            self.cache[key] = term
+        return term
+
+    def availability(self, listed: bool | None, cooling: float) -> ScoreTerm:
+        if cooling:
+            return ScoreTerm("availability", 0, f"rate-limited, {math.ceil(cooling)} s of cool-down left; forced by the hint")
+        key = ("availability", listed)
+        term = self.cache.get(key)
+        if term is None:
+            if listed:
+                term = ScoreTerm("availability", self.w.gateway_listed_points, "listed by the gateway's /v1/models")
+            else:
+                term = ScoreTerm("availability", 0, "available (the gateway's model list is not known)")
+            self.cache[key] = term
+        return term
+
+
+def route(
+    snapshot: RoutingSnapshot,
+    profile: TaskProfile,
+    hint: str | None = None,
+    *,
+    now: float | None = None,
+    weights: RoutingWeights = WEIGHTS,
+) -> RoutingDecision:
+    """Score every available model for ``profile`` and choose one (the hinted one when given).
+
+    Raises :class:`NexusError` for a hint that names no model.
+    """
+    hinted = resolve_hint(snapshot, hint) if hint else None
+    now = snapshot.clock() if now is None else now
+    terms = _TermFactory(profile, weights)
+    no_hint = ScoreTerm("hint", 0, "not hinted")
+    hint_term = ScoreTerm("hint", weights.hint_points, f"forced by the hint {hint!r}")
+    ranked: list[ScoredModel] = []
+    cooling_skips: list[SkippedModel] = []
+    cooldowns = snapshot.cooldowns
+    for entry in snapshot._entries:
+        if entry.static_skip:
+            continue
+        model = entry.model
+        is_hinted = hinted is not None and model.id == hinted.id
+        cooling = 0.0
+        if model.id in cooldowns:
+            cooling = max(0.0, cooldowns[model.id] - now)
+            if cooling and not is_hinted:
+                cooling_skips.append(SkippedModel(model, f"rate-limited: cooling down for {math.ceil(cooling)} s more"))
+                continue
+        q = model.quality
+        parts = (
+            terms.quality("reasoning", q.reasoning),
+            terms.quality("code", q.code),
+            terms.quality("speed", q.speed),
+            terms.quality("cost", q.cost),
+            terms.context(model.context_limit),
+            terms.price(model),
+            terms.availability(entry.gateway_listed, cooling),
+            hint_term if is_hinted else no_hint,
+        )
+        ranked.append(ScoredModel(model, parts, sum(t.value for t in parts)))
+    ranked.sort(key=lambda s: (-s.total, s.model.id))
+    skipped = (*snapshot._static_skips, *cooling_skips)
+    chosen: ScoredModel | None
+    if hinted is not None:
+        chosen = next((s for s in ranked if s.model.id == hinted.id), None)
+        if chosen is None:
+            why = next(s.reason for s in skipped if s.model.id == hinted.id)
+            reason = f"the hinted model {hinted.id} is unavailable: {why}"
+        else:
+            reason = f"forced by the hint {hint!r}"
+    else:
+        chosen = ranked[0] if ranked else None
+        if chosen is not None:
+            reason = f"highest total ({chosen.total}) of {len(ranked)} available model(s)"
+        elif skipped:
+            reasons = sorted({s.reason for s in skipped})
+            reason = f"no model is available: {'; '.join(reasons)}"
+        else:
+            reason = "no model is available: the registry is empty"
+    chain = tuple(fallback_chain(snapshot, chosen.id, now=now)) if chosen else ()
+    return RoutingDecision(profile, hint, tuple(ranked), skipped, chosen, chain, reason)
+
+
+def fallback_chain(snapshot: RoutingSnapshot, model_id: str, *, now: float | None = None) -> list[ModelProfile]:
+    """The models to try in order: ``model_id`` itself, then its ``fallback`` ids, breadth first
+    through their own fallbacks, skipping unknown, repeated and unavailable models."""
+    first = snapshot.registry.get(model_id)
+    if first is None:
+        raise NexusError(f"no model has the id {model_id!r}", "Run `nexus-agents models` to list the ids")
+    chain = [first]
+    seen = {first.id}
+    queue = list(first.fallback)
+    while queue:
+        next_id = queue.pop(0)
+        if next_id in seen:
+            continue
+        seen.add(next_id)
+        model = snapshot.registry.get(next_id)
+        if model is None:
+            continue
+        queue.extend(model.fallback)
+        if snapshot.unavailable_reason(next_id, now) is None:
+            chain.append(model)
+    return chain
