@@ -88,14 +88,13 @@ class NexusApp(App[int]):
         yield Header(show_clock=False, icon="◆")
         if self.demo:
             yield Static("DEMO  ·  a loopback reference gateway answers every model; nothing leaves this machine", id="demo-banner")
-        with Horizontal(id="top"):
-            yield RegistryPanel(id="registry")
-            yield HealthPanel(show_timings=not self.test_mode, id="health")
+        yield RegistryPanel(id="registry")
+        yield TaskPanel(debounce=self.debounce, id="task")
         with Horizontal(id="bottom"):
-            yield TaskPanel(debounce=self.debounce, id="task")
             with Vertical(id="runs-area"):
                 yield Static("No runs yet. Type a task and press Enter; each run gets its own tab here.", id="runs-empty")
                 yield TabbedContent(id="runs")
+            yield HealthPanel(show_timings=not self.test_mode, id="health")
         yield Footer()
 
     async def on_mount(self) -> None:

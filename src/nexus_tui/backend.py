@@ -20,17 +20,24 @@ from nexus_core.opencode_config import ConfigError, candidate_paths
 from nexus_core.registry import Registry
 from nexus_core.routing import RoutingSnapshot, build_snapshot, profile_task, route
 from nexus_core.runs import Delegation, DelegationSpec
+from nexus_tui.demo import DemoEnvironment, start_demo
+from nexus_tui.widgets.health import HealthReport
 from nexus_tui.widgets.runs import RunStatus
 from nexus_tui.widgets.task import Breakdown, RankedModel, RunRequest
 
 __all__ = [
+    "ConfigChange",
     "DashboardState",
+    "DemoEnvironment",
     "RunHandle",
     "config_paths",
+    "health",
     "load_state",
     "score",
+    "start_demo",
     "start_run",
     "wait_all",
+    "watch",
 ]
 
 
@@ -94,6 +101,15 @@ def score(state: DashboardState, task: str) -> Breakdown:
         profile=f"{profile.size} task · ~{profile.token_estimate:,} tokens",
         problem=None if decision.chosen else decision.reason,
     )
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """A config edit seen by the watcher: the new state and a one-line diff, or the error (old state kept)."""
+
+    state: DashboardState | None = None
+    summary: str = ""
+    error: str | None = None
 
 
 class RunHandle:
@@ -164,3 +180,14 @@ async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:
     pending = [handle.wait() for handle in handles if not handle.finished]
     if pending:
         await asyncio.wait_for(asyncio.gather(*pending), timeout)
+
+
+async def health(project_dir: Path, env: Mapping[str, str]) -> "HealthReport":
+    """Doctor's checks for ``project_dir`` as the health panel draws them."""
+    raise NexusError("the health checks are not wired into this build yet", "Run nexus-agents doctor")
+
+
+async def watch(project_dir: Path, env: Mapping[str, str]) -> AsyncIterator["ConfigChange"]:
+    """Each config change: a new state and its diff, or the error that kept the last good one."""
+    return
+    yield

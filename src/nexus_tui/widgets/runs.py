@@ -8,6 +8,7 @@ otherwise counts the lines that arrived below ("N new").
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -170,15 +171,16 @@ class RunView(Vertical):
         self._pending: deque[str] = deque(maxlen=line_cap)
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="run-status")
-        yield Static(Text(self.task, overflow="ellipsis", no_wrap=True), id="run-task")
-        with Horizontal(id="run-stats"):
+        with Horizontal(id="run-head"):
+            yield Static("", id="run-status")
             yield Static("", id="run-proc")
             yield Sparkline(list(self.cpu_history), id="run-cpu", min_color="green", max_color="red")
+        yield Static("", id="run-detail")
         yield Log(max_lines=self.line_cap, auto_scroll=False, id="run-log")
         yield Static("", id="run-new-lines")
 
     def on_mount(self) -> None:
+        self.write_lines([f"$ {line}" for line in self.task.splitlines()[:3]])
         self.set_interval(FLUSH_INTERVAL, self.flush)
         if self.show_timings:
             self.set_interval(1.0, self._draw_status)
@@ -209,7 +211,16 @@ class RunView(Vertical):
             attempt.ok = bool(event.outcome.ok)
             attempt.verdict = "ok" if attempt.ok else str(event.outcome.failure)
             self._draw_status()
-        self.write_lines(event_lines(event))
+        self.write_lines(self._wrap(event_lines(event)))
+
+    def _wrap(self, lines: list[str]) -> list[str]:
+        width = max(20, self.log_widget.scrollable_content_region.width - 1)
+        if all(len(line) <= width for line in lines):
+            return lines
+        wrapped: list[str] = []
+        for line in lines:
+            wrapped.extend(textwrap.wrap(line, width, replace_whitespace=False, drop_whitespace=False) or [""] if len(line) > width else [line])
+        return wrapped
 
     def write_lines(self, lines: Iterable[str]) -> None:
         """Queue lines for the next batched write (the oldest queued ones drop beyond the cap)."""
@@ -259,19 +270,24 @@ class RunView(Vertical):
         if self.show_timings:
             end = self.finished_at if self.finished_at is not None else self.clock()
             line.append(f"  {_elapsed(end - self.started_at)}", style="dim")
+        self.query_one("#run-status", Static).update(line)
+        detail = Text()
         if len(self.attempts) > 1:
-            chain = " → ".join(
+            detail.append(" → ".join(
                 f"{a.cli_model_name}{'' if a.verdict is None else (' ✓' if a.ok else f' ✗ {a.verdict}')}"
                 for a in self.attempts
-            )
-            line.append(f"\n{chain}", style="dim")
+            ), style="magenta")
         if self.verdict and self.status.finished:
-            line.append(f"\n{self.verdict}", style="green" if self.status is RunStatus.SUCCEEDED else "red")
-        self.query_one("#run-status", Static).update(line)
+            if detail:
+                detail.append("\n")
+            detail.append(self.verdict, style="green" if self.status is RunStatus.SUCCEEDED else "red")
+        widget = self.query_one("#run-detail", Static)
+        widget.update(detail)
+        widget.display = bool(detail)
 
     def _draw_stats(self) -> None:
         cpu = self.cpu_history[-1]
-        text = f"CPU {cpu:5.1f}%  RSS {_megabytes(self.rss_bytes)}" if self.rss_bytes else "CPU  —     RSS —"
+        text = f"CPU {cpu:5.1f}% RSS {_megabytes(self.rss_bytes):>6}" if self.rss_bytes else "CPU   —   RSS     —"
         self.query_one("#run-proc", Static).update(text)
         self.query_one("#run-cpu", Sparkline).data = list(self.cpu_history)
 

@@ -95,13 +95,13 @@ class TaskPanel(Vertical):
         self._term_names: tuple[str, ...] = ()
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="Describe a task — Enter runs it on the top-ranked model", id="task-input")
-        with Horizontal(id="task-options"):
+        with Horizontal(id="task-row"):
+            yield Input(placeholder="Describe a task — Enter runs it on the top-ranked model", id="task-input")
             yield Select([(v, v) for v in VARIANTS], prompt="variant", id="task-variant", allow_blank=True)
             yield Checkbox("thinking", id="task-thinking")
             yield Input(placeholder="working dir (default: project)", id="task-workdir")
         yield Static("", id="task-chosen")
-        table: DataTable[str | Text] = DataTable(id="breakdown", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str | Text] = DataTable(id="breakdown", cursor_type="row", zebra_stripes=True, cell_padding=1)
         yield table
 
     def on_mount(self) -> None:
@@ -178,6 +178,7 @@ class TaskPanel(Vertical):
                 table.add_column("total", key="total")
                 for name in names:
                     table.add_column(_term_label(name), key=f"term:{name}")
+                table.add_column("skipped because", key="skipped")
                 self._term_names = tuple(names)
             else:
                 table.clear()
@@ -187,16 +188,18 @@ class TaskPanel(Vertical):
                     cells: list[str | Text] = [
                         Text("–", style="dim"),
                         Text(ranked.model_id, style="dim"),
-                        Text("skipped", style="yellow"),
-                        *[Text(ranked.skipped if i == 0 else "", style="dim yellow") for i in range(len(names))],
+                        Text("–", style="dim", justify="right"),
+                        *[Text("") for _ in names],
+                        Text(ranked.skipped, style="yellow"),
                     ]
                 else:
                     style = "bold" if ranked.model_id == breakdown.chosen else ""
                     cells = [
                         Text(str(position), style=style),
                         Text(ranked.model_id, style=style),
-                        Text(f"{ranked.total:.2f}", style=f"{style} cyan".strip(), justify="right"),
-                        *[Text(f"{terms[name]:+.2f}" if name in terms else "", justify="right") for name in names],
+                        Text(f"{ranked.total:g}", style=f"{style} cyan".strip(), justify="right"),
+                        *[Text(f"{terms[name]:+g}" if name in terms else "", justify="right", style="dim" if not terms.get(name) else "") for name in names],
+                        Text(""),
                     ]
                 table.add_row(*cells, key=ranked.model_id)
         self._draw_chosen()
@@ -213,9 +216,10 @@ class TaskPanel(Vertical):
         elif breakdown and breakdown.chosen:
             line.append("→ ", style="bold green")
             line.append(breakdown.chosen, style="bold")
-            if breakdown.fallback_chain:
-                line.append("  fallback ", style="dim")
-                line.append(" → ".join(breakdown.fallback_chain))
+            line.append("  fallback ", style="dim")
+            line.append(" → ".join(breakdown.fallback_chain) if breakdown.fallback_chain else "none")
+            if breakdown.profile:
+                line.append(f"   {breakdown.profile}", style="dim")
         else:
             line.append("Type a task to see how every model scores for it.", style="dim")
         self.query_one("#task-chosen", Static).update(line)
