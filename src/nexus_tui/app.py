@@ -320,6 +320,14 @@ class NexusApp(App[int]):
             self.demo_environment = None
         self.exit(0)
 
+    async def on_unmount(self) -> None:
+        """However the app ends, its runs' process trees and the demo's gateway and files go with it."""
+        for run_id in self.running:
+            self.cancel_run(run_id)
+        if self.demo_environment is not None:
+            await self.demo_environment.close()
+            self.demo_environment = None
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """One place for worker failures: a toast with the sentence, never a traceback on screen."""
         if event.state is WorkerState.ERROR and event.worker.error is not None:

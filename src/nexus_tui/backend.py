@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nexus_core.doctor import run_doctor
 from nexus_core.errors import NexusError
 from nexus_core.events import FailureClass, RunEvent
 from nexus_core.opencode_config import ConfigError, candidate_paths
@@ -21,7 +22,7 @@ from nexus_core.registry import Registry
 from nexus_core.routing import RoutingSnapshot, build_snapshot, profile_task, route
 from nexus_core.runs import Delegation, DelegationSpec
 from nexus_tui.demo import DemoEnvironment, start_demo
-from nexus_tui.widgets.health import HealthReport
+from nexus_tui.widgets.health import HealthCheck, HealthReport
 from nexus_tui.widgets.runs import RunStatus
 from nexus_tui.widgets.task import Breakdown, RankedModel, RunRequest
 
@@ -182,9 +183,22 @@ async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:
         await asyncio.wait_for(asyncio.gather(*pending), timeout)
 
 
-async def health(project_dir: Path, env: Mapping[str, str]) -> "HealthReport":
-    """Doctor's checks for ``project_dir`` as the health panel draws them."""
-    raise NexusError("the health checks are not wired into this build yet", "Run nexus-agents doctor")
+async def health(project_dir: Path, env: Mapping[str, str]) -> HealthReport:
+    """Doctor's checks for ``project_dir`` (bounded: a dead gateway gets its verdict in seconds)."""
+    report = await run_doctor(project_dir, env)
+    return HealthReport(
+        checks=tuple(
+            HealthCheck(
+                check_id=check.id,
+                status=check.status,
+                summary=check.summary,
+                fix=check.fix,
+                duration_ms=check.duration_ms,
+            )
+            for check in report.checks
+        ),
+        gateway_latency_ms=report.gateway_latency_ms,
+    )
 
 
 async def watch(project_dir: Path, env: Mapping[str, str]) -> AsyncIterator["ConfigChange"]:

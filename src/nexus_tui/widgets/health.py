@@ -118,4 +118,6 @@ class HealthPanel(Vertical):
             label.update(f"gateway latency  last {last:.0f} ms  max {max(self.latency_ms):.0f} ms")
         else:
             label.update(f"gateway latency  {len(self.latency_ms)} samples")
-        self.query_one("#health-latency-spark", Sparkline).data = list(self.latency_ms)
+        spark = self.query_one("#health-latency-spark", Sparkline)
+        spark.data = list(self.latency_ms)
+        spark.display = len(self.latency_ms) > 1

@@ -155,7 +155,7 @@ class RunView(Vertical):
     ) -> None:
         super().__init__(id=id)
         self.run_id = run_id
-        self.task = task
+        self.task_text = task
         self.clock = clock
         self.show_timings = show_timings
         self.line_cap = line_cap
@@ -180,7 +180,7 @@ class RunView(Vertical):
         yield Static("", id="run-new-lines")
 
     def on_mount(self) -> None:
-        self.write_lines([f"$ {line}" for line in self.task.splitlines()[:3]])
+        self.write_lines([f"$ {line}" for line in self.task_text.splitlines()[:3]])
         self.set_interval(FLUSH_INTERVAL, self.flush)
         if self.show_timings:
             self.set_interval(1.0, self._draw_status)
@@ -211,11 +211,11 @@ class RunView(Vertical):
             attempt.ok = bool(event.outcome.ok)
             attempt.verdict = "ok" if attempt.ok else str(event.outcome.failure)
             self._draw_status()
-        self.write_lines(self._wrap(event_lines(event)))
+        self.write_lines(event_lines(event))
 
     def _wrap(self, lines: list[str]) -> list[str]:
-        width = max(20, self.log_widget.scrollable_content_region.width - 1)
-        if all(len(line) <= width for line in lines):
+        width = self.log_widget.scrollable_content_region.width - 1
+        if width < 20 or all(len(line) <= width for line in lines):
             return lines
         wrapped: list[str] = []
         for line in lines:
@@ -234,7 +234,7 @@ class RunView(Vertical):
             if self.unseen_lines and self.log_widget.is_vertical_scroll_end:
                 self.action_follow()
             return
-        lines = list(self._pending)
+        lines = self._wrap(list(self._pending))
         self._pending.clear()
         log = self.log_widget
         follow = log.is_vertical_scroll_end or log.max_scroll_y == 0
