@@ -16,7 +16,9 @@ __all__ = ["console", "load_project", "print_json"]
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    """A console for tables; piped output gets long lines rather than tables folded at 80 columns."""
+    width = None if sys.stdout.isatty() else 240
+    return Console(highlight=False, width=width)
 
 
 def load_project(args: argparse.Namespace) -> tuple[MergedConfig, Registry]:

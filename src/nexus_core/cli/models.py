@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich import box
 from rich.table import Table
 
 from nexus_core.cli._common import console, load_project, print_json
@@ -24,15 +25,20 @@ def run(args: argparse.Namespace) -> int:
             "problems": [p.model_dump(mode="json") for p in registry.problems],
         })
         return 0
-    table = Table(title="Model registry", title_justify="left")
-    for column in ("id", "CLI model name", "provider", "reason.", "code", "speed", "cost", "context", "source"):
-        table.add_column(column, no_wrap=column in {"id", "CLI model name"})
+    table = Table(title="Model registry", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption="scores: reasoning/code/speed/cost-efficiency, 0–10", caption_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("CLI model name", no_wrap=True)
+    table.add_column("provider", overflow="fold", min_width=8)
+    table.add_column("scores", no_wrap=True)
+    table.add_column("context", justify="right", no_wrap=True)
+    table.add_column("source", overflow="fold", min_width=8)
     for m in registry.models:
         q = m.quality
         table.add_row(
             m.id, m.cli_model_name or "(no default model)", m.provider,
-            f"{q.reasoning:g}", f"{q.code:g}", f"{q.speed:g}", f"{q.cost:g}",
-            f"{m.context_limit:,}" if m.context_limit else "—", m.source,
+            f"{q.reasoning:g}/{q.code:g}/{q.speed:g}/{q.cost:g}",
+            f"{m.context_limit // 1000}k" if m.context_limit else "—", m.source,
         )
     out = console()
     out.print(table)
