@@ -11,7 +11,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from itertools import count
 from pathlib import Path
 
@@ -19,11 +19,13 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from nexus_core.errors import NexusError
+from nexus_core.watch import SnapshotUpdate
 from nexus_tui import backend
 from nexus_tui.screens import ConfirmQuitScreen, HelpScreen
 from nexus_tui.theme import NEXUS_THEME
@@ -46,7 +48,8 @@ STATUS_ICON = {
 
 
 class NexusApp(App[int]):
-    """The dashboard. ``test_mode`` freezes what changes by itself (cursor blink, timings, watchers)."""
+    """The dashboard. ``test_mode`` freezes what changes by itself (cursor blink, elapsed times, timings);
+    ``watch_config=False`` loads the config once instead of following edits."""
 
     CSS_PATH = [str(STYLES / name) for name in ("app.tcss", "registry.tcss", "task.tcss", "runs.tcss", "health.tcss", "screens.tcss")]
     TITLE = "nexus"
@@ -58,6 +61,13 @@ class NexusApp(App[int]):
         Binding("ctrl+t", "focus_task", "Task", id="app.focus_task"),
     ]
 
+    class ConfigReloaded(Message):
+        """A config edit was taken in (``change.state``) or refused with its error (``change.error``)."""
+
+        def __init__(self, change: backend.ConfigChange) -> None:
+            super().__init__()
+            self.change = change
+
     def __init__(
         self,
         project_dir: str | os.PathLike[str] | None = None,
@@ -66,6 +76,7 @@ class NexusApp(App[int]):
         env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         test_mode: bool = False,
+        watch_config: bool = True,
         debounce: float = 0.12,
     ) -> None:
         super().__init__()
@@ -75,6 +86,8 @@ class NexusApp(App[int]):
         self.clock = clock
         self.test_mode = test_mode
         self.debounce = debounce
+        self.watch_config = watch_config
+        self.watcher: backend.ConfigWatcher | None = None
         self.state: backend.DashboardState | None = None
         self.demo_environment: backend.DemoEnvironment | None = None
         self.runs: dict[str, backend.RunHandle] = {}
@@ -107,20 +120,31 @@ class NexusApp(App[int]):
         self.query_one("#task-input", Input).focus()
         self.start()
 
-    @work(exclusive=True, group="start")
+    @work(exclusive=True, group="start", exit_on_error=False)
     async def start(self) -> None:
         """Set up demo mode if asked, load the routing state, then check health and watch the config."""
         if self.demo and self.demo_environment is None:
             self.demo_environment = await backend.start_demo(self.env)
             self.env = self.demo_environment.env
             self.project_dir = self.demo_environment.project_dir
-        try:
-            self.apply_state(await backend.load_state(self.project_dir, self.env))
-        except NexusError as exc:
-            self.notify(exc.sentence(), title="Config", severity="error", timeout=15)
+            self.query_one("#demo-banner", Static).update(
+                f"DEMO  ·  loopback reference gateway at {self.demo_environment.gateway.base_url}  ·  "
+                f"edit {self.demo_environment.config_file} to see a reload"
+            )
+        if self.watch_config:
+            self.watcher = backend.ConfigWatcher(self.project_dir, self.env)
+            snapshot = await self.watcher.start()
+            if snapshot is not None:
+                self.apply_state(backend.DashboardState(snapshot))
+            elif self.watcher.error is not None:
+                self.notify(backend.config_error_sentence(self.watcher.error), title="Config", severity="error", timeout=15)
+            self.follow_config(self.watcher.updates())
+        else:
+            try:
+                self.apply_state(await backend.load_state(self.project_dir, self.env))
+            except NexusError as exc:
+                self.notify(exc.sentence(), title="Config", severity="error", timeout=15)
         self.run_doctor()
-        if not self.test_mode:
-            self.watch_config()
 
     def apply_state(self, state: backend.DashboardState) -> None:
         """Draw a (new) routing state: the table in place, the breakdown for the current text."""
@@ -227,15 +251,18 @@ class NexusApp(App[int]):
     # Reload ------------------------------------------------------------------------------
 
     @work(exclusive=True, group="watch", exit_on_error=False)
-    async def watch_config(self) -> None:
+    async def follow_config(self, updates: AsyncIterator[SnapshotUpdate]) -> None:
         """Follow config edits: a new state with a diff toast, or the error with the last good state kept."""
-        async for change in backend.watch(self.project_dir, self.env):
+        async for update in updates:
+            change = backend.change_of(update)
             if change.error is not None:
                 self.notify(change.error, title="Config not reloaded", severity="error", timeout=15)
+                self.post_message(self.ConfigReloaded(change))
                 continue
             assert change.state is not None
             self.apply_state(change.state)
-            self.notify(change.summary or "no model changed", title="Config reloaded", timeout=6)
+            self.notify(change.summary, title="Config reloaded", timeout=6)
+            self.post_message(self.ConfigReloaded(change))
             self.run_doctor()
 
     # Commands ----------------------------------------------------------------------------
@@ -314,7 +341,8 @@ class NexusApp(App[int]):
         for run_id in self.running:
             self.cancel_run(run_id)
         await backend.wait_all(self.runs.values())
-        self.workers.cancel_group(self, "watch")
+        if self.watcher is not None:
+            await self.watcher.stop()
         if self.demo_environment is not None:
             await self.demo_environment.close()
             self.demo_environment = None
@@ -324,6 +352,8 @@ class NexusApp(App[int]):
         """However the app ends, its runs' process trees and the demo's gateway and files go with it."""
         for run_id in self.running:
             self.cancel_run(run_id)
+        if self.watcher is not None:
+            await self.watcher.stop()
         if self.demo_environment is not None:
             await self.demo_environment.close()
             self.demo_environment = None

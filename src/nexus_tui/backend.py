@@ -21,6 +21,7 @@ from nexus_core.opencode_config import ConfigError, candidate_paths
 from nexus_core.registry import Registry
 from nexus_core.routing import RoutingSnapshot, build_snapshot, profile_task, route
 from nexus_core.runs import Delegation, DelegationSpec
+from nexus_core.watch import ConfigWatcher, SnapshotUpdate
 from nexus_tui.demo import DemoEnvironment, start_demo
 from nexus_tui.widgets.health import HealthCheck, HealthReport
 from nexus_tui.widgets.runs import RunStatus
@@ -28,9 +29,12 @@ from nexus_tui.widgets.task import Breakdown, RankedModel, RunRequest
 
 __all__ = [
     "ConfigChange",
+    "ConfigWatcher",
     "DashboardState",
     "DemoEnvironment",
     "RunHandle",
+    "change_of",
+    "config_error_sentence",
     "config_paths",
     "health",
     "load_state",
@@ -38,7 +42,6 @@ __all__ = [
     "start_demo",
     "start_run",
     "wait_all",
-    "watch",
 ]
 
 
@@ -68,7 +71,7 @@ async def load_state(project_dir: Path, env: Mapping[str, str]) -> DashboardStat
     try:
         snapshot = await asyncio.to_thread(build_snapshot, project_dir, env)
     except ConfigError as exc:
-        raise NexusError(f"{exc.location}: {exc.message}", "Fix the file and save it again") from exc
+        raise NexusError(f"{exc.location}: {exc.message}", "Fix the file and save it again; the last good config stays in force") from exc
     return DashboardState(snapshot)
 
 
@@ -102,6 +105,11 @@ def score(state: DashboardState, task: str) -> Breakdown:
         profile=f"{profile.size} task · ~{profile.token_estimate:,} tokens",
         problem=None if decision.chosen else decision.reason,
     )
+
+
+def config_error_sentence(error: ConfigError) -> str:
+    """A broken config file as one line: ``file:line:col: what``, and that the last good state is kept."""
+    return f"{error.sentence()} The last good config stays in force."
 
 
 @dataclass(frozen=True)
@@ -201,7 +209,12 @@ async def health(project_dir: Path, env: Mapping[str, str]) -> HealthReport:
     )
 
 
-async def watch(project_dir: Path, env: Mapping[str, str]) -> AsyncIterator["ConfigChange"]:
-    """Each config change: a new state and its diff, or the error that kept the last good one."""
-    return
-    yield
+def change_of(update: SnapshotUpdate) -> ConfigChange:
+    """A watcher update as the dashboard shows it: the new state and its diff, or the error."""
+    if update.error is not None:
+        return ConfigChange(error=config_error_sentence(update.error))
+    assert update.snapshot is not None
+    summary = update.diff.summary()
+    if update.recovered:
+        summary = f"fixed; {summary}"
+    return ConfigChange(state=DashboardState(update.snapshot), summary=summary)
