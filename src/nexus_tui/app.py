@@ -49,7 +49,8 @@ STATUS_ICON = {
 
 class NexusApp(App[int]):
     """The dashboard. ``test_mode`` freezes what changes by itself (cursor blink, elapsed times, timings);
-    ``watch_config=False`` loads the config once instead of following edits."""
+    ``watch_config=False`` loads the config once instead of following edits; ``check_health=False``
+    leaves the health checks to the Re-probe key."""
 
     CSS_PATH = [str(STYLES / name) for name in ("app.tcss", "registry.tcss", "task.tcss", "runs.tcss", "health.tcss", "screens.tcss")]
     TITLE = "nexus"
@@ -77,6 +78,7 @@ class NexusApp(App[int]):
         clock: Callable[[], float] = time.monotonic,
         test_mode: bool = False,
         watch_config: bool = True,
+        check_health: bool = True,
         debounce: float = 0.12,
     ) -> None:
         super().__init__()
@@ -87,6 +89,7 @@ class NexusApp(App[int]):
         self.test_mode = test_mode
         self.debounce = debounce
         self.watch_config = watch_config
+        self.check_health = check_health
         self.watcher: backend.ConfigWatcher | None = None
         self.state: backend.DashboardState | None = None
         self.demo_environment: backend.DemoEnvironment | None = None
@@ -144,7 +147,8 @@ class NexusApp(App[int]):
                 self.apply_state(await backend.load_state(self.project_dir, self.env))
             except NexusError as exc:
                 self.notify(exc.sentence(), title="Config", severity="error", timeout=15)
-        self.run_doctor()
+        if self.check_health:
+            self.run_doctor()
 
     def apply_state(self, state: backend.DashboardState) -> None:
         """Draw a (new) routing state: the table in place, the breakdown for the current text."""
@@ -225,7 +229,8 @@ class NexusApp(App[int]):
         """End a run's whole process tree (its view shows it as cancelled)."""
         handle = self.runs.get(run_id)
         if handle is not None and not handle.finished:
-            self.query_one(f"#{run_id}-view", RunView).set_status(RunStatus.CANCELLING)
+            for view in self.query(f"#{run_id}-view").results(RunView):
+                view.set_status(RunStatus.CANCELLING)
             handle.cancel()
 
     @property
@@ -263,7 +268,8 @@ class NexusApp(App[int]):
             self.apply_state(change.state)
             self.notify(change.summary, title="Config reloaded", timeout=6)
             self.post_message(self.ConfigReloaded(change))
-            self.run_doctor()
+            if self.check_health:
+                self.run_doctor()
 
     # Commands ----------------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ class TaskPanel(Vertical):
         self.picked_model: str | None = None
         self.breakdown: Breakdown | None = None
         self._debounce_timer: Timer | None = None
-        self._term_names: tuple[str, ...] = ()
+        self._term_names: tuple[str, ...] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="task-row"):
