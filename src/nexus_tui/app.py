@@ -140,19 +140,25 @@ class NexusApp(App[int]):
             if snapshot is not None:
                 self.apply_state(backend.DashboardState(snapshot))
             elif self.watcher.error is not None:
-                self.notify(backend.config_error_sentence(self.watcher.error), title="Config", severity="error", timeout=15)
+                self.show_config_error(backend.config_error_sentence(self.watcher.error, self.project_dir, self.env, kept=False))
             self.follow_config(self.watcher.updates())
         else:
             try:
                 self.apply_state(await backend.load_state(self.project_dir, self.env))
             except NexusError as exc:
-                self.notify(exc.sentence(), title="Config", severity="error", timeout=15)
+                self.show_config_error(exc.sentence())
         if self.check_health:
             self.run_doctor()
+
+    def show_config_error(self, sentence: str) -> None:
+        """A config file does not parse: a toast, and a line above the registry until it is fixed."""
+        self.notify(sentence, title="Config", severity="error", timeout=15)
+        self.query_one("#registry", RegistryPanel).show_config_error(sentence)
 
     def apply_state(self, state: backend.DashboardState) -> None:
         """Draw a (new) routing state: the table in place, the breakdown for the current text."""
         self.state = state
+        self.query_one("#registry", RegistryPanel).show_config_error(None)
         self.query_one("#registry", RegistryPanel).show(registry_rows(state.registry, state.unavailable), state.problems)
         self.score(self.query_one("#task-input", Input).value)
 
@@ -185,17 +191,27 @@ class NexusApp(App[int]):
         except NexusError as exc:
             self.notify(exc.sentence(), title="Cannot run", severity="error", timeout=10)
             return None
-        number = next(self._run_numbers)
-        run_id = f"run-{number}"
-        self.runs[run_id] = handle
-        view = RunView(run_id, request.task, clock=self.clock, show_timings=not self.test_mode, id=f"{run_id}-view")
+        view = self.new_run_view(request.task)
+        self.runs[view.run_id] = handle
+        # OpenCode starts before the tab is mounted: the view queues what arrives meanwhile.
+        self.drive_run(view.run_id, handle, view)
+        await self.show_run_view(view, handle.label)
+        return view.run_id
+
+    def new_run_view(self, task: str) -> RunView:
+        """The view for the next run (not mounted yet)."""
+        run_id = f"run-{next(self._run_numbers)}"
+        return RunView(run_id, task, clock=self.clock, show_timings=not self.test_mode, id=f"{run_id}-view")
+
+    async def show_run_view(self, view: RunView, label: str) -> None:
+        """Mount ``view`` in a new tab and make it the active one."""
+        run_id = view.run_id
+        number = int(run_id.split("-")[1])
         tabs = self.query_one("#runs", TabbedContent)
-        await tabs.add_pane(TabPane(self._tab_label(number, RunStatus.STARTING, handle.label), view, id=run_id))
+        await tabs.add_pane(TabPane(self._tab_label(number, RunStatus.STARTING, label), view, id=run_id))
         tabs.display = True
         self.query_one("#runs-empty", Static).display = False
         tabs.active = run_id
-        self.drive_run(run_id, handle, view)
-        return run_id
 
     @staticmethod
     def _tab_label(number: int, status: RunStatus, model: str) -> str:
@@ -214,12 +230,9 @@ class NexusApp(App[int]):
     @on(RunView.StatusChanged)
     def _run_status_changed(self, message: RunView.StatusChanged) -> None:
         tabs = self.query_one("#runs", TabbedContent)
-        handle = self.runs.get(message.run_id)
-        if handle is None:
-            return
         number = int(message.run_id.split("-")[1])
         view = self.query_one(f"#{message.run_id}-view", RunView)
-        tabs.get_tab(message.run_id).label = self._tab_label(number, message.status, view.current_model if view.attempts else handle.label)
+        tabs.get_tab(message.run_id).label = self._tab_label(number, message.status, view.current_model)
 
     @on(RunView.CancelRequested)
     def _cancel_requested(self, message: RunView.CancelRequested) -> None:
@@ -259,9 +272,9 @@ class NexusApp(App[int]):
     async def follow_config(self, updates: AsyncIterator[SnapshotUpdate]) -> None:
         """Follow config edits: a new state with a diff toast, or the error with the last good state kept."""
         async for update in updates:
-            change = backend.change_of(update)
+            change = backend.change_of(update, self.project_dir, self.env)
             if change.error is not None:
-                self.notify(change.error, title="Config not reloaded", severity="error", timeout=15)
+                self.show_config_error(change.error)
                 self.post_message(self.ConfigReloaded(change))
                 continue
             assert change.state is not None

@@ -36,6 +36,7 @@ __all__ = [
     "change_of",
     "config_error_sentence",
     "config_paths",
+    "shown_path",
     "health",
     "load_state",
     "score",
@@ -71,7 +72,7 @@ async def load_state(project_dir: Path, env: Mapping[str, str]) -> DashboardStat
     try:
         snapshot = await asyncio.to_thread(build_snapshot, project_dir, env)
     except ConfigError as exc:
-        raise NexusError(f"{exc.location}: {exc.message}", "Fix the file and save it again; the last good config stays in force") from exc
+        raise NexusError(config_error_sentence(exc, project_dir, env, kept=False)) from exc
     return DashboardState(snapshot)
 
 
@@ -107,9 +108,23 @@ def score(state: DashboardState, task: str) -> Breakdown:
     )
 
 
-def config_error_sentence(error: ConfigError) -> str:
-    """A broken config file as one line: ``file:line:col: what``, and that the last good state is kept."""
-    return f"{error.sentence()} The last good config stays in force."
+def shown_path(path: str | Path, project_dir: Path, env: Mapping[str, str]) -> str:
+    """``path`` as the user reads it best: relative inside the project, ``~/…`` inside their home."""
+    target = Path(path)
+    home = env.get("HOME")
+    for base, prefix in ((project_dir, ""), (Path(home) if home else None, "~/")):
+        if base is not None and target.is_relative_to(base):
+            return f"{prefix}{target.relative_to(base)}"
+    return str(target)
+
+
+def config_error_sentence(error: ConfigError, project_dir: Path, env: Mapping[str, str], *, kept: bool = True) -> str:
+    """A broken config file as one line: ``file:line:col: what``, and whether the last good state is kept."""
+    where = shown_path(error.path, project_dir, env)
+    if error.line is not None:
+        where = f"{where}:{error.line}:{error.column}"
+    then = "the last good config stays in force" if kept else "nothing is loaded until it parses"
+    return f"{where}: {error.message}. Fix the file and save it again; {then}."
 
 
 @dataclass(frozen=True)
@@ -209,10 +224,10 @@ async def health(project_dir: Path, env: Mapping[str, str]) -> HealthReport:
     )
 
 
-def change_of(update: SnapshotUpdate) -> ConfigChange:
+def change_of(update: SnapshotUpdate, project_dir: Path, env: Mapping[str, str]) -> ConfigChange:
     """A watcher update as the dashboard shows it: the new state and its diff, or the error."""
     if update.error is not None:
-        return ConfigChange(error=config_error_sentence(update.error))
+        return ConfigChange(error=config_error_sentence(update.error, project_dir, env))
     assert update.snapshot is not None
     summary = update.diff.summary()
     if update.recovered:

@@ -18,21 +18,20 @@ Type a task in the **Task** box. As you type, every model is scored for it: the 
 each model's total and the named terms that add up to it, the chosen model and its fallback
 chain. **Enter** runs the task on the top-ranked model.
 
-| key | what it does |
-|---|---|
-| `Enter` (task box) | run the task |
-| `Tab` / `Shift+Tab` | move between the task box, options, breakdown, registry, runs |
-| `Enter` (breakdown or registry row) | pick that model for the next run |
-| `Esc` (task box) | back to the top-ranked model |
-| `c` (run pane) | cancel that run (the whole OpenCode process tree ends) |
-| `End` (run pane) | follow the tail again |
-| `/` (registry) | filter the models |
-| `s` (registry) | sort by the next column (or click a header) |
-| `F5` | re-run the health checks (doctor) |
-| `Ctrl+T` | focus the task box |
-| `Ctrl+P` | command palette: run task, pick model, re-probe, open config path, theme |
-| `F1` | this help |
-| `Ctrl+Q` | quit (asks first while runs are in progress; no OpenCode process is left) |
+## Keys
+
+- `Enter` in the task box: run the task
+- `Tab` / `Shift+Tab`: move between the task box, the options, the breakdown, the registry, the runs
+- `Enter` on a breakdown or registry row: pick that model for the next run
+- `Esc` in the task box: back to the top-ranked model
+- `c` in a run: cancel it (its whole OpenCode process tree ends)
+- `End` in a run: follow the tail again
+- `/` in the registry: filter the models; `s`: sort by the next column (or click a header)
+- `F5`: run the health checks (doctor) again
+- `Ctrl+T`: back to the task box
+- `Ctrl+P`: command palette — run task, pick model, re-probe, open config path, theme
+- `F1`: this help
+- `Ctrl+Q`: quit (asks first while runs are in progress; no OpenCode process is left)
 
 Saving `opencode.json` reloads the registry and the breakdown and shows what changed. A file
 that does not parse is named with its line and column, and the last good config stays in force.

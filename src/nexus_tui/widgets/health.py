@@ -59,7 +59,7 @@ class HealthPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="health-checks"):
-            yield Static(Text("Checking…", style="dim"), id="health-body")
+            yield Static(Text("Not checked yet: F5 runs the health checks.", style="dim"), id="health-body")
         with Vertical(id="health-latency"):
             yield Static("gateway latency", id="health-latency-label")
             yield Sparkline([], id="health-latency-spark", min_color="green", max_color="red")
@@ -71,6 +71,8 @@ class HealthPanel(Vertical):
         """A doctor run started."""
         self.running = True
         self.border_subtitle = "checking…"
+        if self.report is None:
+            self.query_one("#health-body", Static).update(Text("Checking OpenCode, the config and the gateway…", style="dim"))
 
     def failed_to_check(self, sentence: str) -> None:
         """Doctor itself could not run: say why, keep the last report's latency history."""

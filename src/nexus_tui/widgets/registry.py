@@ -111,6 +111,7 @@ class RegistryPanel(Vertical):
         self.sort_column = "id"
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="registry-config-error")
         yield Input(placeholder="filter models (/)", id="registry-filter")
         table: DataTable[str | Text] = DataTable(id="registry-table", cursor_type="row", zebra_stripes=True)
         for key, label in COLUMNS:
@@ -151,6 +152,12 @@ class RegistryPanel(Vertical):
             self._sort()
         self.query_one("#registry-problems", Static).update("\n".join(problems))
         self.query_one("#registry-problems", Static).display = bool(problems)
+
+    def show_config_error(self, sentence: str | None) -> None:
+        """Show (or, with None, clear) the error of a config file that does not parse."""
+        line = self.query_one("#registry-config-error", Static)
+        line.update(Text(f"✗ {sentence}", style="bold red") if sentence else "")
+        line.display = bool(sentence)
 
     def _cells(self, row: RegistryRow) -> list[str | Text]:
         return [self._cell(key, cell, row.available) for (key, _), cell in zip(COLUMNS, row.cells)]

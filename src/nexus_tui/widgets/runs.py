@@ -230,6 +230,8 @@ class RunView(Vertical):
 
     def flush(self) -> None:
         """Write the queued lines in one batch; follow the tail only if the view is at the bottom."""
+        if not self.is_mounted:
+            return
         if not self._pending:
             if self.unseen_lines and self.log_widget.is_vertical_scroll_end:
                 self.action_follow()
@@ -260,6 +262,8 @@ class RunView(Vertical):
         self._draw_status()
 
     def _draw_status(self) -> None:
+        if not self.is_mounted:
+            return
         icon, style = STATUS_STYLE[self.status]
         line = Text()
         line.append(f"{icon} {self.status.value}", style=style)
@@ -286,12 +290,16 @@ class RunView(Vertical):
         widget.display = bool(detail)
 
     def _draw_stats(self) -> None:
+        if not self.is_mounted:
+            return
         cpu = self.cpu_history[-1]
         text = f"CPU {cpu:5.1f}% RSS {_megabytes(self.rss_bytes):>6}" if self.rss_bytes else "CPU   —   RSS     —"
         self.query_one("#run-proc", Static).update(text)
         self.query_one("#run-cpu", Sparkline).data = list(self.cpu_history)
 
     def _draw_new_lines(self) -> None:
+        if not self.is_mounted:
+            return
         label = self.query_one("#run-new-lines", Static)
         label.update(f"↓ {self.unseen_lines:,} new — End to follow" if self.unseen_lines else "")
         label.display = bool(self.unseen_lines)
