@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from itertools import count
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -25,7 +26,6 @@ from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPan
 from textual.worker import Worker, WorkerState
 
 from nexus_core.errors import NexusError
-from nexus_core.watch import SnapshotUpdate
 from nexus_tui import backend
 from nexus_tui.screens import ConfirmQuitScreen, HelpScreen
 from nexus_tui.theme import NEXUS_THEME
@@ -33,6 +33,9 @@ from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.registry import RegistryPanel, registry_rows
 from nexus_tui.widgets.runs import RunStatus, RunView
 from nexus_tui.widgets.task import RunRequest, TaskPanel
+
+if TYPE_CHECKING:
+    from nexus_core.watch import ConfigWatcher, SnapshotUpdate
 
 __all__ = ["NexusApp", "STYLES"]
 
@@ -90,7 +93,7 @@ class NexusApp(App[int]):
         self.debounce = debounce
         self.watch_config = watch_config
         self.check_health = check_health
-        self.watcher: backend.ConfigWatcher | None = None
+        self.watcher: ConfigWatcher | None = None
         self.state: backend.DashboardState | None = None
         self.demo_environment: backend.DemoEnvironment | None = None
         self.runs: dict[str, backend.RunHandle] = {}
@@ -135,7 +138,7 @@ class NexusApp(App[int]):
                 f"edit {self.demo_environment.config_file} to see a reload"
             )
         if self.watch_config:
-            self.watcher = backend.ConfigWatcher(self.project_dir, self.env)
+            self.watcher = backend.open_watcher(self.project_dir, self.env)
             snapshot = await self.watcher.start()
             if snapshot is not None:
                 self.apply_state(backend.DashboardState(snapshot))
@@ -149,6 +152,7 @@ class NexusApp(App[int]):
                 self.show_config_error(exc.sentence())
         if self.check_health:
             self.run_doctor()
+        backend.warm_up()
 
     def show_config_error(self, sentence: str) -> None:
         """A config file does not parse: a toast, and a line above the registry until it is fixed."""
@@ -269,7 +273,7 @@ class NexusApp(App[int]):
     # Reload ------------------------------------------------------------------------------
 
     @work(exclusive=True, group="watch", exit_on_error=False)
-    async def follow_config(self, updates: AsyncIterator[SnapshotUpdate]) -> None:
+    async def follow_config(self, updates: AsyncIterator["SnapshotUpdate"]) -> None:
         """Follow config edits: a new state with a diff toast, or the error with the last good state kept."""
         async for update in updates:
             change = backend.change_of(update, self.project_dir, self.env)
@@ -294,11 +298,11 @@ class NexusApp(App[int]):
         yield SystemCommand("Help", "Keys and panels", self.action_help)
         yield from super().get_system_commands(screen)
 
-    def action_run_task(self) -> None:
+    async def action_run_task(self) -> None:
         task_input = self.query_one("#task-input", Input)
         task_input.focus()
         if task_input.value.strip():
-            task_input.action_submit()
+            await task_input.action_submit()
         else:
             self.notify("Type a task in the task box first.", severity="warning")
 

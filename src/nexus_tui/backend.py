@@ -14,22 +14,26 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nexus_core.doctor import run_doctor
+from typing import TYPE_CHECKING
+
 from nexus_core.errors import NexusError
-from nexus_core.events import FailureClass, RunEvent
 from nexus_core.opencode_config import ConfigError, candidate_paths
 from nexus_core.registry import Registry
 from nexus_core.routing import RoutingSnapshot, build_snapshot, profile_task, route
-from nexus_core.runs import Delegation, DelegationSpec
-from nexus_core.watch import ConfigWatcher, SnapshotUpdate
 from nexus_tui.demo import DemoEnvironment, start_demo
 from nexus_tui.widgets.health import HealthCheck, HealthReport
 from nexus_tui.widgets.runs import RunStatus
 from nexus_tui.widgets.task import Breakdown, RankedModel, RunRequest
 
+# The doctor (httpx), the watcher (watchfiles) and the delegation (psutil) are imported when first
+# used, after the first frame: importing them up front costs a third of a cold start.
+if TYPE_CHECKING:
+    from nexus_core.events import RunEvent
+    from nexus_core.runs import Delegation
+    from nexus_core.watch import ConfigWatcher, SnapshotUpdate
+
 __all__ = [
     "ConfigChange",
-    "ConfigWatcher",
     "DashboardState",
     "DemoEnvironment",
     "RunHandle",
@@ -39,6 +43,8 @@ __all__ = [
     "shown_path",
     "health",
     "load_state",
+    "open_watcher",
+    "warm_up",
     "score",
     "start_demo",
     "start_run",
@@ -139,13 +145,13 @@ class ConfigChange:
 class RunHandle:
     """One delegation the dashboard started: its events, its cancel switch, and how it ended."""
 
-    def __init__(self, delegation: Delegation, label: str) -> None:
+    def __init__(self, delegation: "Delegation", label: str) -> None:
         self.delegation = delegation
         self.label = label
         self.finished = False
         self._done = asyncio.Event()
 
-    async def events(self) -> AsyncIterator[RunEvent]:
+    async def events(self) -> AsyncIterator["RunEvent"]:
         """The delegation's events as they come (the OpenCode process starts on the first one)."""
         try:
             async with self.delegation:
@@ -165,6 +171,8 @@ class RunHandle:
 
     def verdict(self) -> tuple[RunStatus, str]:
         """The final status and a one-line verdict."""
+        from nexus_core.events import FailureClass
+
         result = self.delegation.result
         if result is None:
             return RunStatus.CANCELLED, "ended before any model was tried"
@@ -181,6 +189,8 @@ def start_run(state: DashboardState, request: RunRequest, env: Mapping[str, str]
 
     The OpenCode process starts when the handle's events are first read.
     """
+    from nexus_core.runs import Delegation, DelegationSpec
+
     decision = route(state.snapshot, profile_task(request.task), hint=request.model_id)
     chosen = decision.chosen_or_raise()
     workdir = request.workdir
@@ -208,6 +218,8 @@ async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:
 
 async def health(project_dir: Path, env: Mapping[str, str]) -> HealthReport:
     """Doctor's checks for ``project_dir`` (bounded: a dead gateway gets its verdict in seconds)."""
+    from nexus_core.doctor import run_doctor
+
     report = await run_doctor(project_dir, env)
     return HealthReport(
         checks=tuple(
@@ -222,6 +234,18 @@ async def health(project_dir: Path, env: Mapping[str, str]) -> HealthReport:
         ),
         gateway_latency_ms=report.gateway_latency_ms,
     )
+
+
+def warm_up() -> None:
+    """Import what the first run needs, once the first frame is drawn, so that Enter spawns at once."""
+    import nexus_core.runs  # noqa: F401
+
+
+def open_watcher(project_dir: Path, env: Mapping[str, str]) -> "ConfigWatcher":
+    """A watcher over every config file of ``project_dir`` (start it to get the first snapshot)."""
+    from nexus_core.watch import ConfigWatcher
+
+    return ConfigWatcher(project_dir, env)
 
 
 def change_of(update: SnapshotUpdate, project_dir: Path, env: Mapping[str, str]) -> ConfigChange:

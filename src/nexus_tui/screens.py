@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Markdown, Static
+from textual.widgets import Button, Static
 
 __all__ = ["ConfirmQuitScreen", "HelpScreen", "HELP_TEXT"]
 
@@ -45,6 +45,9 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-dialog"):
+            # Markdown (markdown-it) is imported on first use: it is not needed for the first frame.
+            from textual.widgets import Markdown
+
             yield Markdown(HELP_TEXT)
             yield Static("Esc closes", id="help-close-hint")
 

@@ -168,6 +168,7 @@ class RunView(Vertical):
         self.rss_bytes = 0
         self.unseen_lines = 0
         self.lines_received = 0
+        self.lines_written = 0
         self._pending: deque[str] = deque(maxlen=line_cap)
 
     def compose(self) -> ComposeResult:
@@ -241,6 +242,7 @@ class RunView(Vertical):
         log = self.log_widget
         follow = log.is_vertical_scroll_end or log.max_scroll_y == 0
         log.write_lines(lines, scroll_end=follow)
+        self.lines_written += len(lines)
         if follow:
             self.unseen_lines = 0
         else:
