@@ -6,8 +6,10 @@ back as a method call on the widget that draws it (workers share the app's event
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
+import signal
 import shutil
 import subprocess
 import time
@@ -124,7 +126,27 @@ class NexusApp(App[int]):
             for text_input in self.query(Input):
                 text_input.cursor_blink = False
         self.query_one("#task-input", Input).focus()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._terminated)
+        loop.add_signal_handler(signal.SIGHUP, self._hung_up)
         self.start()
+
+    def _terminated(self) -> None:
+        """SIGTERM: end the runs and clean up as a quit does, without asking."""
+        self.run_worker(self.shutdown(), group="shutdown", exclusive=True)
+
+    def _hung_up(self) -> None:
+        """SIGHUP, the terminal is gone: clean up, then leave at once.
+
+        Textual's exit would restore a terminal that no longer exists, and its writer blocks on it.
+        """
+        async def clean_up_and_leave() -> None:
+            try:
+                await self.release()
+            finally:
+                os._exit(129)
+
+        self.run_worker(clean_up_and_leave(), group="shutdown", exclusive=True)
 
     @work(exclusive=True, group="start", exit_on_error=False)
     async def start(self) -> None:
@@ -360,7 +382,12 @@ class NexusApp(App[int]):
             await self.shutdown()
 
     async def shutdown(self) -> None:
-        """Cancel every run, wait for their process trees to end, stop the demo gateway, exit."""
+        """Release everything (:meth:`release`) and exit."""
+        await self.release()
+        self.exit(0)
+
+    async def release(self) -> None:
+        """Cancel every run and wait for their process trees to end; stop the watcher and the demo."""
         for run_id in self.running:
             self.cancel_run(run_id)
         await backend.wait_all(self.runs.values())
@@ -369,7 +396,6 @@ class NexusApp(App[int]):
         if self.demo_environment is not None:
             await self.demo_environment.close()
             self.demo_environment = None
-        self.exit(0)
 
     async def on_unmount(self) -> None:
         """However the app ends, its runs' process trees and the demo's gateway and files go with it."""

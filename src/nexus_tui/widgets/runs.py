@@ -169,7 +169,7 @@ class RunView(Vertical):
         self.unseen_lines = 0
         self.lines_received = 0
         self.lines_written = 0
-        self._pending: deque[str] = deque(maxlen=line_cap)
+        self._pending: deque[str] = deque([f"$ {line}" for line in task.splitlines()[:3]], maxlen=line_cap)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="run-head"):
@@ -181,7 +181,6 @@ class RunView(Vertical):
         yield Static("", id="run-new-lines")
 
     def on_mount(self) -> None:
-        self.write_lines([f"$ {line}" for line in self.task_text.splitlines()[:3]])
         self.set_interval(FLUSH_INTERVAL, self.flush)
         if self.show_timings:
             self.set_interval(1.0, self._draw_status)
