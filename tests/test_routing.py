@@ -237,3 +237,18 @@ def test_route_reads_the_task_from_stdin_and_rejects_an_empty_one(tmp_path: Path
     assert json.loads(result.stdout)["chosen"] == "opencode-custom-opus"
     empty = run_cli(["route", "   "], hermetic_env, project)
     assert empty.returncode == 2 and "the task is empty" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_fallback_chains_follow_overlay_ids_and_skip_unknown_repeated_and_unavailable(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    project = _project(tmp_path)
+    overlay = project / ".nexus" / "models.json"
+    overlay.parent.mkdir()
+    overlay.write_text(json.dumps({"models": {
+        "opencode-custom-acme-haiku": {"fallback": ["no-such-model", "opencode-custom-opus", "opencode-custom-acme-haiku"]},
+    }}))
+    snapshot = build_snapshot(project, hermetic_env)
+    chain = [m.id for m in fallback_chain(snapshot, "opencode-custom-acme-haiku")]
+    # opus, then opus's own fallbacks; the default is skipped (no default model), the cycle is cut.
+    assert chain == ["opencode-custom-acme-haiku", "opencode-custom-opus", "opencode-custom-sonnet"]
+    with pytest.raises(NexusError, match="no model has the id"):
+        fallback_chain(snapshot, "nope")

@@ -2,13 +2,14 @@
 
 The formula (every number lives in :data:`WEIGHTS`, a frozen :class:`RoutingWeights`):
 
-1. **Task profile** (:func:`profile_task`). The text is split into lower-case words; each
-   dimension (reasoning, code, speed, cost) has a keyword list (:data:`TASK_KEYWORDS`; a
-   keyword ending in ``*`` matches any word that starts with it). A dimension's *emphasis* is
-   its base emphasis plus ``keyword_emphasis`` per distinct keyword matched (at most
-   ``keyword_hits_counted`` count), plus ``small_task_speed_emphasis`` to speed for a small
-   task without reasoning keywords, and ``large_task_reasoning_emphasis`` to reasoning for a large or huge one. An explicit
-   preference (0–10) replaces the emphasis of its dimension. The *weights* are the emphases
+1. **Task profile** (:func:`profile_task`). The text (its first ``keyword_scan_chars``
+   characters) is read as lower-case words; each dimension (reasoning, code, speed, cost)
+   has a keyword list (:data:`TASK_KEYWORDS`; a keyword ending in ``*`` matches any word
+   that starts with it). A dimension's *emphasis* is its base emphasis plus
+   ``keyword_emphasis`` per distinct keyword matched (at most ``keyword_hits_counted``
+   count), plus ``small_task_speed_emphasis`` to speed for a small task without reasoning
+   keywords, and ``large_task_reasoning_emphasis`` to reasoning for a large or huge one,
+   capped at 10. An explicit preference (0–10) replaces the emphasis of its dimension. The *weights* are the emphases
    divided by their sum. The token estimate is ``ceil(characters / chars_per_token)``; the
    context the task needs is that estimate + OpenCode's own prompt overhead + the expected
    output (or the explicit ``context`` preference).
@@ -96,6 +97,7 @@ class RoutingWeights(BaseModel):
     base_emphasis: Emphasis = Emphasis(reasoning=4, code=4, speed=1, cost=1)
     keyword_emphasis: float = 2.0
     keyword_hits_counted: int = 3
+    keyword_scan_chars: int = 65_536
     small_task_speed_emphasis: float = 2.0
     large_task_reasoning_emphasis: float = 2.0
     chars_per_token: int = 4
@@ -140,15 +142,16 @@ TASK_KEYWORDS: Mapping[Dimension, tuple[str, ...]] = MappingProxyType({
     ),
 })
 
-_WORD_RE = re.compile(r"[a-z0-9][a-z0-9+#_-]*")
+_WORD_CHAR = r"a-z0-9+#_-"
 
 
-def _compile_keywords() -> dict[Dimension, tuple[frozenset[str], tuple[str, ...]]]:
-    out: dict[Dimension, tuple[frozenset[str], tuple[str, ...]]] = {}
+def _compile_keywords() -> dict[Dimension, re.Pattern[str]]:
+    """One pattern per dimension: whole words for exact keywords, word starts for stems."""
+    out: dict[Dimension, re.Pattern[str]] = {}
     for dim, words in TASK_KEYWORDS.items():
-        exact = frozenset(w for w in words if not w.endswith("*"))
-        stems = tuple(w[:-1] for w in words if w.endswith("*"))
-        out[dim] = (exact, stems)
+        exact = "|".join(re.escape(w) for w in sorted((w for w in words if not w.endswith("*")), key=len, reverse=True))
+        stems = "|".join(re.escape(w[:-1]) for w in sorted((w for w in words if w.endswith("*")), key=len, reverse=True))
+        out[dim] = re.compile(rf"(?<![{_WORD_CHAR}])(?:(?P<exact>{exact})(?![{_WORD_CHAR}])|(?P<stem>{stems}))")
     return out
 
 
@@ -209,11 +212,10 @@ def profile_task(
     }
     if context is not None and (isinstance(context, bool) or not isinstance(context, int) or context <= 0):
         raise NexusError(f"the context preference must be a positive number of tokens, not {context!r}", "Pass context as an integer such as 100000")
-    words = set(_WORD_RE.findall(text.lower()))
+    lowered = text[: weights.keyword_scan_chars].lower()
     matched: dict[str, tuple[str, ...]] = {}
-    for dim, (exact, stems) in _KEYWORDS.items():
-        hits = {w for w in words if w in exact}
-        hits |= {s + "*" for s in stems for w in words if w.startswith(s)}
+    for dim, pattern in _KEYWORDS.items():
+        hits = {m["exact"] or m["stem"] + "*" for m in pattern.finditer(lowered)}
         matched[dim] = tuple(sorted(hits))
     tokens = math.ceil(len(text) / weights.chars_per_token)
     size = _size_of(tokens, weights)
@@ -246,13 +248,18 @@ def profile_task(
 # ---------------------------------------------------------------- snapshot
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """Per-snapshot facts about one model that do not depend on the task."""
+class _Entry(NamedTuple):
+    """Per-snapshot facts about one model that do not depend on the task (precomputed for speed)."""
 
     model: ModelProfile
     static_skip: str | None
     gateway_listed: bool | None
+    quality: tuple[float, float, float, float]
+    context_limit: int | None
+    context_text: str
+    price_in: float | None
+    price_out: float | None
+    price_text: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -299,6 +306,10 @@ class RoutingSnapshot:
     def _static_skips(self) -> tuple[SkippedModel, ...]:
         return tuple(SkippedModel(e.model, e.static_skip) for e in self._entries if e.static_skip)
 
+    @cached_property
+    def _candidates(self) -> tuple[_Entry, ...]:
+        return tuple(e for e in self._entries if not e.static_skip)
+
     def _entry(self, model: ModelProfile, declared: Mapping[str, frozenset[str]]) -> _Entry:
         listed: bool | None = None
         pid, key = model.provider_id, model.model_key
@@ -313,7 +324,18 @@ class RoutingSnapshot:
             reason = f"{model.cli_model_name} is not declared in the merged OpenCode config (add provider.{pid}.models.{key} to opencode.json)"
         elif listed is False:
             reason = f"the gateway of provider {pid!r} does not list {key!r} in /v1/models (check the model key against the gateway's ids)"
-        return _Entry(model, reason, listed)
+        q, limit, pricing = model.quality, model.context_limit, model.pricing
+        return _Entry(
+            model=model,
+            static_skip=reason,
+            gateway_listed=listed,
+            quality=(q.reasoning, q.code, q.speed, q.cost),
+            context_limit=limit,
+            context_text=f"{limit:,}" if limit is not None else "",
+            price_in=pricing.input if pricing else None,
+            price_out=pricing.output if pricing else None,
+            price_text=f"at ${pricing.input:g} in / ${pricing.output:g} out per M tokens" if pricing else "",
+        )
 
     def cooling_for(self, model_id: str, now: float | None = None) -> float:
         """Seconds of cool-down left for ``model_id`` (0 when none)."""
@@ -337,7 +359,16 @@ class RoutingSnapshot:
         """A copy in which ``model_id`` cools down for ``seconds`` (default: the rate-limit cool-down)."""
         start = self.clock() if now is None else now
         span = WEIGHTS.rate_limit_cooldown_s if seconds is None else seconds
-        return replace(self, cooldowns=MappingProxyType({**self.cooldowns, model_id: start + span}))
+        cooled = replace(self, cooldowns=MappingProxyType({**self.cooldowns, model_id: start + span}))
+        for name in ("_entries", "_entry_by_id", "_static_skips", "_candidates"):
+            if name in self.__dict__:  # cool-downs do not change them: reuse the precomputed facts
+                cooled.__dict__[name] = self.__dict__[name]
+        return cooled
+
+    def precompute(self) -> RoutingSnapshot:
+        """Compute the per-model facts every decision uses now (off the UI loop), not on first use."""
+        _ = self._candidates, self._static_skips, self._entry_by_id
+        return self
 
     def with_gateway_models(self, provider_id: str, model_ids: Iterable[str] | None) -> RoutingSnapshot:
         """A copy that knows (or, with None, forgets) the model ids the provider's gateway lists."""
@@ -365,7 +396,7 @@ def build_snapshot(
     config = load_config(project_dir, env)
     overlays = overlay_paths(config.directory, env)
     registry = build_registry(config, overlays)
-    return RoutingSnapshot(
+    snapshot = RoutingSnapshot(
         registry=registry,
         config=config,
         opencode_path=shutil.which("opencode", path=env.get("PATH", "")),
@@ -374,6 +405,7 @@ def build_snapshot(
         clock=clock,
         overlay_files=tuple(str(p) for p in overlays),
     )
+    return snapshot.precompute()
 
 
 # ---------------------------------------------------------------- decision
@@ -387,8 +419,7 @@ class ScoreTerm(NamedTuple):
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class ScoredModel:
+class ScoredModel(NamedTuple):
     """An available model with its score breakdown; ``total`` is the sum of the term values."""
 
     model: ModelProfile
@@ -403,8 +434,7 @@ class ScoredModel:
         return next(t for t in self.terms if t.name == name)
 
 
-@dataclass(frozen=True, slots=True)
-class SkippedModel:
+class SkippedModel(NamedTuple):
     """A model that was not scored, and why."""
 
     model: ModelProfile
@@ -467,72 +497,59 @@ def resolve_hint(snapshot: RoutingSnapshot, hint: str) -> ModelProfile:
     raise NexusError(f"no model matches the hint {hint!r}{nearest}", "Run `nexus-agents models` to list every id, alias and CLI model name")
 
 
-def _price_usd(model: ModelProfile, profile: TaskProfile) -> float | None:
-    if model.pricing is None:
-        return None
-    return (profile.token_estimate * model.pricing.input + profile.output_tokens * model.pricing.output) / 1_000_000
+class _Terms:
+    """The terms for one (profile, weights) pair; identical terms are shared between models."""
 
-
-class _TermFactory:
-    """Builds terms for one (profile, weights) pair, sharing identical terms between models."""
-
-    def __init__(self, profile: TaskProfile, w: RoutingWeights) -> None:
+    def __init__(self, profile: TaskProfile, w: RoutingWeights, hint: str | None) -> None:
         self.profile = profile
         self.w = w
-        self.cache: dict[tuple[Any, ...], ScoreTerm] = {}
+        need = profile.context_tokens
+        self.need = need
+        self.room = need * w.context_room_factor
+        self.need_text = f"~{need:,} needed"
+        self.context_unknown = ScoreTerm("context", 0, f"context limit unknown; the task needs ~{need:,} tokens")
+        self.no_price = ScoreTerm("price", 0, "no pricing known")
+        self.listed = ScoreTerm("availability", w.gateway_listed_points, "listed by the gateway's /v1/models")
+        self.unlisted = ScoreTerm("availability", 0, "available (the gateway's model list is not known)")
+        self.no_hint = ScoreTerm("hint", 0, "not hinted")
+        self.hint = ScoreTerm("hint", w.hint_points, f"forced by the hint {hint!r}")
+        self._quality: dict[tuple[float, float, float, float], tuple[tuple[ScoreTerm, ...], int]] = {}
 
-    def quality(self, dim: str, q: float) -> ScoreTerm:
-        key = (dim, q)
-        term = self.cache.get(key)
-        if term is None:
-            weight = self.profile.weights[dim]
-            value = round(weight * q * self.w.quality_points)
-            term = ScoreTerm(dim, value, f"{dim} {q:g}/10 × weight {weight:.3f} × {self.w.quality_points}")
-            self.cache[key] = term
-        return term
+    def quality(self, q: tuple[float, float, float, float]) -> tuple[tuple[ScoreTerm, ...], int]:
+        """The four quality terms for the scores ``q`` and their sum."""
+        found = self._quality.get(q)
+        if found is None:
+            points = self.w.quality_points
+            made = []
+            for dim, score in zip(DIMENSIONS, q):
+                weight = self.profile.weights[dim]
+                made.append(ScoreTerm(dim, round(weight * score * points), f"{dim} {score:g}/10 × weight {weight:.3f} × {points}"))
+            found = (tuple(made), sum(t.value for t in made))
+            self._quality[q] = found
+        return found
 
-    def context(self, limit: int | None) -> ScoreTerm:
-        key = ("context", limit)
-        term = self.cache.get(key)
-        if term is None:
-            need = self.profile.context_tokens
-            if limit is None:
-                term = ScoreTerm("context", 0, f"context limit unknown; the task needs ~{need:,} tokens")
-            elif limit < need:
-                term = ScoreTerm("context", self.w.context_too_small_points, f"too small: {limit:,} tokens < ~{need:,} needed")
-            elif limit >= need * self.w.context_room_factor:
-                term = ScoreTerm("context", self.w.context_room_points, f"room to spare: {limit:,} tokens ≥ {self.w.context_room_factor:g} × ~{need:,} needed")
-            else:
-                term = ScoreTerm("context", 0, f"fits: {limit:,} tokens ≥ ~{need:,} needed")
-            self.cache[key] = term
-        return term
+    def context(self, e: _Entry) -> ScoreTerm:
+        limit = e.context_limit
+        if limit is None:
+            return self.context_unknown
+        if limit < self.need:
+            return ScoreTerm("context", self.w.context_too_small_points, f"too small: {e.context_text} tokens < {self.need_text}")
+        if limit >= self.room:
+            return ScoreTerm("context", self.w.context_room_points, f"room to spare: {e.context_text} tokens ≥ {self.w.context_room_factor:g} × {self.need_text}")
+        return ScoreTerm("context", 0, f"fits: {e.context_text} tokens ≥ {self.need_text}")
 
-    def price(self, model: ModelProfile) -> ScoreTerm:
-        key = ("price", model.pricing)
-        term = self.cache.get(key)
-        if term is None:
-            usd = _price_usd(model, self.profile)
-            if usd is None:
-                term = ScoreTerm("price", 0, "no pricing known")
-            else:
-                value = -min(self.w.price_points_cap, round(usd * self.w.price_points_per_usd))
-                p = model.pricing
-                term = ScoreTerm("price", value, f"≈${usd:.4f}: ~{self.profile.token_estimate:,} in × ${p.input:g}/M + ~{self.profile.output_tokens:,} out × ${p.output:g}/M")
-            self.cache[key] = term
-        return term
+    def price(self, e: _Entry) -> ScoreTerm:
+        if e.price_in is None or e.price_out is None:
+            return self.no_price
+        usd = (self.profile.token_estimate * e.price_in + self.profile.output_tokens * e.price_out) / 1_000_000
+        points = round(usd * self.w.price_points_per_usd)
+        cap = self.w.price_points_cap
+        return ScoreTerm("price", -(cap if points > cap else points), f"≈${usd:.4f} for ~{self.profile.token_estimate:,} in + ~{self.profile.output_tokens:,} out, {e.price_text}")
 
-    def availability(self, listed: bool | None, cooling: float) -> ScoreTerm:
+    def availability(self, e: _Entry, cooling: float) -> ScoreTerm:
         if cooling:
             return ScoreTerm("availability", 0, f"rate-limited, {math.ceil(cooling)} s of cool-down left; forced by the hint")
-        key = ("availability", listed)
-        term = self.cache.get(key)
-        if term is None:
-            if listed:
-                term = ScoreTerm("availability", self.w.gateway_listed_points, "listed by the gateway's /v1/models")
-            else:
-                term = ScoreTerm("availability", 0, "available (the gateway's model list is not known)")
-            self.cache[key] = term
-        return term
+        return self.listed if e.gateway_listed else self.unlisted
 
 
 def route(
@@ -548,37 +565,28 @@ def route(
     Raises :class:`NexusError` for a hint that names no model.
     """
     hinted = resolve_hint(snapshot, hint) if hint else None
+    hinted_id = hinted.id if hinted is not None else None
     now = snapshot.clock() if now is None else now
-    terms = _TermFactory(profile, weights)
-    no_hint = ScoreTerm("hint", 0, "not hinted")
-    hint_term = ScoreTerm("hint", weights.hint_points, f"forced by the hint {hint!r}")
+    terms = _Terms(profile, weights, hint)
     ranked: list[ScoredModel] = []
     cooling_skips: list[SkippedModel] = []
     cooldowns = snapshot.cooldowns
-    for entry in snapshot._entries:
-        if entry.static_skip:
-            continue
+    for entry in snapshot._candidates:
         model = entry.model
-        is_hinted = hinted is not None and model.id == hinted.id
         cooling = 0.0
-        if model.id in cooldowns:
+        if cooldowns and model.id in cooldowns:
             cooling = max(0.0, cooldowns[model.id] - now)
-            if cooling and not is_hinted:
+            if cooling and model.id != hinted_id:
                 cooling_skips.append(SkippedModel(model, f"rate-limited: cooling down for {math.ceil(cooling)} s more"))
                 continue
-        q = model.quality
-        parts = (
-            terms.quality("reasoning", q.reasoning),
-            terms.quality("code", q.code),
-            terms.quality("speed", q.speed),
-            terms.quality("cost", q.cost),
-            terms.context(model.context_limit),
-            terms.price(model),
-            terms.availability(entry.gateway_listed, cooling),
-            hint_term if is_hinted else no_hint,
-        )
-        ranked.append(ScoredModel(model, parts, sum(t.value for t in parts)))
-    ranked.sort(key=lambda s: (-s.total, s.model.id))
+        quality, quality_sum = terms.quality(entry.quality)
+        context = terms.context(entry)
+        price = terms.price(entry)
+        availability = terms.availability(entry, cooling)
+        hint_term = terms.hint if model.id == hinted_id else terms.no_hint
+        total = quality_sum + context.value + price.value + availability.value + hint_term.value
+        ranked.append(ScoredModel(model, (*quality, context, price, availability, hint_term), total))
+    ranked.sort(key=_rank_key)
     skipped = (*snapshot._static_skips, *cooling_skips)
     chosen: ScoredModel | None
     if hinted is not None:
@@ -599,6 +607,10 @@ def route(
             reason = "no model is available: the registry is empty"
     chain = tuple(fallback_chain(snapshot, chosen.id, now=now)) if chosen else ()
     return RoutingDecision(profile, hint, tuple(ranked), skipped, chosen, chain, reason)
+
+
+def _rank_key(scored: ScoredModel) -> tuple[int, str]:
+    return (-scored.total, scored.model.id)
 
 
 def fallback_chain(snapshot: RoutingSnapshot, model_id: str, *, now: float | None = None) -> list[ModelProfile]:

@@ -7,8 +7,6 @@ import sys
 
 from rich.table import Table
 
-from rich.console import Console
-
 from nexus_core.cli._common import console, print_json
 from nexus_core.errors import NexusError
 from nexus_core.routing import TERM_NAMES, RoutingDecision, build_snapshot, profile_task, route
@@ -52,15 +50,8 @@ def run(args: argparse.Namespace) -> int:
     return 0 if decision.chosen else 1
 
 
-def _wide_console() -> Console:
-    out = console()
-    if not out.is_terminal:
-        out.width = 160  # a pipe or file: keep the breakdown table on one line per model
-    return out
-
-
 def _print(decision: RoutingDecision, explain: bool, top: int) -> None:
-    out = _wide_console()
+    out = console()
     chosen = decision.chosen
     if chosen is None:
         out.print(f"[bold red]No model chosen[/]: {decision.reason}.")
@@ -90,7 +81,7 @@ def _print(decision: RoutingDecision, explain: bool, top: int) -> None:
 
 
 def _print_skipped(decision: RoutingDecision) -> None:
-    out = _wide_console()
+    out = console()
     if not decision.skipped:
         return
     out.print("[bold]Skipped:[/]")

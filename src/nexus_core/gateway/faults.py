@@ -35,7 +35,7 @@ class Fault(BaseModel):
 
     ``latency`` waits ``seconds`` before the first byte and then answers normally (it stacks with
     another fault). ``status`` answers ``code`` with an OpenAI-style error body (``Retry-After:
-    retry_after`` on 429; an HTML proxy page on 502). ``drop`` closes the connection without a
+    retry_after`` on 429 and 503; an HTML proxy page on 502). ``drop`` closes the connection without a
     response; ``cut`` starts a streamed answer and closes mid-way; ``malformed-sse`` streams lines
     that are not JSON; ``html`` answers 200 with a proxy login page; ``silent`` accepts and never
     answers; ``bad-models`` makes ``GET /v1/models`` return a list that is not JSON
@@ -43,9 +43,9 @@ class Fault(BaseModel):
 
     Without ``model`` or ``path`` a fault hits every request (the stream faults only chat
     requests). ``model`` and ``path`` narrow it (a path matches by suffix: ``/models`` matches
-    ``/v1/models``; the model list has no model); ``times`` limits it to the next N matching requests. OpenCode's background
-    session-title request is spared unless ``include_title`` is set, so that "the next request"
-    always means the agent's turn.
+    ``/v1/models``; the model list has no model); ``times`` limits it to the next N matching
+    requests. OpenCode's background session-title request is spared unless ``include_title`` is
+    set, so that "the next request" always means the agent's turn.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -84,7 +84,7 @@ class Fault(BaseModel):
         """A short human description, e.g. ``status 429 (Retry-After 5) for claude-opus-4-5, next 2``."""
         what = {
             "latency": f"latency {self.seconds:g}s",
-            "status": f"status {self.code}" + (f" (Retry-After {self.retry_after})" if self.code == 429 else ""),
+            "status": f"status {self.code}" + (f" (Retry-After {self.retry_after})" if self.code in (429, 503) else ""),
             "bad-models": "malformed model list" + (" (wrong shape)" if self.shape else ""),
         }.get(self.kind, self.kind)
         scope = [f"for {self.model}"] if self.model else []

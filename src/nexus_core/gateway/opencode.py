@@ -28,6 +28,7 @@ def opencode_config(
     provider: str = "custom",
     default_model: str | None = None,
     small_model: str | None = None,
+    timeout_ms: int | None = None,
 ) -> dict[str, Any]:
     """The OpenCode config (as a dict) for provider ``provider`` at ``base_url``.
 
@@ -37,13 +38,16 @@ def opencode_config(
 
     ``small_model`` (default: ``claude-sonnet-4-5`` if declared, else the first model) is set
     because OpenCode otherwise sends its session-title request to ``opencode/gpt-5-nano`` on
-    opencode.ai, off the gateway.
+    opencode.ai, off the gateway. ``timeout_ms`` sets the provider's request timeout (OpenCode's
+    default is 300 000 ms; a gateway that never answers fails only after it).
     """
     options: dict[str, Any] = {"baseURL": base_url}
     if api_key_env is not None:
         if not _ENV_VAR.match(api_key_env):
             raise NexusError(f"{api_key_env!r} is not an environment variable name", "Use letters, digits and _ only, e.g. CUSTOM_API_KEY")
         options["apiKey"] = f"{{env:{api_key_env}}}"
+    if timeout_ms is not None:
+        options["timeout"] = timeout_ms
     declared = {
         model: DEFAULT_MODEL_LIMITS.get(model, {"name": model, "limit": {"context": 200000, "output": 65536}})
         for model in models

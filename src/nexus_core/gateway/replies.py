@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,12 +19,14 @@ __all__ = [
     "Script",
     "ToolCall",
     "Turn",
+    "assistant_turns_since_last_user",
     "completion_body",
     "completion_chunks",
     "default_reply",
     "is_title_request",
     "last_user_text",
     "message_text",
+    "prompt_tokens_of",
     "tool_results_since_last_user",
 ]
 
@@ -42,11 +44,17 @@ class ToolCall(BaseModel):
 
 
 class Turn(BaseModel):
-    """One assistant turn: text, or tool calls (OpenCode runs them and asks again)."""
+    """One assistant turn: text, or tool calls (OpenCode runs them and asks again).
+
+    ``reasoning`` is streamed first as ``reasoning_content`` (OpenCode shows it with ``--thinking``).
+    ``finish`` is the finish reason of a text turn: ``length`` plays a reply cut at the token limit.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     text: str = ""
+    reasoning: str = ""
+    finish: Literal["stop", "length"] = "stop"
     tool_calls: tuple[ToolCall, ...] = ()
 
 
@@ -69,7 +77,7 @@ class Script(BaseModel):
 
     def turn_for(self, messages: list[dict[str, Any]]) -> Turn:
         """The turn that answers a request carrying ``messages``."""
-        index = _assistant_turns_since_last_user(messages)
+        index = assistant_turns_since_last_user(messages)
         if index < len(self.turns):
             return self.turns[index]
         texts = [t for t in self.turns if not t.tool_calls]
@@ -134,13 +142,14 @@ def completion_chunks(
         }
 
     chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"reasoning_content": piece}) for piece in _pieces(turn.reasoning)]
     chunks += [chunk({"content": piece}) for piece in _pieces(turn.text)]
     for index, (call, call_id) in enumerate(zip(turn.tool_calls, call_ids, strict=True)):
         chunks.append(chunk({"tool_calls": [{
             "index": index, "id": call_id, "type": "function",
             "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
         }]}))
-    chunks.append(chunk({}, "tool_calls" if turn.tool_calls else "stop"))
+    chunks.append(chunk({}, _finish_reason(turn)))
     if include_usage:
         chunks.append({
             "id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -152,6 +161,8 @@ def completion_chunks(
 def completion_body(*, model: str, turn: Turn, call_ids: list[str], prompt_tokens: int) -> dict[str, Any]:
     """A non-streamed ``chat.completion`` object."""
     message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
+    if turn.reasoning:
+        message["reasoning_content"] = turn.reasoning
     if turn.tool_calls:
         message["tool_calls"] = [
             {"id": call_id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
@@ -160,7 +171,7 @@ def completion_body(*, model: str, turn: Turn, call_ids: list[str], prompt_token
     return {
         "id": f"chatcmpl-{time.time_ns():x}", "object": "chat.completion", "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if turn.tool_calls else "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(turn)}],
         "usage": _usage(prompt_tokens, turn),
     }
 
@@ -170,8 +181,12 @@ def prompt_tokens_of(messages: list[dict[str, Any]]) -> int:
     return max(1, sum(len(message_text(m)) for m in messages) // 4)
 
 
+def _finish_reason(turn: Turn) -> str:
+    return "tool_calls" if turn.tool_calls else turn.finish
+
+
 def _usage(prompt_tokens: int, turn: Turn) -> dict[str, int]:
-    completion = max(1, (len(turn.text) + sum(len(json.dumps(c.arguments)) for c in turn.tool_calls)) // 4)
+    completion = max(1, (len(turn.text) + len(turn.reasoning) + sum(len(json.dumps(c.arguments)) for c in turn.tool_calls)) // 4)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
 
 
@@ -192,5 +207,6 @@ def _last_user_index(messages: list[dict[str, Any]]) -> int:
     return -1
 
 
-def _assistant_turns_since_last_user(messages: list[dict[str, Any]]) -> int:
+def assistant_turns_since_last_user(messages: list[dict[str, Any]]) -> int:
+    """How many assistant messages follow the last user message (0 on a run's first request)."""
     return sum(1 for m in messages[_last_user_index(messages) + 1:] if m.get("role") == "assistant")

@@ -25,6 +25,7 @@ import asyncio
 import json
 import threading
 import time
+from http import HTTPStatus
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from nexus_core.gateway.replies import (
     Script,
     ToolCall,
     Turn,
+    assistant_turns_since_last_user,
     completion_body,
     completion_chunks,
     default_reply,
@@ -55,6 +57,8 @@ DEFAULT_TITLE = "Gateway test session"
 _HOST = "127.0.0.1"
 _READ_SIZE = 65536
 _IDLE_TIMEOUT = 120.0
+_NOT_JSON = object()
+_SECRET_HEADERS = frozenset({"cookie", "set-cookie"})
 _LOGIN_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>Sign in - Corporate Proxy</title></head>\n"
     "<body><h1>Sign in to continue</h1><form method=\"post\" action=\"/login\">"
@@ -80,7 +84,8 @@ class RecordedRequest(BaseModel):
     ``headers`` are lower-cased and redacted (``authorization: Bearer [redacted]``); ``bearer``
     says whether a bearer key was sent and whether it is the gateway's ``api_key``.
     ``outcome`` is what the gateway did: a status code as text (``"200"``, ``"429"``), or
-    ``"drop"``, ``"cut"``, ``"silent"``, ``"malformed-sse"``; empty while it is being answered.
+    ``"drop"``, ``"cut"``, ``"silent"``, ``"malformed-sse"``, ``"html"`` (the 200 login page),
+    ``"bad-models"``; ``"closed"`` if the connection ended first; empty while it is being answered.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -140,15 +145,15 @@ class _Controls:
 
     def take_script(self, messages: list[dict[str, Any]]) -> Script | None:
         text = last_user_text(messages)
-        first_turn = not any(m.get("role") == "assistant" for m in messages[_last_user_index(messages) + 1:])
+        first_turn = assistant_turns_since_last_user(messages) == 0
         with self.lock:
-            for script, left in list(self.scripts):
+            for script, left in self.scripts:
                 if script.match not in text:
                     continue
                 if first_turn and left[0] is not None:
-                    left[0] -= 1
                     if left[0] <= 0:
-                        self.scripts.remove((script, left))
+                        continue  # used up for new runs, but still answers the follow-ups of its runs
+                    left[0] -= 1
                 return script
         return None
 
@@ -157,13 +162,6 @@ class _Controls:
             start = self.call_seq
             self.call_seq += count
         return [f"call_{n:04d}" for n in range(start + 1, start + count + 1)]
-
-
-def _last_user_index(messages: list[dict[str, Any]]) -> int:
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index].get("role") == "user":
-            return index
-    return -1
 
 
 class ReferenceGateway:
@@ -253,6 +251,8 @@ class ReferenceGateway:
 
     def start_in_thread(self, timeout: float = 10.0) -> "ReferenceGateway":
         """Run the gateway on its own event loop in a daemon thread; returns once it listens."""
+        if self._thread is not None or self._server is not None:
+            raise RuntimeError("the gateway is already running")
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -322,6 +322,8 @@ class ReferenceGateway:
         *,
         tool_calls: Iterable[ToolCall | tuple[str, dict[str, Any]]] = (),
         then: str | None = None,
+        reasoning: str = "",
+        finish: Literal["stop", "length"] = "stop",
         turns: Iterable[Turn] = (),
         times: int | None = None,
     ) -> Script:
@@ -330,16 +332,18 @@ class ReferenceGateway:
         ``reply`` alone: that text. ``tool_calls`` (``ToolCall`` or ``(name, arguments)``): the
         first request gets those calls and the follow-up that carries their results gets
         ``then`` (default ``Tool <name> returned: <result preview>``); ``reply`` before tool
-        calls is text sent with them. ``turns`` gives the whole sequence explicitly. Newer
+        calls is text sent with them; ``reasoning`` is the first turn's thinking; ``finish="length"``
+        ends a text reply as if cut at the token limit. ``turns`` gives the whole sequence explicitly. Newer
         scripts win over older ones; ``times`` limits how many runs it answers.
         """
         sequence = list(turns)
         if not sequence:
             calls = tuple(c if isinstance(c, ToolCall) else ToolCall(name=c[0], arguments=c[1]) for c in tool_calls)
             if calls:
-                sequence = [Turn(text=reply or "", tool_calls=calls)] + ([Turn(text=then)] if then is not None else [])
+                sequence = [Turn(text=reply or "", reasoning=reasoning, tool_calls=calls)]
+                sequence += [Turn(text=then)] if then is not None else []
             else:
-                sequence = [Turn(text=reply if reply is not None else "")]
+                sequence = [Turn(text=reply or "", reasoning=reasoning, finish=finish)]
         scripted = Script(match=match, turns=tuple(sequence), times=times)
         with self._controls.lock:
             self._controls.scripts.insert(0, (scripted, [times]))
@@ -403,7 +407,12 @@ class ReferenceGateway:
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
         while True:
-            received = await self._read_request(conn, reader, writer)
+            try:
+                received = await self._read_request(conn, reader, writer)
+            except h11.RemoteProtocolError as exc:
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await self._send_json(conn, writer, exc.error_status_hint, _error_body(400, f"Malformed HTTP request: {exc}."), close=True)
+                return
             if received is None:
                 return
             request, body = received
@@ -424,6 +433,8 @@ class ReferenceGateway:
                 conn.receive_data(data)
             elif isinstance(event, h11.Request):
                 request = event
+                if conn.they_are_waiting_for_100_continue:
+                    await self._send(conn, writer, h11.InformationalResponse(status_code=100, headers=[]))
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > self.max_body_bytes:
@@ -442,10 +453,16 @@ class ReferenceGateway:
         """Answer one request; False when the connection must close afterwards."""
         method = request.method.decode("ascii", "replace").upper()
         path = request.target.decode("ascii", "replace").split("?", 1)[0]
-        record = self._record(method, path, request.headers, body)
+        payload: Any = None
+        if method == "POST" and path.rstrip("/").endswith("/chat/completions"):
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                payload = _NOT_JSON
+        record = self._record(method, path, request.headers, body, payload)
         authorized = self.api_key is None or _bearer(request.headers) == self.api_key
         try:
-            return await self._respond(conn, reader, writer, record, body, authorized)
+            return await self._respond(conn, reader, writer, record, payload, authorized)
         finally:
             with self._controls.lock:
                 record.outcome = record.outcome or "closed"
@@ -455,7 +472,7 @@ class ReferenceGateway:
 
     async def _respond(
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        record: RecordedRequest, body: bytes, authorized: bool,
+        record: RecordedRequest, payload: Any, authorized: bool,
     ) -> bool:
         latency, fault = self._controls.take_faults(record.kind, record.path, record.model)
         if latency:
@@ -472,9 +489,7 @@ class ReferenceGateway:
             if record.path.rstrip("/").endswith(("/chat/completions", "/models")):
                 return await self._error(conn, writer, record, 405)
             return await self._error(conn, writer, record, 404, f"Unknown path {record.path}.")
-        try:
-            payload = json.loads(body)
-        except ValueError:
+        if payload is _NOT_JSON:
             return await self._error(conn, writer, record, 400, "The request body is not valid JSON.")
         if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list) or not record.model:
             return await self._error(conn, writer, record, 400, "A chat request needs `model` and `messages`.")
@@ -495,7 +510,7 @@ class ReferenceGateway:
             if cut:
                 record.outcome = "cut"
                 encoded = json.dumps(data).encode()
-                await self._send(conn, writer, h11.Response(status_code=200, headers=[
+                await self._send(conn, writer, _response(200, [
                     ("content-type", "application/json"), ("content-length", str(len(encoded)))]))
                 await self._send(conn, writer, h11.Data(data=encoded[: len(encoded) // 2]))
                 return False
@@ -504,7 +519,7 @@ class ReferenceGateway:
         chunks = completion_chunks(
             model=record.model, turn=turn, call_ids=call_ids, prompt_tokens=prompt_tokens, include_usage=record.include_usage,
         )
-        await self._send(conn, writer, h11.Response(status_code=200, headers=[
+        await self._send(conn, writer, _response(200, [
             ("content-type", "text/event-stream"), ("cache-control", "no-cache")]))
         if malformed:
             record.outcome = "malformed-sse"
@@ -556,43 +571,39 @@ class ReferenceGateway:
             extra = [("retry-after", str(fault.retry_after))] if fault.code in (429, 503) else []
             return await self._error(conn, writer, record, fault.code, headers=extra)
         if fault.kind == "html":
-            record.outcome = "200"
+            record.outcome = "html"
             return await self._send_body(conn, writer, 200, _LOGIN_PAGE.encode(), "text/html; charset=utf-8")
         if fault.kind == "bad-models":
-            record.outcome = "200"
+            record.outcome = "bad-models"
             body = json.dumps({"object": "list", "models": list(self.models)}) if fault.shape else '{"object": "list", "data": [{"id": '
             return await self._send_body(conn, writer, 200, body.encode(), "application/json")
         if record.kind not in ("chat", "title") or not record.model:
             # cut / malformed-sse aimed at a path without a chat answer: half a JSON body.
             record.outcome = "cut"
-            await self._send(conn, writer, h11.Response(status_code=200, headers=[("content-type", "application/json"), ("content-length", "64")]))
+            await self._send(conn, writer, _response(200, [("content-type", "application/json"), ("content-length", "64")]))
             await self._send(conn, writer, h11.Data(data=b'{"object": "list", "data": ['))
             return False
         return await self._complete(conn, writer, record, cut=fault.kind == "cut", malformed=fault.kind == "malformed-sse")
 
     # -- records and bytes ---------------------------------------------------------------
 
-    def _record(self, method: str, path: str, raw_headers: list[tuple[bytes, bytes]], body: bytes) -> RecordedRequest:
+    def _record(self, method: str, path: str, raw_headers: list[tuple[bytes, bytes]], body: bytes, payload: Any) -> RecordedRequest:
         headers = {}
         for name, value in raw_headers:
             key, text = name.decode("latin-1").lower(), value.decode("latin-1")
             if key == "authorization":
                 scheme, _, credential = text.partition(" ")
                 text = f"{scheme} {REDACTED}" if credential else REDACTED
-            elif is_secret_key(key):
+            elif is_secret_key(key) or key in _SECRET_HEADERS:
                 text = REDACTED
             headers[key] = self._redact(text)
         kind: RequestKind = "other"
-        payload: dict[str, Any] = {}
         if method == "GET" and path.rstrip("/").endswith("/models"):
             kind = "models"
-        elif method == "POST" and path.rstrip("/").endswith("/chat/completions"):
+        elif payload is not None:
             kind = "chat"
-            try:
-                loaded = json.loads(body)
-                payload = loaded if isinstance(loaded, dict) else {}
-            except ValueError:
-                payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
         messages = [m for m in payload.get("messages") or [] if isinstance(m, dict)]
         if kind == "chat" and is_title_request(messages):
             kind = "title"
@@ -633,7 +644,7 @@ class ReferenceGateway:
         all_headers = [("content-type", content_type), ("content-length", str(len(body))), *(headers or [])]
         if close:
             all_headers.append(("connection", "close"))
-        await self._send(conn, writer, h11.Response(status_code=status, headers=all_headers))
+        await self._send(conn, writer, _response(status, all_headers))
         await self._send(conn, writer, h11.Data(data=body))
         await self._send(conn, writer, h11.EndOfMessage())
         return not close
@@ -648,6 +659,14 @@ class ReferenceGateway:
 
 def _as_fault(fault: Fault | str) -> Fault:
     return parse_fault_spec(fault) if isinstance(fault, str) else fault
+
+
+def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    return h11.Response(status_code=status, headers=headers, reason=reason)
 
 
 def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
