@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from nexus_core.adapter import (
     check_model_name,
     child_env,
     classify_error,
+    find_opencode,
+    native_opencode,
 )
 from nexus_core.errors import NexusError
 from nexus_core.events import ErrorEvent, FailureClass
@@ -86,3 +89,38 @@ def test_processor_error_log_line_is_recognised() -> None:
     match = _PROCESSOR_ERROR.match(line)
     assert match and match.group("error") == "Internal Server Error"
     assert _PROCESSOR_ERROR.match("ERROR 2026-11-25T03:22:28 +1ms service=session.prompt error=x failed to generate title") is None
+
+
+def _fake_launcher(root: Path, with_binary: bool = True) -> Path:
+    bin_dir = root / "node_modules" / "opencode-ai" / "bin"
+    bin_dir.mkdir(parents=True)
+    launcher = bin_dir / "opencode"
+    launcher.write_text("#!/usr/bin/env node\nrequire('child_process')\n")
+    launcher.chmod(0o755)
+    if with_binary:
+        binary = bin_dir / ".opencode"
+        binary.write_bytes(b"\x7fELF")
+        binary.chmod(0o755)
+    link_dir = root / "node_modules" / ".bin"
+    link_dir.mkdir()
+    (link_dir / "opencode").symlink_to(launcher)
+    return link_dir / "opencode"
+
+
+def test_the_npm_launcher_is_skipped_for_the_binary_it_would_run(tmp_path: Path) -> None:
+    link = _fake_launcher(tmp_path)
+    binary = str(tmp_path / "node_modules" / "opencode-ai" / "bin" / ".opencode")
+    assert native_opencode(str(link), {}) == binary
+    assert native_opencode(str(link), {"OPENCODE_BIN_PATH": "/opt/oc"}) == "/opt/oc"
+    assert find_opencode({"PATH": str(link.parent)}) == binary
+    assert find_opencode({"PATH": str(link.parent), "NEXUS_OPENCODE": str(link)}) == str(link)
+
+
+def test_other_executables_are_run_as_they_are(tmp_path: Path) -> None:
+    link = _fake_launcher(tmp_path, with_binary=False)
+    assert native_opencode(str(link), {}) == str(link)
+    script = tmp_path / "opencode"
+    script.write_text("#!/bin/sh\nexec true\n")
+    script.chmod(0o755)
+    assert native_opencode(str(script), {}) == str(script)
+    assert find_opencode({"PATH": str(tmp_path / "nowhere")}) is None

@@ -24,10 +24,11 @@ What OpenCode 1.2.15 does, and what the adapter does about it:
   the adapter yields :class:`~nexus_core.events.GatewayRetrying`, and after
   ``max_gateway_retries`` of them (or at the stall timeout) ends the attempt with the class
   the message implies (rate limited, connection, gateway error).
-* The launcher ``bin/opencode`` (node) spawns the real binary, which may spawn MCP servers.
-  The attempt runs in its own session (process group); ending it signals the group and
-  every descendant: SIGTERM, a grace period, SIGKILL. A process-wide ``atexit`` hook kills any
-  group still registered, so an interrupted parent leaves nothing behind.
+* The npm launcher ``bin/opencode`` (node) only starts the real binary; the adapter starts that
+  binary itself (:func:`native_opencode`). OpenCode may spawn MCP servers and tools. The
+  attempt runs in its own session (process group); ending it signals the group and every
+  descendant: SIGTERM, a grace period, SIGKILL. A process-wide ``atexit`` hook kills any group
+  still registered, so an interrupted parent leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -60,9 +62,12 @@ from nexus_core.events import (
     Outcome,
     OutputLine,
     ProcessStats,
+    Reasoning,
     RunEvent,
     StepFinish,
+    StepStart,
     Text,
+    ToolUse,
     parse_line,
 )
 from nexus_core.registry import CLI_MODEL_RE
@@ -83,6 +88,7 @@ __all__ = [
     "child_env",
     "classify_error",
     "find_opencode",
+    "native_opencode",
     "run_attempt",
 ]
 
@@ -98,13 +104,21 @@ TERMINATE_GRACE_S = 3.0
 RETRY_SETTLE_S = 0.5
 # After stdout closes OpenCode has nothing left to say; it gets this long to exit on its own.
 EXIT_AFTER_EOF_S = 10.0
+STDERR_DRAIN_S = 2.0
 STDOUT_LINE_LIMIT = 8 * 1024 * 1024
 STDERR_TAIL_CHARS = 64 * 1024
 STDERR_LINE_CHARS = 4 * 1024
 EVENT_QUEUE_SIZE = 1024
+# A gateway that answers 200 with something that is not a chat completion (an HTML login page)
+# makes OpenCode loop forever on empty steps; this many in a row end the attempt.
+EMPTY_STEP_LIMIT = 3
+_REAL_REASONS = frozenset({"stop", "length", "tool-calls", "content-filter"})
 
 # The message may hold newlines, so only the first line is relied on: level, service, then `error=`.
 _PROCESSOR_ERROR = re.compile(r"^ERROR .*?service=session\.processor error=(?P<error>.*?)(?: stack=.*| process\s*)?$")
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LOCATED = re.compile(r"line \d+, column \d+")
 
 _LIVE_GROUPS: set[int] = set()
 
@@ -140,12 +154,40 @@ def check_model_name(name: str) -> str:
 
 
 def find_opencode(env: Mapping[str, str] | None = None) -> str | None:
-    """The OpenCode executable: ``$NEXUS_OPENCODE`` when set, else ``opencode`` on the env's PATH."""
+    """The OpenCode executable: ``$NEXUS_OPENCODE`` when set, else ``opencode`` on the env's PATH.
+
+    When ``opencode`` is the npm package's node launcher, the binary it would start is
+    returned instead (see :func:`native_opencode`).
+    """
     env = os.environ if env is None else env
     explicit = env.get("NEXUS_OPENCODE")
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
-    return shutil.which("opencode", path=env.get("PATH", os.defpath))
+    found = shutil.which("opencode", path=env.get("PATH", os.defpath))
+    return native_opencode(found, env) if found else None
+
+
+def native_opencode(launcher: str, env: Mapping[str, str] | None = None) -> str:
+    """The binary the npm launcher ``bin/opencode`` runs, or ``launcher`` itself when it is not that launcher.
+
+    The launcher (a node script) only picks a binary and runs it with the same argv, stdio and
+    environment; starting the binary directly saves a node process per attempt. Its own
+    order is kept: ``$OPENCODE_BIN_PATH``, then the ``bin/.opencode`` copy made at install.
+    """
+    env = os.environ if env is None else env
+    real = Path(launcher).resolve()
+    try:
+        with real.open("rb") as handle:
+            head = handle.read(64)
+    except OSError:
+        return launcher
+    if not head.startswith(b"#!/usr/bin/env node") or real.parent.parent.name != "opencode-ai":
+        return launcher
+    override = env.get("OPENCODE_BIN_PATH")
+    if override:
+        return override
+    cached = real.parent / ".opencode"
+    return str(cached) if os.access(cached, os.X_OK) else launcher
 
 
 def build_argv(
@@ -265,7 +307,8 @@ def _class_of_message(message: str) -> FailureClass | None:
     )):
         return FailureClass.CONNECTION
     if any(s in lowered for s in ("overloaded", "internal server error", "bad gateway", "service unavailable",
-                                  "gateway timeout")):
+                                  "gateway timeout", "jsonparseerror", "json parsing failed", "invalid json",
+                                  "type validation failed")):
         return FailureClass.GATEWAY_ERROR
     return None
 
@@ -299,8 +342,8 @@ def classify_error(event: ErrorEvent) -> tuple[FailureClass, int | None]:
 
 
 def _retry_class(message: str) -> FailureClass:
-    return _class_of_message(message) if _class_of_message(message) in {
-        FailureClass.RATE_LIMITED, FailureClass.CONNECTION} else FailureClass.GATEWAY_ERROR
+    failure = _class_of_message(message)
+    return failure if failure in {FailureClass.RATE_LIMITED, FailureClass.CONNECTION} else FailureClass.GATEWAY_ERROR
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -358,12 +401,44 @@ class _StderrTail:
     def text(self) -> str:
         return "\n".join(self._lines)
 
-    def last_meaningful(self) -> str:
-        for line in reversed(self._lines):
-            stripped = line.strip()
-            if stripped and not stripped.startswith(("ERROR ", "INFO ", "WARN ", "DEBUG ", "at ", "sqlite-migration")):
-                return stripped
+    def opencode_error(self) -> str:
+        """OpenCode's own ``Error: …`` message (ANSI colours removed), with its first located detail."""
+        lines = [_ANSI.sub("", line).strip() for line in self._lines]
+        for index in range(len(lines) - 1, -1, -1):
+            if lines[index].startswith("Error: "):
+                message = lines[index].removeprefix("Error: ").rstrip()
+                if message.endswith(":"):
+                    detail = next((line for line in lines[index + 1:] if _LOCATED.search(line)), "")
+                    message = f"{message} {detail}" if detail else message.rstrip(":")
+                return message
         return ""
+
+
+@dataclass
+class _Progress:
+    """What an attempt's events have shown so far, for the outcome."""
+
+    errors: list[ErrorEvent] = field(default_factory=list)
+    retries: list[str] = field(default_factory=list)
+    finish: StepFinish | None = None
+    saw_text: bool = False
+    saw_step: bool = False
+    empty_steps: int = 0
+    _output_in_step: bool = False
+
+    def see(self, event: RunEvent) -> None:
+        if isinstance(event, ErrorEvent):
+            self.errors.append(event)
+        elif isinstance(event, StepStart):
+            self.saw_step = True
+            self._output_in_step = False
+        elif isinstance(event, (Text, Reasoning, ToolUse)):
+            self._output_in_step = True
+            self.saw_text = self.saw_text or (isinstance(event, Text) and bool(event.text.strip()))
+        elif isinstance(event, StepFinish):
+            self.finish = event
+            empty = event.tokens.total == 0 and not self._output_in_step and event.reason not in _REAL_REASONS
+            self.empty_steps = self.empty_steps + 1 if empty else 0
 
 
 class Attempt:
@@ -476,10 +551,11 @@ class Attempt:
             return
         _LIVE_GROUPS.add(self._proc.pid)
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        stderr_reader = asyncio.create_task(self._read_stderr(queue))
         self._tasks = [
             asyncio.create_task(self._feed_stdin(spec.prompt)),
             asyncio.create_task(self._read_stdout(queue)),
-            asyncio.create_task(self._read_stderr(queue)),
+            stderr_reader,
         ]
         if spec.stats_interval_s:
             self._tasks.append(asyncio.create_task(self._sample(queue, spec.stats_interval_s)))
@@ -488,11 +564,8 @@ class Attempt:
 
         deadline = self._started + spec.timeout_s
         last_output = time.monotonic()
+        progress = _Progress()
         retry_candidate: tuple[float, str] | None = None
-        retries: list[str] = []
-        errors: list[ErrorEvent] = []
-        finish: StepFinish | None = None
-        saw_text = False
         stdout_done = False
         eof_at: float | None = None
 
@@ -503,9 +576,9 @@ class Attempt:
                 waits.append(retry_candidate[0] + RETRY_SETTLE_S)
             if eof_at is not None:
                 waits.append(eof_at + EXIT_AFTER_EOF_S)
-            timeout = max(0.0, min(waits) - now)
             getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, cancel_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({getter, cancel_wait}, timeout=max(0.0, min(waits) - now),
+                                         return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
             now = time.monotonic()
@@ -520,16 +593,22 @@ class Attempt:
                     if event is None:
                         continue
                     if isinstance(event, ErrorEvent):
-                        errors.append(event)
+                        event = event.model_copy(update={"message": self._redact(event.message)})
                         retry_candidate = None
-                    elif isinstance(event, StepFinish):
-                        finish = event
-                    elif isinstance(event, Text) and event.text.strip():
-                        saw_text = True
+                    elif isinstance(event, OutputLine):
+                        event = event.model_copy(update={"line": self._redact(event.line)})
+                    progress.see(event)
                     yield event
+                    if progress.empty_steps >= EMPTY_STEP_LIMIT:
+                        yield self._outcome(FailureClass.GATEWAY_ERROR, (
+                            f"the gateway answered {progress.empty_steps} times without any model output "
+                            "(OpenCode saw empty steps with reason 'unknown'): it may be sending an HTML page "
+                            "or something other than OpenAI-style chat completions"))
+                        return
                 elif source == "stderr":
                     match = _PROCESSOR_ERROR.match(payload)
-                    if match:
+                    # After an `error` event the session is over: its log line is no retry.
+                    if match and not progress.errors:
                         retry_candidate = (now, match.group("error"))
                 elif source == "stats":
                     yield payload.model_copy(update={"attempt": self.number, "at": self._elapsed()})
@@ -540,45 +619,53 @@ class Attempt:
                     break
             if retry_candidate and now >= retry_candidate[0] + RETRY_SETTLE_S:
                 message = self._redact(_one_line(retry_candidate[1]))
-                retries.append(message)
+                progress.retries.append(message)
                 retry_candidate = None
-                yield GatewayRetrying(attempt=self.number, at=self._elapsed(), retry=len(retries), message=message)
-                if len(retries) > spec.max_gateway_retries:
-                    yield self._retry_outcome(retries, f"OpenCode retried {len(retries)} times")
+                yield GatewayRetrying(attempt=self.number, at=self._elapsed(), retry=len(progress.retries), message=message)
+                if len(progress.retries) > spec.max_gateway_retries:
+                    yield self._retry_outcome(progress, f"OpenCode retried {len(progress.retries)} times")
                     return
             if now >= deadline:
                 yield self._outcome(FailureClass.TIMEOUT, f"no result within the {spec.timeout_s:g} s timeout")
                 return
             if now >= last_output + spec.stall_timeout_s and not stdout_done:
-                if retries:
-                    yield self._retry_outcome(retries, f"no progress for {spec.stall_timeout_s:g} s while OpenCode retried")
+                if progress.retries:
+                    yield self._retry_outcome(progress, f"no progress for {spec.stall_timeout_s:g} s while OpenCode retried")
                     return
                 yield self._outcome(FailureClass.STALLED, f"no event from OpenCode for {spec.stall_timeout_s:g} s")
                 return
             if eof_at is not None and now >= eof_at + EXIT_AFTER_EOF_S:
                 break
-        yield self._final_outcome(errors, finish, saw_text)
+        # OpenCode has exited; its last stderr lines (a config error) may still be in the pipe.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(stderr_reader), STDERR_DRAIN_S)
+        yield self._final_outcome(progress)
 
-    def _retry_outcome(self, retries: list[str], how: str) -> Outcome:
-        last = retries[-1]
-        return self._outcome(_retry_class(last), f"the gateway kept failing ({last}); {how}",
-                             status=_status_of_message(last))
+    def _retry_outcome(self, progress: "_Progress", how: str) -> Outcome:
+        last = progress.retries[-1]
+        failure = _retry_class(last)
+        if failure is FailureClass.CONNECTION and progress.saw_step:
+            failure = FailureClass.CUT_STREAM
+        return self._outcome(failure, f"the gateway kept failing ({last}); {how}", status=_status_of_message(last))
 
-    def _final_outcome(self, errors: list[ErrorEvent], finish: StepFinish | None, saw_text: bool) -> Outcome:
+    def _final_outcome(self, progress: "_Progress") -> Outcome:
         code = self._proc.returncode if self._proc else None
-        if errors:
-            error = errors[-1]
+        finish = progress.finish
+        if progress.errors:
+            error = progress.errors[-1]
             failure, status = classify_error(error)
             return self._outcome(failure, error.message, status=status)
-        if finish is not None and (finish.reason == "stop" or (finish.reason == "length" and saw_text)):
+        if finish is not None and (finish.reason == "stop" or (finish.reason == "length" and progress.saw_text)):
             if code not in (0, None):
                 return self._outcome(FailureClass.FAILED, f"OpenCode exited with code {code} after answering")
             return self._outcome(None, "finished" if finish.reason == "stop" else "finished at the output limit")
-        stderr_line = self._stderr.last_meaningful()
+        stderr_line = self._stderr.opencode_error()
         if code not in (0, None):
             lowered = stderr_line.lower()
             if "config" in lowered and ("invalid" in lowered or "not valid" in lowered):
-                return self._outcome(FailureClass.CONFIG_INVALID, stderr_line.removeprefix("Error: "))
+                return self._outcome(FailureClass.CONFIG_INVALID, stderr_line)
+            if lowered.startswith("model not found"):
+                return self._outcome(FailureClass.MODEL_NOT_FOUND, stderr_line)
             detail = f": {stderr_line}" if stderr_line else ""
             return self._outcome(FailureClass.FAILED, f"OpenCode exited with code {code}{detail}")
         if finish is not None:
@@ -667,6 +754,8 @@ def _sample_tree(pid: int, known: dict[int, psutil.Process]) -> ProcessStats | N
             pids.append(proc.pid)
         except psutil.Error:
             known.pop(proc.pid, None)
+    if not pids:
+        return None
     return ProcessStats(cpu_percent=round(cpu, 1), rss_bytes=rss, pids=tuple(pids))
 
 

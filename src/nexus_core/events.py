@@ -189,7 +189,7 @@ class Outcome(BaseModel):
 
     def sentence(self) -> str:
         """``message. fix.`` as one line for people."""
-        text = self.message.rstrip(".") + "."
+        text = self.message if self.message.endswith((".", "?", "!")) else self.message + "."
         return f"{text} {self.fix.rstrip('.')}." if self.fix else text
 
 

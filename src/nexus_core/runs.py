@@ -9,8 +9,8 @@
 The chain is given, not computed here (the routing core computes it). The fallback rule:
 
 * a failure **another model may cure** moves on to the next model of the chain:
-  model not found, connection, gateway error (5xx), stalled, rate limited — the fault lies
-  with one model or one route, and the next one may not share it;
+  model not found, connection, gateway error (5xx, malformed answers), stalled, rate limited,
+  cut stream — the fault lies with one model or one route, and the next one may not share it;
 * a failure **every model would meet alike** ends the delegation: auth (one key for the
   gateway), config invalid, bad request (the same prompt goes to every model), OpenCode not
   found, timeout (the delegation's time budget is spent), cancelled, cut stream and
@@ -66,6 +66,7 @@ CURABLE_BY_FALLBACK = frozenset({
     FailureClass.GATEWAY_ERROR,
     FailureClass.STALLED,
     FailureClass.RATE_LIMITED,
+    FailureClass.CUT_STREAM,
 })
 
 
@@ -187,7 +188,7 @@ class Delegation:
                 if self._cancelled or following is None or not (unnamed or curable_by_fallback(result.outcome)):
                     break
                 yield FallbackTaken(
-                    attempt=number, at=round(time.monotonic() - started, 3),
+                    attempt=number, at=result.outcome.duration_s,
                     from_model=profile.id, to_model=following.id, reason=result.outcome.failure,
                 )
         finally:

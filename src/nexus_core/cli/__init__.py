@@ -19,7 +19,7 @@ from nexus_core.opencode_config import ConfigError
 
 __all__ = ["build_parser", "main"]
 
-SUBCOMMANDS = ("models", "config", "route", "gateway", "doctor")
+SUBCOMMANDS = ("models", "config", "route", "gateway", "orchestrate", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
