@@ -50,9 +50,10 @@ from nexus_core.gateway_probe import (
     probe_chat_stream,
     probe_models,
 )
+from nexus_core.errors import NexusError
 from nexus_core.opencode_config import ConfigError, MergedConfig, load_config
 from nexus_core.registry import ModelProfile, Registry, build_registry, overlay_paths
-from nexus_core.secrets import Redactor
+from nexus_core.secrets import Redactor, is_secret_key
 
 __all__ = [
     "Check",
@@ -60,10 +61,12 @@ __all__ = [
     "DoctorReport",
     "SUPPORTED_OPENCODE",
     "TESTED_OPENCODE",
+    "opencode_smoke",
     "run_doctor",
 ]
 
 CheckStatus = Literal["ok", "warn", "fail", "skipped"]
+KeyState = Literal["set", "unset", "absent"]
 
 TESTED_OPENCODE = "1.2.15"
 SUPPORTED_OPENCODE = ">=1.2.15,<1.3"
@@ -71,6 +74,9 @@ _SUPPORTED_MIN = (1, 2, 15)
 _SUPPORTED_BELOW = (1, 3, 0)
 
 VERSION_TIMEOUT_S = 3.0
+# With the version known from npm's package.json, `--version` only confirms the binary starts,
+# and must not hold the report back longer than the gateway verdict.
+PACKAGED_VERSION_WAIT_S = MODELS_TIMEOUT_S
 SMOKE_TIMEOUT_S = 60.0
 MCP_ENTRY = "nexus-agents"
 _OPENAI_COMPATIBLE = "@ai-sdk/openai-compatible"
@@ -137,7 +143,7 @@ class _Gateway:
     base_url_var: str | None
     base_url_origin: str | None
     key: str | None
-    key_state: Literal["set", "unset", "absent"]
+    key_state: KeyState
     key_label: str
     key_fix_target: str
     headers: dict[str, str]
@@ -154,43 +160,47 @@ def _auth_store(env: Mapping[str, str]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _resolve_key(config: MergedConfig, pid: str, options: dict[str, Any], env: Mapping[str, str]) -> tuple[str | None, KeyState, str, str]:
+    """The key OpenCode will send for provider ``pid``: (value, state, where it comes from, what to set).
+
+    OpenCode uses ``options.apiKey`` whenever the option exists, even when ``{env:VAR}`` made it
+    empty (then it sends no Authorization header); only without the option does it fall back to
+    ``opencode auth login`` (auth.json), then to the provider's ``env`` variables.
+    """
+    key_path = ("provider", pid, "options", "apiKey")
+    origin = config.origin(*key_path)
+    if "apiKey" in options:
+        value = options.get("apiKey")
+        key = value if isinstance(value, str) and value else None
+        state: KeyState = "set" if key else "unset"
+        var = config.env_var_of(*key_path)
+        template = config.template(*key_path) or ""
+        if var:
+            return key, state, f"{{env:{var}}}", f"the {var} environment variable"
+        if template.startswith("{file:"):
+            return key, state, f"{template} in {origin}", f"the file {template[6:-1]}"
+        return key, state, f"the value written in {origin}", f"provider.{pid}.options.apiKey in {origin}"
+    fix_target = f'provider.{pid}.options.apiKey in opencode.json (e.g. "{{env:CUSTOM_API_KEY}}")'
+    stored = _auth_store(env).get(pid)
+    if isinstance(stored, dict) and stored.get("type") == "api" and stored.get("key"):
+        return str(stored["key"]), "set", "`opencode auth login` (auth.json)", fix_target
+    env_vars = config.data["provider"][pid].get("env") or []
+    from_env = next((v for v in env_vars if isinstance(v, str) and env.get(v)), None)
+    if from_env:
+        return env[from_env], "set", f"the {from_env} environment variable (provider env)", fix_target
+    return None, "absent", "no apiKey configured", fix_target
+
+
 def _gateways(config: MergedConfig, env: Mapping[str, str]) -> list[_Gateway]:
     """Providers with an ``options.baseURL`` or the openai-compatible SDK, as OpenCode resolves them."""
     out: list[_Gateway] = []
-    auth = None
     for pid, provider in config.providers.items():
         if "baseURL" not in provider.options and provider.npm != _OPENAI_COMPATIBLE:
             continue
         raw_url = provider.options.get("baseURL")
-        base_url = raw_url if isinstance(raw_url, str) else ""
         # OpenCode also expands ${VAR} in baseURL when it builds the SDK.
-        base_url = re.sub(r"\$\{([^}]+)\}", lambda m: env.get(m.group(1), m.group(0)), base_url).strip()
-        key_path = ("provider", pid, "options", "apiKey")
-        key_var = config.env_var_of(*key_path)
-        template = config.template(*key_path) or ""
-        origin = config.origin(*key_path)
-        if "apiKey" in provider.options:
-            value = provider.options.get("apiKey")
-            key = value if isinstance(value, str) else None
-            if key_var:
-                label, target = f"{{env:{key_var}}}", f"the {key_var} environment variable"
-            elif template.startswith("{file:"):
-                label, target = f"{template} in {origin}", f"the file {template[6:-1]}"
-            else:
-                label, target = f"written in {origin}", f"provider.{pid}.options.apiKey in {origin}"
-            state: Literal["set", "unset", "absent"] = "set" if key else "unset"
-        else:
-            auth = _auth_store(env) if auth is None else auth
-            stored = auth.get(pid) if isinstance(auth.get(pid), dict) else {}
-            env_vars = [v for v in (config.data["provider"][pid].get("env") or []) if isinstance(v, str)]
-            from_env = next((v for v in env_vars if env.get(v)), None)
-            target = f'provider.{pid}.options.apiKey in opencode.json (e.g. "{{env:CUSTOM_API_KEY}}")'
-            if stored.get("type") == "api" and stored.get("key"):
-                key, state, label = str(stored["key"]), "set", "`opencode auth login` (auth.json)"
-            elif from_env:
-                key, state, label = env[from_env], "set", f"the {from_env} environment variable (provider env)"
-            else:
-                key, state, label = None, "absent", "no apiKey configured"
+        base_url = re.sub(r"\$\{([^}]+)\}", lambda m: env.get(m.group(1), m.group(0)), raw_url if isinstance(raw_url, str) else "").strip()
+        key, state, label, fix_target = _resolve_key(config, pid, provider.options, env)
         headers = provider.options.get("headers")
         out.append(
             _Gateway(
@@ -198,10 +208,10 @@ def _gateways(config: MergedConfig, env: Mapping[str, str]) -> list[_Gateway]:
                 base_url=base_url,
                 base_url_var=config.env_var_of("provider", pid, "options", "baseURL"),
                 base_url_origin=config.origin("provider", pid, "options", "baseURL") or config.origin("provider", pid),
-                key=key or None,
+                key=key,
                 key_state=state,
                 key_label=label,
-                key_fix_target=target,
+                key_fix_target=fix_target,
                 headers={k: v for k, v in headers.items() if isinstance(v, str)} if isinstance(headers, dict) else {},
                 declared={k: (m.id or k) for k, m in provider.models.items()},
                 declared_in=config.origin("provider", pid, "models"),
@@ -222,11 +232,17 @@ class _Timer:
 
 
 async def _bounded(check_id: str, title: str, limit: float, make: Callable[[], Awaitable[Check]]) -> Check:
-    """Run one check within ``limit`` seconds; overrunning is itself a failed check."""
+    """Run one check within ``limit`` seconds; overrunning, or crashing, is itself a failed check."""
     timer = _Timer()
     try:
         async with asyncio.timeout(limit):
             return await make()
+    except OSError as exc:
+        return Check(
+            id=check_id, title=title, status="fail", cause="check_error",
+            summary=f"the check could not run: {exc.strerror or exc}", fix="see the summary; run the doctor again once it is fixed",
+            duration_ms=timer.ms(),
+        )
     except TimeoutError:
         return Check(
             id=check_id, title=title, status="fail", cause="check_timeout",
@@ -258,7 +274,20 @@ async def _kill_tree(proc: asyncio.subprocess.Process) -> None:
             continue
 
 
-async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> tuple[Check, str | None]:
+def _package_version(opencode: str) -> str | None:
+    """The version in the npm package.json beside an ``opencode-ai`` launcher, if it is one."""
+    for parent in list(Path(opencode).resolve().parents)[:3]:
+        try:
+            manifest = json.loads((parent / "package.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and manifest.get("name") == "opencode-ai" and isinstance(manifest.get("version"), str):
+            return manifest["version"]
+    return None
+
+
+async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check:
+    """OpenCode on PATH and its version; ``data["version"]`` holds the version when known."""
     timer = _Timer()
     title = "OpenCode on PATH"
     if opencode is None:
@@ -268,22 +297,32 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> tuple
             detail=f"searched PATH={env.get('PATH', '')}",
             fix=f"install it (npm install -g opencode-ai@{TESTED_OPENCODE}) or put it on PATH, then check `which opencode`",
             duration_ms=timer.ms(),
-        ), None
-    proc = await asyncio.create_subprocess_exec(
-        opencode, "--version", env=dict(env), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-    )
+        )
+    packaged = _package_version(opencode)
+    wait = VERSION_TIMEOUT_S if packaged is None else PACKAGED_VERSION_WAIT_S
     try:
-        async with asyncio.timeout(VERSION_TIMEOUT_S):
+        proc = await asyncio.create_subprocess_exec(
+            opencode, "--version", env=dict(env), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        )
+    except OSError as exc:
+        return _cannot_start(opencode, exc, timer)
+    try:
+        async with asyncio.timeout(wait):
             out, err = await proc.communicate()
     except TimeoutError:
-        await _kill_tree(proc)
+        # Slow is not broken: a busy machine can take this long to start the binary.
+        if packaged is not None:
+            return _version_verdict(opencode, _parse_version(packaged), timer, f"version from its package.json; `opencode --version` was still starting after {wait:g} s")
         return Check(
-            id="opencode", title=title, status="fail", cause="opencode_hangs",
-            summary=f"`{opencode} --version` did not answer within {VERSION_TIMEOUT_S:g} s",
-            fix="run `opencode --version` by hand; reinstall OpenCode if it hangs",
-            duration_ms=timer.ms(), data={"path": opencode},
-        ), None
+            id="opencode", title=title, status="warn", cause="opencode_slow",
+            summary=f"OpenCode at {opencode}, but `opencode --version` did not answer within {wait:g} s",
+            detail="a busy machine starts OpenCode slowly; a hung one never answers",
+            fix="run `opencode --version` by hand: if it hangs, reinstall OpenCode",
+            duration_ms=timer.ms(), data={"path": opencode, "version": None, "supported": SUPPORTED_OPENCODE},
+        )
+    finally:
+        await _kill_tree(proc)
     text = out.decode(errors="replace").strip()
     version = _parse_version(text.splitlines()[-1] if text else "")
     if proc.returncode != 0 or version is None:
@@ -293,28 +332,49 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> tuple
             detail=(err.decode(errors="replace").strip() or text)[-_STDERR_TAIL:],
             fix=f"reinstall OpenCode (npm install -g opencode-ai@{TESTED_OPENCODE})",
             duration_ms=timer.ms(), data={"path": opencode},
-        ), None
+        )
+    return _version_verdict(opencode, version, timer, "")
+
+
+def _cannot_start(opencode: str, exc: OSError, timer: _Timer) -> Check:
+    return Check(
+        id="opencode", title="OpenCode on PATH", status="fail", cause="opencode_broken",
+        summary=f"{opencode} cannot be started ({exc.strerror or exc})",
+        fix=f"reinstall OpenCode (npm install -g opencode-ai@{TESTED_OPENCODE})",
+        duration_ms=timer.ms(), data={"path": opencode},
+    )
+
+
+def _version_verdict(opencode: str, version: tuple[int, int, int] | None, timer: _Timer, note: str) -> Check:
+    title = "OpenCode on PATH"
+    if version is None:
+        return Check(
+            id="opencode", title=title, status="warn", cause="opencode_version_unknown",
+            summary=f"OpenCode at {opencode} does not say its version", detail=note,
+            fix=f"install the tested version: npm install -g opencode-ai@{TESTED_OPENCODE}",
+            duration_ms=timer.ms(), data={"path": opencode, "version": None, "supported": SUPPORTED_OPENCODE},
+        )
     shown = ".".join(map(str, version))
     data = {"path": opencode, "version": shown, "supported": SUPPORTED_OPENCODE}
     if not (_SUPPORTED_MIN <= version < _SUPPORTED_BELOW):
         return Check(
             id="opencode", title=title, status="warn", cause="opencode_version_untested",
             summary=f"OpenCode {shown} at {opencode} is outside the supported range {SUPPORTED_OPENCODE}",
-            detail=f"nexus is tested with OpenCode {TESTED_OPENCODE}; event formats may differ",
+            detail="\n".join(x for x in (f"nexus is tested with OpenCode {TESTED_OPENCODE}; event formats may differ", note) if x),
             fix=f"install the tested version: npm install -g opencode-ai@{TESTED_OPENCODE}",
             duration_ms=timer.ms(), data=data,
-        ), shown
+        )
     return Check(
         id="opencode", title=title, status="ok",
         summary=f"OpenCode {shown} at {opencode} (supported {SUPPORTED_OPENCODE})",
-        duration_ms=timer.ms(), data=data,
-    ), shown
+        detail=note, duration_ms=timer.ms(), data=data,
+    )
 
 
 # ---------------------------------------------------------------- config, provider, key
 
 
-def _check_config(config: MergedConfig, gateways: list[_Gateway], elapsed_ms: float) -> Check:
+def _check_config(config: MergedConfig, elapsed_ms: float) -> Check:
     layers = [f"{layer.kind:<9} {layer.source}" for layer in config.layers]
     wins = []
     for pid in config.providers:
@@ -426,7 +486,7 @@ def _gateway_check(gw: _Gateway, probe: ModelsProbe) -> Check:
     if probe.ok:
         return Check(
             id=f"gateway.{gw.provider_id}", title=f"{gw.provider_id}: gateway reachable", status="ok",
-            summary=probe.summary, detail=detail, duration_ms=t.total_ms or 0.0, data=data,
+            summary=f"{probe.summary} ({phases})", detail=detail, duration_ms=t.total_ms or 0.0, data=data,
         )
     return Check(
         id=f"gateway.{gw.provider_id}", title=f"{gw.provider_id}: gateway reachable", status="fail",
@@ -439,7 +499,8 @@ def _gateway_check(gw: _Gateway, probe: ModelsProbe) -> Check:
 
 
 def _close(name: str, candidates: list[str]) -> str | None:
-    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    # High cutoff: claude-opus-4-5 must not look like claude-sonnet-4-5, only like claude-opus-4-6.
+    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.85)
     return found[0] if found else None
 
 
@@ -465,7 +526,8 @@ def _check_models(gw: _Gateway, registry: Registry, config: MergedConfig, probe:
             if api_id in served:
                 continue
             near = _close(api_id, served)
-            users = [m.id for m in registry.models if m.cli_model_name == f"{pid}/{key}"]
+            # Entries derived from opencode.json follow a renamed key by themselves; the others need the overlay.
+            users = [m.id for m in registry.models if m.cli_model_name == f"{pid}/{key}" and m.source != "opencode.json"]
             served_text = f"the gateway serves {near}" if near else f"the gateway serves {', '.join(served[:8]) or 'no models'}"
             not_served = True
             fails.append(f"{pid}/{key} is declared in {declared_file} but the gateway does not serve {api_id}; {served_text}")
@@ -506,7 +568,8 @@ def _check_models(gw: _Gateway, registry: Registry, config: MergedConfig, probe:
             info.append(f"served but not declared in opencode.json (declare to use them): {', '.join(extra[:20])}")
     info.append(f"opencode.json declares: {', '.join(f'{pid}/{k}' for k in declared_keys) or 'nothing'}")
     data = {"declared": declared_keys, "served": served, "mismatches": fails + warns}
-    detail = "\n".join([*fails, *warns, *info])
+    # The first mismatch is the summary; the detail carries the rest and the lists compared.
+    detail = "\n".join([*(fails + warns)[1:], *info])
     if fails:
         return Check(
             id=check_id, title=title, status="fail", cause="model_not_served" if not_served else "default_model_undeclared",
@@ -627,9 +690,9 @@ def _check_mcp(config: MergedConfig, env: Mapping[str, str]) -> Check:
 # ---------------------------------------------------------------- probes
 
 
-async def _check_chat(gw: _Gateway, model: str, redact: Redactor, timeout: float) -> Check:
+async def _check_chat(gw: _Gateway, model: str, redact: Redactor, timeout: float, env: Mapping[str, str]) -> Check:
     result = await probe_chat_stream(
-        gw.base_url, model, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact,
+        gw.base_url, model, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact, env=env,
     )
     check_id, title = f"probe.chat.{gw.provider_id}", f"{gw.provider_id}: streamed chat completion"
     data = {
@@ -652,20 +715,29 @@ async def _check_chat(gw: _Gateway, model: str, redact: Redactor, timeout: float
         )
     return Check(
         id=check_id, title=title, status="ok",
-        summary=f"{model}: {result.chunks} chunk(s), usage and [DONE] in {elapsed:.0f} ms",
+        summary=f"{model}: {result.chunks} chunk(s), usage and [DONE]",
         detail=f"{reply}usage {json.dumps(result.usage)}", duration_ms=elapsed, data=data,
     )
 
 
-async def _check_smoke(opencode: str, model: str, project_dir: str, env: Mapping[str, str], timeout: float) -> Check:
-    """``opencode run --format json --model <model>`` with a tiny prompt on stdin; judged by its events."""
+async def opencode_smoke(opencode: str, model: str, project_dir: str, env: Mapping[str, str], timeout: float = SMOKE_TIMEOUT_S) -> Check:
+    """``opencode run --format json --model <model>`` in ``project_dir`` with a tiny prompt on stdin.
+
+    Judged by its events, not its exit code (OpenCode exits 0 on most failures): ok on a
+    ``step_finish`` with reason ``stop``/``length`` and some text; an ``error`` event, no answer, or
+    no answer within ``timeout`` seconds fails. The process tree is always ended. The check's
+    texts are not redacted here: :func:`run_doctor` redacts the whole report.
+    """
     timer = _Timer()
     check_id, title = "probe.opencode_run", "opencode run smoke"
-    proc = await asyncio.create_subprocess_exec(
-        opencode, "run", "--format", "json", "--model", model, cwd=project_dir, env=dict(env),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        start_new_session=True, limit=_MAX_EVENT_LINE,
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            opencode, "run", "--format", "json", "--model", model, cwd=project_dir, env=dict(env),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True, limit=_MAX_EVENT_LINE,
+        )
+    except OSError as exc:
+        return _cannot_start(opencode, exc, timer).model_copy(update={"id": check_id, "title": title})
     texts: list[str] = []
     errors: list[str] = []
     reasons: list[str] = []
@@ -729,7 +801,7 @@ async def _check_smoke(opencode: str, model: str, project_dir: str, env: Mapping
         reply = " ".join(" ".join(texts).split())[:120]
         return Check(
             id=check_id, title=title, status="ok",
-            summary=f"opencode run --model {model} answered {reply!r} in {timer.ms() / 1000:.1f} s",
+            summary=f"opencode run --model {model} answered {reply!r}",
             duration_ms=timer.ms(), data=data,
         )
     return Check(
@@ -773,15 +845,17 @@ async def run_doctor(
 
     Checks run concurrently, each bounded: a dead or silent gateway gets its verdict within
     ``gateway_timeout`` seconds. With ``probe`` also a streamed chat completion straight to each
-    healthy gateway and a real ``opencode run`` smoke. Never raises for what it diagnoses.
+    healthy gateway and a real ``opencode run`` smoke. Never raises for what it diagnoses;
+    raises :class:`~nexus_core.errors.NexusError` only when ``project_dir`` does not exist.
     """
     started = _Timer()
     env = dict(os.environ if env is None else env)
     directory = str(Path(project_dir or os.getcwd()).resolve())
+    if not Path(directory).is_dir():
+        raise NexusError(f"The project directory {directory} does not exist", "Pass an existing directory with --dir")
     opencode = shutil.which("opencode", path=env.get("PATH", ""))
-    versions: list[str] = []
     opencode_task = asyncio.create_task(
-        _bounded("opencode", "OpenCode on PATH", VERSION_TIMEOUT_S + 3.0, lambda: _check_opencode_only(env, opencode, versions))
+        _bounded("opencode", "OpenCode on PATH", VERSION_TIMEOUT_S + 5.0, lambda: _check_opencode(env, opencode))
     )
     checks: list[Check] = []
     secret_values: list[str] = []
@@ -800,10 +874,11 @@ async def run_doctor(
         if config is not None:
             gateways = _gateways(config, env)
             secret_values = [gw.key for gw in gateways if gw.key]
+            secret_values += [v for gw in gateways for k, v in gw.headers.items() if is_secret_key(k)]
             registry = build_registry(config, overlay_paths(directory, env))
-            checks.append(_check_config(config, gateways, config_timer.ms()))
+            checks.append(_check_config(config, config_timer.ms()))
             redact = Redactor.from_env(env, secret_values)
-            probes = await _probe_gateways(gateways, gateway_timeout, redact)
+            probes = await _probe_gateways(gateways, gateway_timeout, redact, env)
             if not gateways:
                 checks.append(Check(
                     id="gateway", title="Gateway provider", status="warn", cause="no_gateway_provider",
@@ -826,6 +901,10 @@ async def run_doctor(
             checks.append(_check_mcp(config, env))
             if probe:
                 checks += await _run_probes(gateways, probes, config, opencode, directory, env, redact, chat_timeout, smoke_timeout)
+            else:
+                not_run = "not run: `nexus-agents doctor --probe` sends a real request"
+                checks += [_skipped(f"probe.chat.{gw.provider_id}", f"{gw.provider_id}: streamed chat completion", not_run) for gw in gateways]
+                checks.append(_skipped("probe.opencode_run", "opencode run smoke", not_run))
         else:
             for check_id, title in (("gateway", "Gateway provider"), ("mcp", "nexus-agents MCP entry")):
                 checks.append(_skipped(check_id, title, "the OpenCode config did not load"))
@@ -840,21 +919,14 @@ async def run_doctor(
     counts = {status: sum(1 for c in checks if c.status == status) for status in ("ok", "warn", "fail", "skipped")}
     return DoctorReport(
         project_dir=directory, probe=probe, ok=counts["fail"] == 0, counts=counts, duration_ms=started.ms(),
-        opencode_version=versions[0] if versions else None, gateway_latency_ms=gateway_latency, checks=checks,
+        opencode_version=checks[0].data.get("version"), gateway_latency_ms=gateway_latency, checks=checks,
     )
 
 
-async def _check_opencode_only(env: Mapping[str, str], opencode: str | None, versions: list[str]) -> Check:
-    check, version = await _check_opencode(env, opencode)
-    if version:
-        versions.append(version)
-    return check
-
-
-async def _probe_gateways(gateways: list[_Gateway], timeout: float, redact: Redactor) -> dict[str, ModelsProbe]:
+async def _probe_gateways(gateways: list[_Gateway], timeout: float, redact: Redactor, env: Mapping[str, str]) -> dict[str, ModelsProbe]:
     usable = [gw for gw in gateways if re.match(r"^https?://[^/\s]+", gw.base_url)]
     results = await asyncio.gather(*(
-        probe_models(gw.base_url, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact)
+        probe_models(gw.base_url, gw.key, headers=gw.headers, key_source=gw.key_fix_target, timeout=timeout, redactor=redact, env=env)
         for gw in usable
     ))
     return {gw.provider_id: result for gw, result in zip(usable, results)}
@@ -864,38 +936,46 @@ async def _run_probes(
     gateways: list[_Gateway], probes: dict[str, ModelsProbe], config: MergedConfig, opencode: str | None,
     directory: str, env: Mapping[str, str], redact: Redactor, chat_timeout: float, smoke_timeout: float,
 ) -> list[Check]:
-    jobs: list[Awaitable[Check]] = []
-    out: list[Check | None] = []
-    smoke_model: str | None = None
+    """The chat probes (concurrently), then the ``opencode run`` smoke on the first gateway whose chat worked.
+
+    The smoke waits for the chat verdict because OpenCode retries 5xx, 429 and dropped
+    connections forever: against a gateway that fails the direct chat it would only hang.
+    """
+    chosen: dict[str, str] = {}
+    skipped: dict[str, Check] = {}
     for gw in gateways:
         check_id, title = f"probe.chat.{gw.provider_id}", f"{gw.provider_id}: streamed chat completion"
         result = probes.get(gw.provider_id)
+        key = _probe_model(gw, config, result.models) if result is not None and result.ok else None
         if result is None or not result.ok:
-            out.append(_skipped(check_id, title, "the gateway check failed: fix it first"))
-            continue
-        key = _probe_model(gw, config, result.models)
-        if key is None:
-            out.append(_skipped(check_id, title, "no declared model is served by the gateway"))
-            continue
-        smoke_model = smoke_model or f"{gw.provider_id}/{key}"
-        out.append(None)
-        jobs.append(_bounded(check_id, title, chat_timeout + 1.0, lambda gw=gw, key=key: _check_chat(gw, gw.declared[key], redact, chat_timeout)))
-    smoke_id, smoke_title = "probe.opencode_run", "opencode run smoke"
-    if opencode is None:
-        smoke: Check | None = _skipped(smoke_id, smoke_title, "OpenCode is not on PATH")
-    elif smoke_model is None and gateways:
-        smoke = _skipped(smoke_id, smoke_title, "no healthy gateway model to run")
-    else:
-        default = config.data.get("model")
-        model = smoke_model or (default if isinstance(default, str) else None)
-        if model is None:
-            smoke = _skipped(smoke_id, smoke_title, "no gateway provider and no default model in the config")
+            skipped[gw.provider_id] = _skipped(check_id, title, "the gateway check failed: fix it first")
+        elif key is None:
+            skipped[gw.provider_id] = _skipped(check_id, title, "no declared model is served by the gateway")
         else:
-            smoke = None
-            jobs.append(_bounded(smoke_id, smoke_title, smoke_timeout + 6.0, lambda: _check_smoke(opencode, model, directory, env, smoke_timeout)))
-    done = iter(await asyncio.gather(*jobs))
-    checks = [c if c is not None else next(done) for c in out]
-    checks.append(smoke if smoke is not None else next(done))
+            chosen[gw.provider_id] = key
+    by_id = {gw.provider_id: gw for gw in gateways}
+    chats = dict(zip(chosen, await asyncio.gather(*(
+        _bounded(
+            f"probe.chat.{pid}", f"{pid}: streamed chat completion", chat_timeout + 1.0,
+            lambda gw=by_id[pid], key=key: _check_chat(gw, gw.declared[key], redact, chat_timeout, env),
+        )
+        for pid, key in chosen.items()
+    ))))
+    checks = [chats.get(gw.provider_id) or skipped[gw.provider_id] for gw in gateways]
+    smoke_id, smoke_title = "probe.opencode_run", "opencode run smoke"
+    healthy = [pid for pid, check in chats.items() if check.status != "fail"]
+    default = config.data.get("model")
+    if opencode is None:
+        checks.append(_skipped(smoke_id, smoke_title, "OpenCode is not on PATH"))
+    elif gateways and not healthy:
+        checks.append(_skipped(smoke_id, smoke_title, "no gateway passed the chat probe: fix that first"))
+    elif not gateways and not isinstance(default, str):
+        checks.append(_skipped(smoke_id, smoke_title, "no gateway provider and no default model in the config"))
+    else:
+        model = f"{healthy[0]}/{chosen[healthy[0]]}" if healthy else str(default)
+        checks.append(await _bounded(
+            smoke_id, smoke_title, smoke_timeout + 6.0, lambda: opencode_smoke(opencode, model, directory, env, smoke_timeout)
+        ))
     return checks
 
 

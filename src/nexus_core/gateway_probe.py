@@ -19,17 +19,22 @@ A key is sent, never returned: every text a probe produces has been through a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import functools
 import ipaddress
 import json
+import os
 import socket
 import ssl
 import time
-import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 from pydantic import BaseModel, ConfigDict
 
@@ -44,7 +49,7 @@ __all__ = [
     "probe_models",
 ]
 
-MODELS_TIMEOUT_S = 2.5
+MODELS_TIMEOUT_S = 2.0
 CHAT_TIMEOUT_S = 15.0
 # A model list larger than this is not a model list; an error body is cut far shorter.
 _MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -129,14 +134,10 @@ class _Clock:
         self.start = time.perf_counter()
         self.dns_ms: float | None = None
         self._marks: dict[str, float] = {}
-        self.last_event = ""
-
-    def mark(self, name: str) -> None:
-        self._marks[name] = time.perf_counter()
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
-        self.last_event = event
-        self.mark(event.split(".", 1)[1] if "." in event else event)
+        """httpx's ``trace`` extension hook: remember when each phase started and ended."""
+        self._marks[event.split(".", 1)[1] if "." in event else event] = time.perf_counter()
 
     def _span(self, begin: str, end: str) -> float | None:
         """From ``begin`` to ``end`` (or to its ``.failed`` twin, so a refused connect is timed too)."""
@@ -148,9 +149,13 @@ class _Clock:
     def reached(self, name: str) -> bool:
         return name in self._marks
 
+    def restart(self) -> None:
+        """Start the exchange's clock now, after the client is set up (that is not the gateway's time)."""
+        self.start = time.perf_counter()
+
     def timings(self) -> PhaseTimings:
         first_byte = self._span("send_request_headers.started", "receive_response_headers.complete")
-        total = round((time.perf_counter() - self.start) * 1000, 1)
+        total = round((time.perf_counter() - self.start) * 1000 + (self.dns_ms or 0.0), 1)
         return PhaseTimings(
             dns_ms=self.dns_ms,
             connect_ms=self._span("connect_tcp.started", "connect_tcp.complete"),
@@ -168,10 +173,94 @@ class _Verdict(Exception):
         self.cause, self.summary, self.fix, self.detail, self.status = cause, summary, fix, detail, status
 
 
-def _uses_proxy(url: str) -> bool:
+def _proxy_for(url: str, env: Mapping[str, str]) -> str | None:
+    """The proxy OpenCode would use for ``url`` (``HTTPS_PROXY``/``HTTP_PROXY`` unless ``NO_PROXY`` matches)."""
     parts = urlsplit(url)
-    proxies = urllib.request.getproxies_environment()
-    return bool(proxies.get(parts.scheme)) and not urllib.request.proxy_bypass_environment(parts.hostname or "")
+    lowered = {k.lower(): v for k, v in env.items()}
+    proxy = lowered.get(f"{parts.scheme}_proxy")
+    if not proxy:
+        return None
+    host = parts.hostname or ""
+    for entry in lowered.get("no_proxy", "").split(","):
+        entry = entry.strip().lstrip(".")
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return None
+    return proxy
+
+
+def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
+    """The roots OpenCode trusts (Mozilla's) plus ``NODE_EXTRA_CA_CERTS``, and ``SSL_CERT_FILE``/``DIR``."""
+    sources = tuple((name, env.get(name) or "", _mtime(env.get(name))) for name in ("SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "SSL_CERT_DIR"))
+    return _cached_ssl_context(sources)
+
+
+def _mtime(path: str | None) -> float:
+    try:
+        return os.stat(path).st_mtime if path else 0.0
+    except OSError:
+        return 0.0
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_ssl_context(sources: tuple[tuple[str, str, float], ...]) -> ssl.SSLContext:
+    # Loading the bundles takes longer than a loopback request: build each combination once.
+    context = ssl.create_default_context(cafile=certifi.where())
+    for name, path, _ in sources:
+        if not path:
+            continue
+        # A missing or unreadable bundle shows up as an untrusted certificate, which names the fix.
+        with contextlib.suppress(OSError, ssl.SSLError):
+            if name == "SSL_CERT_DIR":
+                context.load_verify_locations(capath=path)
+            else:
+                context.load_verify_locations(cafile=path)
+    return context
+
+
+@dataclass
+class _Target:
+    """One gateway as OpenCode would call it: its URL, key, extra headers, proxy and trusted roots."""
+
+    base_url: str
+    api_key: str | None
+    headers: dict[str, str]
+    key_source: str | None
+    env: Mapping[str, str]
+    host: str = ""
+    port: int = 0
+    clock: _Clock = field(default_factory=_Clock)
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def proxy(self) -> str | None:
+        return _proxy_for(self.base_url, self.env)
+
+    def transport_verdict(self, exc: httpx.TransportError, url: str, timeout: float) -> "_Verdict":
+        """A network failure, blamed on the proxy when the request went through one."""
+        verdict = _classify_transport(exc, url, self.host, self.port, self.clock, timeout)
+        proxy = self.proxy()
+        if proxy:
+            parts = urlsplit(proxy)
+            shown = f"{parts.scheme}://{parts.hostname}:{parts.port}" if parts.hostname else "the proxy"
+            verdict.summary += f" (through the proxy {shown} from {urlsplit(url).scheme.upper()}_PROXY)"
+            verdict.fix += f"; or check the proxy, or add {self.host} to NO_PROXY if the gateway needs none"
+        return verdict
+
+    def client(self, timeout: float, **options: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout), verify=_ssl_context(self.env), proxy=self.proxy(), trust_env=False, **options
+        )
+
+    def request_headers(self, accept: str) -> dict[str, str]:
+        out = {"Accept": accept, **{k: v for k, v in self.headers.items() if isinstance(v, str)}}
+        if self.api_key:
+            out["Authorization"] = f"Bearer {self.api_key}"
+        return out
 
 
 def _is_ip(host: str) -> bool:
@@ -194,6 +283,7 @@ async def _resolve(host: str, port: int, clock: _Clock) -> None:
         ) from None
     finally:
         clock.dns_ms = round((time.perf_counter() - began) * 1000, 1)
+        clock.restart()
 
 
 def _root_causes(exc: BaseException) -> list[BaseException]:
@@ -231,7 +321,19 @@ def _classify_transport(exc: httpx.TransportError, url: str, host: str, port: in
                 "(and SSL_CERT_FILE for nexus), or fix the gateway's certificate",
                 reason,
             )
-        return _Verdict(ProbeCause.TLS_ERROR, f"TLS handshake with {where} failed", "check that baseURL's scheme and port match the gateway's TLS set-up", reason)
+        if "eof" in reason.lower():
+            return _Verdict(
+                ProbeCause.TLS_ERROR,
+                f"TLS handshake with {where} failed: the server closed the connection mid-handshake",
+                "if the gateway serves plain HTTP on that port, use http:// in baseURL; otherwise check the port and its TLS set-up",
+                reason,
+            )
+        return _Verdict(
+            ProbeCause.TLS_ERROR,
+            f"TLS handshake with {where} failed",
+            "check that baseURL's scheme (https:// or http://) and port match the gateway's TLS set-up",
+            reason,
+        )
     if isinstance(exc, httpx.ConnectTimeout):
         return _Verdict(
             ProbeCause.CONNECT_TIMEOUT,
@@ -240,11 +342,18 @@ def _classify_transport(exc: httpx.TransportError, url: str, host: str, port: in
         )
     if isinstance(exc, httpx.TimeoutException):
         return _timeout_verdict(url, where, clock, deadline)
-    if os_error is not None and os_error.errno == errno.ECONNREFUSED or "connection refused" in text or "connect call failed" in text:
+    if (os_error is not None and os_error.errno == errno.ECONNREFUSED) or "connection refused" in text or "connect call failed" in text:
         return _Verdict(
             ProbeCause.CONNECTION_REFUSED,
             f"connection refused by {where}: nothing listens there",
             f"start the gateway, or correct the host/port in baseURL ({url.removesuffix('/models').removesuffix('/chat/completions')})",
+        )
+    if clock.reached("receive_response_headers.complete"):
+        return _Verdict(
+            ProbeCause.CONNECTION_DROPPED,
+            f"{where} started answering, then closed the connection mid-body",
+            "the gateway (or a proxy/load balancer in front of it) cuts answers short: check its logs and proxy timeouts",
+            str(exc),
         )
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)) or clock.reached("connect_tcp.complete"):
         return _Verdict(
@@ -389,13 +498,6 @@ def _split_url(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
-def _request_headers(api_key: str | None, headers: dict[str, str] | None) -> dict[str, str]:
-    out = {k: v for k, v in (headers or {}).items() if isinstance(v, str)}
-    if api_key:
-        out["Authorization"] = f"Bearer {api_key}"
-    return out
-
-
 async def probe_models(
     base_url: str,
     api_key: str | None = None,
@@ -404,40 +506,43 @@ async def probe_models(
     key_source: str | None = None,
     timeout: float = MODELS_TIMEOUT_S,
     redactor: Redactor | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ModelsProbe:
     """``GET {base_url}/models`` with the key, within ``timeout`` seconds, classified and timed.
 
-    ``key_source`` names where the key comes from (e.g. ``{env:CUSTOM_API_KEY}``) for the fix texts.
-    Never raises for a network or gateway failure: the result says what happened.
+    ``key_source`` names where the key comes from (e.g. ``the CUSTOM_API_KEY environment
+    variable``) for the fix texts. ``env`` (default ``os.environ``) supplies the proxy variables
+    and the extra CA bundles OpenCode would use. Never raises for a network or gateway failure:
+    the result says what happened.
     """
     redact = redactor or Redactor([api_key] if api_key else [])
-    url = base_url.rstrip("/") + "/models"
-    clock = _Clock()
+    target = _Target(base_url, api_key, headers or {}, key_source, os.environ if env is None else env)
+    url = target.url("/models")
+    clock = target.clock
     auth_sent = bool(api_key)
     models: list[str] | None = None
     retry_after: str | None = None
     status: int | None = None
     try:
         async with asyncio.timeout(timeout):
-            host, port = _split_url(base_url)
-            if not _is_ip(host) and not _uses_proxy(url):
-                await _resolve(host, port, clock)
+            target.host, target.port = _split_url(base_url)
+            if not _is_ip(target.host) and target.proxy() is None:
+                await _resolve(target.host, target.port, clock)
             try:
-                models, status = await _get_models(url, base_url, api_key, headers, key_source, clock, host, port, timeout)
+                models, status = await _get_models(target, url, timeout)
             except _Verdict as verdict:
                 if verdict.cause is ProbeCause.NOT_FOUND and not base_url.rstrip("/").endswith("/v1"):
-                    await _confirm_v1(verdict, base_url, api_key, headers)
+                    await _confirm_v1(verdict, target)
                 raise
     except TimeoutError:
-        host, port = urlsplit(url).hostname or "?", urlsplit(url).port or 0
-        if clock.dns_ms is None and not _is_ip(host) and not _uses_proxy(url):
+        if clock.dns_ms is None and target.host and not _is_ip(target.host) and target.proxy() is None:
             verdict = _Verdict(
                 ProbeCause.DNS_FAILURE,
-                f"resolving {host} did not finish within {timeout:g} s",
-                f"your DNS is not answering: check the VPN/resolver (`getent hosts {host}`)",
+                f"resolving {target.host} did not finish within {timeout:g} s",
+                f"your DNS is not answering: check the VPN/resolver (`getent hosts {target.host}`)",
             )
         else:
-            verdict = _timeout_verdict(url, f"{host}:{port}", clock, timeout)
+            verdict = _timeout_verdict(url, target.where, clock, timeout)
         return _models_result(url, verdict, clock, auth_sent, redact)
     except _Verdict as verdict:
         if verdict.cause is ProbeCause.RATE_LIMITED:
@@ -448,7 +553,7 @@ async def probe_models(
     return ModelsProbe(
         url=url,
         cause=ProbeCause.OK,
-        summary=f"{url} answered {status} with {len(models)} model(s) in {timings.total_ms:.0f} ms",
+        summary=f"{url} answered {status} with {len(models)} model(s)",
         status_code=status,
         auth_sent=auth_sent,
         timings=timings,
@@ -470,12 +575,12 @@ def _models_result(url: str, verdict: _Verdict, clock: _Clock, auth_sent: bool, 
     )
 
 
-async def _confirm_v1(verdict: _Verdict, base_url: str, api_key: str | None, headers: dict[str, str] | None) -> None:
+async def _confirm_v1(verdict: _Verdict, target: _Target) -> None:
     """After a 404, see whether ``…/v1/models`` is the list, to make the fix certain."""
-    candidate = base_url.rstrip("/") + "/v1"
+    candidate = target.url("/v1")
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(1.0)) as client:
-            response = await client.get(candidate + "/models", headers=_request_headers(api_key, headers))
+        async with target.client(1.0) as client:
+            response = await client.get(candidate + "/models", headers=target.request_headers("application/json"))
         served = _model_ids(response.json()) if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return
@@ -483,22 +588,29 @@ async def _confirm_v1(verdict: _Verdict, base_url: str, api_key: str | None, hea
         verdict.fix = f"set baseURL to {candidate}: GET {candidate}/models answers with {len(served)} model(s)"
 
 
-async def _get_models(
-    url: str, base_url: str, api_key: str | None, headers: dict[str, str] | None, key_source: str | None,
-    clock: _Clock, host: str, port: int, timeout: float,
-) -> tuple[list[str], int]:
-    request_headers = {"Accept": "application/json", **_request_headers(api_key, headers)}
+async def _get_models(target: _Target, url: str, timeout: float) -> tuple[list[str], int]:
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=True) as client:
-            async with client.stream("GET", url, headers=request_headers, extensions={"trace": clock.trace}) as response:
+        async with target.client(timeout, follow_redirects=True) as client:
+            target.clock.restart()
+            headers = target.request_headers("application/json")
+            async with client.stream("GET", url, headers=headers, extensions={"trace": target.clock.trace}) as response:
                 body = await _read_body(response, _MAX_BODY_BYTES)
     except httpx.TransportError as exc:
-        raise _classify_transport(exc, url, host, port, clock, timeout) from None
+        raise target.transport_verdict(exc, url, timeout) from None
     if response.status_code != 200:
-        raise _status_verdict(response, body, url, base_url, bool(api_key), key_source)
+        raise _status_verdict(response, body, url, target.base_url, bool(target.api_key), target.key_source)
     try:
         payload = json.loads(body)
     except ValueError:
+        kind = response.headers.get("content-type", "")
+        if "json" in kind or body.lstrip()[:1] in ("{", "["):
+            raise _Verdict(
+                ProbeCause.MALFORMED_MODEL_LIST,
+                f"{url} answers a model list that is not valid JSON (cut short or garbled)",
+                "the gateway's /models is broken (or a proxy truncates it): check the gateway's logs",
+                _excerpt(body),
+                response.status_code,
+            ) from None
         raise _not_json(url, response, body) from None
     try:
         return _model_ids(payload), response.status_code
@@ -521,6 +633,7 @@ async def probe_chat_stream(
     key_source: str | None = None,
     timeout: float = CHAT_TIMEOUT_S,
     redactor: Redactor | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ChatProbe:
     """One tiny streamed chat completion straight to the gateway, as OpenCode sends it.
 
@@ -528,8 +641,9 @@ async def probe_chat_stream(
     chunk that ``stream_options.include_usage`` asks for. Never raises for a gateway failure.
     """
     redact = redactor or Redactor([api_key] if api_key else [])
-    url = base_url.rstrip("/") + "/chat/completions"
-    clock = _Clock()
+    target = _Target(base_url, api_key, headers or {}, key_source, os.environ if env is None else env)
+    url = target.url("/chat/completions")
+    clock = target.clock
     state: dict[str, Any] = {"chunks": 0, "done": False, "usage": None, "text": [], "first_token_ms": None}
     body = {
         "model": model,
@@ -540,11 +654,9 @@ async def probe_chat_stream(
     }
     try:
         async with asyncio.timeout(timeout):
-            host, port = _split_url(base_url)
-            verdict = await _stream_chat(url, base_url, body, api_key, headers, key_source, clock, host, port, timeout, state)
+            target.host, target.port = _split_url(base_url)
+            verdict = await _stream_chat(target, url, body, timeout, state)
     except TimeoutError:
-        parts = urlsplit(url)
-        where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
         if state["chunks"]:
             verdict = _Verdict(
                 ProbeCause.STREAM_CUT,
@@ -552,7 +664,7 @@ async def probe_chat_stream(
                 "the gateway stops streaming mid-answer: check its logs and its upstream",
             )
         else:
-            verdict = _timeout_verdict(url, where, clock, timeout)
+            verdict = _timeout_verdict(url, target.where, clock, timeout)
     except _Verdict as failure:
         verdict = failure
     timings = clock.timings()
@@ -574,14 +686,13 @@ async def probe_chat_stream(
     )
 
 
-async def _stream_chat(
-    url: str, base_url: str, body: dict[str, Any], api_key: str | None, headers: dict[str, str] | None,
-    key_source: str | None, clock: _Clock, host: str, port: int, timeout: float, state: dict[str, Any],
-) -> _Verdict:
-    request_headers = {"Accept": "text/event-stream", **_request_headers(api_key, headers)}
+async def _stream_chat(target: _Target, url: str, body: dict[str, Any], timeout: float, state: dict[str, Any]) -> _Verdict:
+    clock = target.clock
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout)) as client:
-            async with client.stream("POST", url, json=body, headers=request_headers, extensions={"trace": clock.trace}) as response:
+        async with target.client(timeout) as client:
+            clock.restart()
+            headers = target.request_headers("text/event-stream")
+            async with client.stream("POST", url, json=body, headers=headers, extensions={"trace": clock.trace}) as response:
                 if response.status_code != 200:
                     text = await _read_body(response, 64 * 1024)
                     if response.status_code == 404 and "model" in text.lower():
@@ -592,7 +703,7 @@ async def _stream_chat(
                             _excerpt(text),
                             404,
                         )
-                    raise _status_verdict(response, text, url, base_url, bool(api_key), key_source)
+                    raise _status_verdict(response, text, url, target.base_url, bool(target.api_key), target.key_source)
                 kind = response.headers.get("content-type", "")
                 if "text/event-stream" not in kind:
                     text = await _read_body(response, 64 * 1024)
@@ -615,7 +726,7 @@ async def _stream_chat(
                 str(exc),
                 200,
             )
-        raise _classify_transport(exc, url, host, port, clock, timeout) from None
+        raise target.transport_verdict(exc, url, timeout) from None
 
 
 async def _read_sse(response: httpx.Response, clock: _Clock, state: dict[str, Any]) -> _Verdict:

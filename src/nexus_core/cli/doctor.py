@@ -25,7 +25,11 @@ def render(report: DoctorReport) -> None:
     out = console()
     for check in report.checks:
         mark, colour = _MARKS[check.status]
-        took = f" [dim]({check.duration_ms:.0f} ms)[/]" if check.duration_ms >= 1 else ""
+        took = ""
+        if check.duration_ms >= 1000:
+            took = f" [dim]({check.duration_ms / 1000:.1f} s)[/]"
+        elif check.duration_ms >= 1:
+            took = f" [dim]({check.duration_ms:.0f} ms)[/]"
         out.print(f"[{colour}]{mark}[/] [bold]{escape(check.title)}[/]: {escape(check.summary)}{took}")
         if check.status in ("warn", "fail") and check.detail:
             for line in check.detail.splitlines():
