@@ -129,17 +129,20 @@ async def test_reload_updates_rows_in_place_and_a_broken_edit_keeps_the_last_goo
         models["claude-sonnet-4-5"]["limit"]["context"] = 1_000_000
         models["acme-large"] = {"name": "Acme Large", "limit": {"context": 64000, "output": 8000}}
         config_file.write_text(json.dumps(project_config("http://127.0.0.1:9/v1", models), indent=2))
+        def reloads() -> list:
+            return [m.change for m in app.seen(NexusApp.ConfigReloaded)]
+
         await until(pilot, lambda: "opencode-custom-acme-large" in registry.shown_ids, what="the reload")
+        await until(pilot, lambda: any("acme-large" in c.summary for c in reloads()), what="the reload message")
         assert str(table.get_cell("opencode-custom-sonnet", "context")) == "1000k"
         assert table.rows["opencode-custom-sonnet"] is sonnet_row, "the row was replaced, not updated in place"
-        reloads = app.seen(NexusApp.ConfigReloaded)
-        assert reloads[-1].change.error is None and "opencode-custom-acme-large" in reloads[-1].change.summary
+        assert reloads()[-1].error is None and "opencode-custom-acme-large" in reloads()[-1].summary
         assert any("acme-large" in n.message for n in app._notifications)
         assert "opencode-custom-acme-large" in {r.model_id for r in app.query_one(TaskPanel).breakdown.ranked}
 
         config_file.write_text('{\n  "provider": {\n    "custom": ,\n  }\n}\n')
-        await until(pilot, lambda: app.seen(NexusApp.ConfigReloaded)[-1].change.error is not None, what="the error")
-        error = app.seen(NexusApp.ConfigReloaded)[-1].change.error
+        await until(pilot, lambda: reloads()[-1].error is not None, what="the error")
+        error = reloads()[-1].error
         assert re.match(r"opencode\.json:\d+:\d+: \S", error) and "last good config" in error
         assert "opencode-custom-acme-large" in registry.shown_ids
         assert app.state is not None and app.state.registry.get("opencode-custom-acme-large") is not None

@@ -252,6 +252,9 @@ class NexusApp(App[int]):
         finally:
             status, verdict = handle.verdict()
             view.finish(status, verdict)
+            if self.watcher is not None:
+                for model_id in handle.rate_limited_models():
+                    self.watcher.note_rate_limit(model_id)
 
     @on(RunView.StatusChanged)
     def _run_status_changed(self, message: RunView.StatusChanged) -> None:
@@ -285,9 +288,15 @@ class NexusApp(App[int]):
         panel = self.query_one("#health", HealthPanel)
         panel.checking()
         try:
-            panel.show(await backend.health(self.project_dir, self.env))
+            health = await backend.health(self.project_dir, self.env)
         except NexusError as exc:
             panel.failed_to_check(exc.sentence())
+            return
+        panel.show(health.report)
+        if self.watcher is not None:
+            # Routing then knows which models the gateway serves (a model it lacks becomes unavailable).
+            for provider_id, model_ids in health.gateway_models.items():
+                self.watcher.note_gateway_models(provider_id, model_ids)
 
     def action_reprobe(self) -> None:
         self.run_doctor()
@@ -305,8 +314,10 @@ class NexusApp(App[int]):
                 continue
             assert change.state is not None
             self.apply_state(change.state)
-            self.notify(change.summary, title="Config reloaded", timeout=6)
             self.post_message(self.ConfigReloaded(change))
+            if change.only_availability:
+                continue
+            self.notify(change.summary, title="Config reloaded", timeout=6)
             if self.check_health:
                 self.run_doctor()
 

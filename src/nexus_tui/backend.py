@@ -36,6 +36,7 @@ __all__ = [
     "ConfigChange",
     "DashboardState",
     "DemoEnvironment",
+    "Health",
     "RunHandle",
     "change_of",
     "config_error_sentence",
@@ -140,6 +141,7 @@ class ConfigChange:
     state: DashboardState | None = None
     summary: str = ""
     error: str | None = None
+    only_availability: bool = False
 
 
 class RunHandle:
@@ -168,6 +170,14 @@ class RunHandle:
     async def wait(self) -> None:
         """Until the run has ended and its processes are gone."""
         await self._done.wait()
+
+    def rate_limited_models(self) -> list[str]:
+        """Ids of the models whose attempt ended rate-limited (they cool down before the next routing)."""
+        from nexus_core.events import FailureClass
+
+        result = self.delegation.result
+        attempts = result.attempts if result is not None else ()
+        return [a.model_id for a in attempts if a.model_id and a.outcome.failure is FailureClass.RATE_LIMITED]
 
     def verdict(self) -> tuple[RunStatus, str]:
         """The final status and a one-line verdict."""
@@ -216,12 +226,25 @@ async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:
         await asyncio.wait_for(asyncio.gather(*pending), timeout)
 
 
-async def health(project_dir: Path, env: Mapping[str, str]) -> HealthReport:
+@dataclass(frozen=True)
+class Health:
+    """A doctor run as the panel draws it, and the model ids each reachable gateway listed."""
+
+    report: HealthReport
+    gateway_models: dict[str, list[str]]
+
+
+async def health(project_dir: Path, env: Mapping[str, str]) -> Health:
     """Doctor's checks for ``project_dir`` (bounded: a dead gateway gets its verdict in seconds)."""
     from nexus_core.doctor import run_doctor
 
     report = await run_doctor(project_dir, env)
-    return HealthReport(
+    gateway_models = {
+        check.id.removeprefix("gateway."): list(check.data["models"])
+        for check in report.checks
+        if check.id.startswith("gateway.") and check.status == "ok" and isinstance(check.data.get("models"), list)
+    }
+    drawn = HealthReport(
         checks=tuple(
             HealthCheck(
                 check_id=check.id,
@@ -234,6 +257,7 @@ async def health(project_dir: Path, env: Mapping[str, str]) -> HealthReport:
         ),
         gateway_latency_ms=report.gateway_latency_ms,
     )
+    return Health(report=drawn, gateway_models=gateway_models)
 
 
 def warm_up() -> None:
@@ -253,7 +277,9 @@ def change_of(update: SnapshotUpdate, project_dir: Path, env: Mapping[str, str])
     if update.error is not None:
         return ConfigChange(error=config_error_sentence(update.error, project_dir, env))
     assert update.snapshot is not None
-    summary = update.diff.summary()
+    diff = update.diff
+    summary = diff.summary()
     if update.recovered:
         summary = f"fixed; {summary}"
-    return ConfigChange(state=DashboardState(update.snapshot), summary=summary)
+    quiet = not (diff.added or diff.removed or diff.changed or diff.gateways or diff.config_changed or update.recovered)
+    return ConfigChange(state=DashboardState(update.snapshot), summary=summary, only_availability=quiet)
