@@ -195,6 +195,15 @@ async def test_help_screen_and_palette_commands(tmp_path: Path, hermetic_env: di
         await pilot.press("enter")
         await until(pilot, lambda: app.query_one(TaskPanel).picked_model == "opencode-custom-sonnet", what="the pick")
 
+        # Open config path: with no $EDITOR the path is shown (and copied) instead.
+        app.action_open_config()
+        await pilot.pause()
+        await pilot.press(*"project/opencode.json")
+        await until(pilot, lambda: app.screen.query(CommandList) and app.screen.query_one(CommandList).option_count >= 1, what="the paths")
+        await pilot.press("enter")
+        config_file = str(app.project_dir / "opencode.json")
+        await until(pilot, lambda: any(config_file in n.message for n in app._notifications), what="the path notice")
+
 
 async def test_health_panel_shows_doctor_and_reprobes(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     app = make_app(tmp_path, hermetic_env)

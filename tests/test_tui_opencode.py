@@ -12,6 +12,13 @@ from tui_support import SIZE, RecordingApp, until
 pytestmark = pytest.mark.opencode
 
 
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def descendants() -> set[int]:
     return {child.pid for child in psutil.Process().children(recursive=True)}
 
@@ -39,11 +46,20 @@ async def test_demo_runs_two_tasks_streams_the_reply_and_quits_leaving_nothing(h
         requests = await demo.gateway.wait_for_requests(1)
         assert "say hello" in requests[-1].last_user_text
 
-        # A slow answer keeps the second run in progress while we quit.
+        # Slow answers keep the next runs in progress: one is cancelled, one is left running at quit.
         demo.gateway.add_fault("latency=60")
+        await pilot.press(*"to be cancelled", "enter")
+        await until(pilot, lambda: "run-2" in app.runs, what="the run to cancel")
+        cancelled = app.query_one("#run-2-view", RunView)
+        await until(pilot, lambda: cancelled.rss_bytes > 0, timeout=30, what="its process stats")
+        cancelled_pids = descendants() - before
+        await pilot.press("f8")
+        await until(pilot, lambda: cancelled.status is RunStatus.CANCELLED, timeout=30, what="the cancel")
+        assert [pid for pid in cancelled_pids if alive(pid)] == []
+
         await pilot.press(*"second task", "enter")
-        await until(pilot, lambda: "run-2" in app.runs, what="the second run")
-        second = app.query_one("#run-2-view", RunView)
+        await until(pilot, lambda: "run-3" in app.runs, what="the second run")
+        second = app.query_one("#run-3-view", RunView)
         await until(pilot, lambda: second.rss_bytes > 0, timeout=30, what="the second run's process stats")
         spawned = descendants() - before
         assert spawned
@@ -51,7 +67,7 @@ async def test_demo_runs_two_tasks_streams_the_reply_and_quits_leaving_nothing(h
         await until(pilot, lambda: isinstance(app.screen, ConfirmQuitScreen), what="the quit question")
         await pilot.press("y")
     assert app.return_code == 0
-    assert app.runs["run-2"].finished
-    left = [pid for pid in spawned if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert app.runs["run-3"].finished
+    left = [pid for pid in spawned if alive(pid)]
     assert left == [], f"processes left behind: {left}"
     assert not root.exists(), "the demo's temporary directory was not removed"

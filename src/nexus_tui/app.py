@@ -33,7 +33,7 @@ from nexus_tui.screens import ConfirmQuitScreen, HelpScreen
 from nexus_tui.theme import NEXUS_THEME
 from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.registry import RegistryPanel, registry_rows
-from nexus_tui.widgets.runs import RunStatus, RunView
+from nexus_tui.widgets.runs import STATUS_STYLE, RunStatus, RunView
 from nexus_tui.widgets.task import RunRequest, TaskPanel
 
 if TYPE_CHECKING:
@@ -42,14 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["NexusApp", "STYLES"]
 
 STYLES = Path(__file__).resolve().parents[2] / "styles"
-STATUS_ICON = {
-    RunStatus.STARTING: "◌",
-    RunStatus.RUNNING: "●",
-    RunStatus.SUCCEEDED: "✓",
-    RunStatus.FAILED: "✗",
-    RunStatus.CANCELLING: "◍",
-    RunStatus.CANCELLED: "■",
-}
 
 
 class NexusApp(App[int]):
@@ -65,6 +57,7 @@ class NexusApp(App[int]):
         Binding("f1", "help", "Help", id="app.help"),
         Binding("f5", "reprobe", "Re-probe", id="app.reprobe"),
         Binding("ctrl+t", "focus_task", "Task", id="app.focus_task"),
+        Binding("f8", "cancel_active_run", "Cancel run", id="app.cancel_run"),
     ]
 
     class ConfigReloaded(Message):
@@ -241,7 +234,7 @@ class NexusApp(App[int]):
 
     @staticmethod
     def _tab_label(number: int, status: RunStatus, model: str) -> str:
-        return f"{STATUS_ICON[status]} {number} {model}"
+        return f"{STATUS_STYLE[status][0]} {number} {model}"
 
     @work(group="runs", exit_on_error=False)
     async def drive_run(self, run_id: str, handle: backend.RunHandle, view: RunView) -> None:
@@ -274,6 +267,14 @@ class NexusApp(App[int]):
             for view in self.query(f"#{run_id}-view").results(RunView):
                 view.set_status(RunStatus.CANCELLING)
             handle.cancel()
+
+    def action_cancel_active_run(self) -> None:
+        """Cancel the run whose tab is in view."""
+        active = self.query_one("#runs", TabbedContent).active
+        if active in self.running:
+            self.cancel_run(active)
+        else:
+            self.notify("No run in progress in the tab in view.", severity="warning", timeout=3)
 
     @property
     def running(self) -> list[str]:

@@ -24,7 +24,7 @@ chain. **Enter** runs the task on the top-ranked model.
 - `Tab` / `Shift+Tab`: move between the task box, the options, the breakdown, the registry, the runs
 - `Enter` on a breakdown or registry row: pick that model for the next run
 - `Esc` in the task box: back to the top-ranked model
-- `c` in a run: cancel it (its whole OpenCode process tree ends)
+- `F8` (or `c` in a run): cancel the run in view (its whole OpenCode process tree ends)
 - `End` in a run: follow the tail again
 - `/` in the registry: filter the models; `s`: sort by the next column (or click a header)
 - `F5`: run the health checks (doctor) again

@@ -23,7 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Log, Sparkline, Static
 
-__all__ = ["RunStatus", "RunView", "event_lines"]
+__all__ = ["STATUS_STYLE", "RunStatus", "RunView", "event_lines"]
 
 LOG_LINE_CAP = 5_000
 STATS_HISTORY = 60

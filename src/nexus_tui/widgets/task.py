@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -51,7 +51,6 @@ class RunRequest:
     variant: str | None = None
     thinking: bool = False
     workdir: Path | None = None
-    options: dict[str, str] = field(default_factory=dict)
 
 
 def _term_label(name: str) -> str:
