@@ -266,15 +266,15 @@ class RunView(Vertical):
         if not self.is_mounted:
             return
         icon, style = STATUS_STYLE[self.status]
-        line = Text()
+        line = Text(no_wrap=True, overflow="ellipsis")
         line.append(f"{icon} {self.status.value}", style=style)
-        line.append("  ")
-        line.append(self.current_model, style="bold")
-        if self.attempts:
-            line.append(f"  attempt {self.attempts[-1].number}", style="magenta")
         if self.show_timings:
             end = self.finished_at if self.finished_at is not None else self.clock()
             line.append(f"  {_elapsed(end - self.started_at)}", style="dim")
+        if self.attempts:
+            line.append(f"  attempt {self.attempts[-1].number}", style="magenta")
+        line.append("  ")
+        line.append(self.current_model, style="bold")
         self.query_one("#run-status", Static).update(line)
         detail = Text()
         if len(self.attempts) > 1:
