@@ -29,8 +29,10 @@ from nexus_core.events import (
     FallbackTaken,
     GatewayRetrying,
     ProcessStats,
+    Reasoning,
     StepFinish,
     Text,
+    ToolUse,
 )
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
 from nexus_core.registry import BUILTIN_MODELS, ModelProfile
@@ -133,8 +135,8 @@ FAULTS = [
     ("429,retry_after=1", OPUS, FailureClass.RATE_LIMITED, {}, 6),
     ("drop", OPUS, FailureClass.CONNECTION, {}, 10),
     # OpenCode 1.2.15 reports a stream cut mid-answer as ECONNRESET, like a dropped connection,
-    # unless part of the answer was already out.
-    ("cut", OPUS, (FailureClass.CUT_STREAM, FailureClass.CONNECTION), {}, 10),
+    # or, when the cut falls inside an SSE line, as a JSON parse error, like malformed SSE.
+    ("cut", OPUS, (FailureClass.CUT_STREAM, FailureClass.CONNECTION, FailureClass.GATEWAY_ERROR), {}, 10),
     ("malformed-sse", OPUS, FailureClass.GATEWAY_ERROR, {}, 4),
     ("html", OPUS, FailureClass.GATEWAY_ERROR, {}, 6),
     ("silent", OPUS, FailureClass.STALLED, {"stall_timeout_s": 4}, 4),
@@ -230,6 +232,7 @@ async def test_variant_outside_the_allowlist_never_reaches_opencode(gateway: Ref
 
 
 async def test_eight_concurrent_runs_each_get_their_own_text(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+    # A fresh HOME: the eight race to migrate OpenCode's database; the losers are started again.
     prompts = [f"concurrent task number {i} of eight" for i in range(8)]
     results: list[AttemptResult] = await asyncio.gather(*(
         run_attempt(spec(env, project, prompt, timeout_s=120, stall_timeout_s=60, stats_interval_s=None), attempt=i)
@@ -386,7 +389,8 @@ def test_cli_orchestrate_bad_input_is_one_sentence(project: Path, env: dict[str,
         assert "Traceback" not in done.stderr
 
 
-def test_cli_ctrl_c_leaves_no_process(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cli_interrupted_leaves_no_process(gateway: ReferenceGateway, project: Path, env: dict[str, str], sig: signal.Signals) -> None:
     gateway.add_fault("silent")
     exe = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "nexus-agents"
     argv = [str(exe) if exe.exists() else "nexus-agents", "orchestrate", "--model", "opus", "--dir", str(project), "hang"]
@@ -397,7 +401,7 @@ def test_cli_ctrl_c_leaves_no_process(gateway: ReferenceGateway, project: Path, 
             assert time.monotonic() < deadline, "OpenCode never reached the gateway"
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
@@ -414,3 +418,21 @@ def test_cli_orchestrate_without_model_uses_the_routing_choice(gateway: Referenc
     assert done.stdout.strip() == "Reply to: refactor the parser"
     chat = [r.model for r in gateway.requests if r.kind == "chat"]
     assert len(chat) == 1 and chat[0] in GATEWAY_MODELS
+
+
+async def test_tool_calls_reasoning_and_length_finish_come_through_typed(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+    (project / "notes.txt").write_text("the secret word is pelican\n")
+    gateway.script("read the notes", tool_calls=[("read", {"filePath": str(project / "notes.txt")})],
+                   then="The word is pelican.", reasoning="I should read the file first.")
+    result = await run_attempt(spec(env, project, "read the notes", thinking=True))
+    assert result.outcome.ok, result.outcome
+    tools = [e for e in result.events if isinstance(e, ToolUse)]
+    assert len(tools) == 1 and tools[0].tool == "read" and tools[0].status == "completed"
+    assert tools[0].output and "pelican" in tools[0].output
+    assert [e.reason for e in result.events if isinstance(e, StepFinish)] == ["tool-calls", "stop"]
+    assert any(isinstance(e, Reasoning) and "read the file" in e.text for e in result.events)
+    assert result.text == "The word is pelican."
+
+    gateway.script("long story", "once upon a time", finish="length")
+    cut_short = await run_attempt(spec(env, project, "long story"))
+    assert cut_short.outcome.ok and cut_short.outcome.message == "finished at the output limit"

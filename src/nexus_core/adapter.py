@@ -105,6 +105,10 @@ RETRY_SETTLE_S = 0.5
 # After stdout closes OpenCode has nothing left to say; it gets this long to exit on its own.
 EXIT_AFTER_EOF_S = 10.0
 STDERR_DRAIN_S = 2.0
+# OpenCode runs started together in a fresh HOME race to migrate one SQLite database; a loser
+# exits with "database is locked" before doing anything and is simply started again.
+BUSY_RELAUNCHES = 2
+BUSY_RELAUNCH_DELAY_S = 1.0
 STDOUT_LINE_LIMIT = 8 * 1024 * 1024
 STDERR_TAIL_CHARS = 64 * 1024
 STDERR_LINE_CHARS = 4 * 1024
@@ -233,7 +237,7 @@ def child_env(base: Mapping[str, str] | None = None, overrides: Mapping[str, str
 class AttemptSpec(BaseModel):
     """Everything one attempt needs. Timeouts are in seconds."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True)
 
     cli_model_name: str
     prompt: str
@@ -284,33 +288,26 @@ _FIXES: dict[FailureClass, str] = {
     FailureClass.TIMEOUT: "Raise --timeout, or split the task",
     FailureClass.CANCELLED: "",
     FailureClass.CUT_STREAM: "The gateway ended the answer early; try again, or check the gateway's logs",
-    FailureClass.FAILED: "Run it again with NEXUS_DEBUG=1 and look at OpenCode's stderr",
+    FailureClass.FAILED: "OpenCode's last stderr lines are in the attempt's stderr_tail (shown by nexus-agents orchestrate)",
 }
 
 
-def _fix(failure: FailureClass) -> str:
-    return _FIXES[failure]
+_MESSAGE_CLASSES: tuple[tuple[re.Pattern[str], FailureClass], ...] = tuple(
+    (re.compile(pattern, re.I), failure) for pattern, failure in (
+        (r"model not found|model_not_found|no such model", FailureClass.MODEL_NOT_FOUND),
+        (r"too many requests|rate[ _]limit|quota", FailureClass.RATE_LIMITED),
+        (r"unauthorized|forbidden|invalid api key|authentication", FailureClass.AUTH),
+        (r"unable to connect|connection (refused|reset)|econnrefused|econnreset|socket|enotfound|getaddrinfo"
+         r"|\bdns\b|certificate|\btls\b|\bssl\b|cannot connect|network|timed out|closed unexpectedly",
+         FailureClass.CONNECTION),
+        (r"overloaded|internal server error|bad gateway|service unavailable|gateway timeout"
+         r"|jsonparseerror|json parsing failed|invalid json|type validation failed", FailureClass.GATEWAY_ERROR),
+    )
+)
 
 
 def _class_of_message(message: str) -> FailureClass | None:
-    lowered = message.lower()
-    if "model not found" in lowered or "model_not_found" in lowered or "no such model" in lowered:
-        return FailureClass.MODEL_NOT_FOUND
-    if any(s in lowered for s in ("too many requests", "rate limit", "rate_limit", "quota")):
-        return FailureClass.RATE_LIMITED
-    if any(s in lowered for s in ("unauthorized", "forbidden", "invalid api key", "authentication")):
-        return FailureClass.AUTH
-    if any(s in lowered for s in (
-        "unable to connect", "connection refused", "econnrefused", "connection reset", "econnreset",
-        "socket", "enotfound", "getaddrinfo", "dns", "certificate", "tls", "ssl", "cannot connect",
-        "network", "timed out", "closed unexpectedly",
-    )):
-        return FailureClass.CONNECTION
-    if any(s in lowered for s in ("overloaded", "internal server error", "bad gateway", "service unavailable",
-                                  "gateway timeout", "jsonparseerror", "json parsing failed", "invalid json",
-                                  "type validation failed")):
-        return FailureClass.GATEWAY_ERROR
-    return None
+    return next((failure for pattern, failure in _MESSAGE_CLASSES if pattern.search(message)), None)
 
 
 def _status_of_message(message: str) -> int | None:
@@ -491,7 +488,7 @@ class Attempt:
         return Outcome(
             failure=failure,
             message=self._redact(_one_line(message)),
-            fix=_fix(failure) if failure else "",
+            fix=_FIXES[failure] if failure else "",
             exit_code=self._proc.returncode if self._proc else None,
             duration_s=self._elapsed(),
             status_code=status,
@@ -514,16 +511,25 @@ class Attempt:
             if self.opencode is None:
                 outcome = self._outcome(FailureClass.OPENCODE_NOT_FOUND, "OpenCode (opencode) was not found on PATH")
             else:
-                run = self._run()
-                try:
-                    async for event in run:
-                        if isinstance(event, Outcome):
-                            outcome = event
-                            break
-                        collected.append(event)
-                        yield event
-                finally:
-                    await run.aclose()
+                for launch in range(BUSY_RELAUNCHES + 1):
+                    outcome = None
+                    launched_at = len(collected)
+                    run = self._run()
+                    try:
+                        async for event in run:
+                            if isinstance(event, Outcome):
+                                outcome = event
+                                break
+                            collected.append(event)
+                            yield event
+                    finally:
+                        await run.aclose()
+                    if launch == BUSY_RELAUNCHES or not self._database_busy(outcome, collected[launched_at:]):
+                        break
+                    log.debug("OpenCode found its database locked by another run; starting it again")
+                    await self._end()
+                    self._proc, self._stderr = None, _StderrTail()
+                    await asyncio.sleep(BUSY_RELAUNCH_DELAY_S)
         except asyncio.CancelledError:
             outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
             raise
@@ -533,11 +539,20 @@ class Attempt:
                 outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
             self.result = AttemptResult(
                 attempt=self.number, cli_model_name=spec.cli_model_name, model_id=spec.model_id, argv=self.argv,
-                outcome=outcome, text="".join(e.text for e in collected if isinstance(e, Text)).strip(),
+                outcome=outcome, text="\n\n".join(e.text.strip() for e in collected if isinstance(e, Text) and e.text.strip()),
                 events=tuple(e for e in collected if not isinstance(e, ProcessStats)),
                 stderr_tail=self._redact(self._stderr.text()),
             )
         yield AttemptFinished(attempt=self.number, at=self._elapsed(), cli_model_name=spec.cli_model_name, outcome=outcome)
+
+    def _database_busy(self, outcome: Outcome | None, events: list[RunEvent]) -> bool:
+        """OpenCode quit at start because another run held its database, having done nothing."""
+        return (
+            outcome is not None and outcome.failure is FailureClass.FAILED
+            and not any(isinstance(e, (StepStart, ErrorEvent)) for e in events)
+            and "database is locked" in self._stderr.text()
+            and time.monotonic() + BUSY_RELAUNCH_DELAY_S < self._started + self.spec.timeout_s
+        )
 
     async def _run(self) -> AsyncIterator[RunEvent | Outcome]:
         spec = self.spec
@@ -739,6 +754,7 @@ class Attempt:
 
 
 def _sample_tree(pid: int, known: dict[int, psutil.Process]) -> ProcessStats | None:
+    """CPU % and RSS summed over the live processes of the tree; None when none is left."""
     procs = _tree(pid)
     if not procs:
         return None
@@ -749,6 +765,8 @@ def _sample_tree(pid: int, known: dict[int, psutil.Process]) -> ProcessStats | N
         cached = known.setdefault(proc.pid, proc)
         try:
             with cached.oneshot():
+                if cached.status() == psutil.STATUS_ZOMBIE:
+                    continue
                 cpu += cached.cpu_percent(None)
                 rss += cached.memory_info().rss
             pids.append(proc.pid)

@@ -60,6 +60,8 @@ __all__ = [
     "delegate",
 ]
 
+STDERR_SUMMARY_CHARS = 4_000
+
 CURABLE_BY_FALLBACK = frozenset({
     FailureClass.MODEL_NOT_FOUND,
     FailureClass.CONNECTION,
@@ -128,7 +130,7 @@ class DelegationResult(BaseModel):
             "duration_s": self.duration_s,
             "attempts": [
                 {"attempt": a.attempt, "model_id": a.model_id, "cli_model_name": a.cli_model_name,
-                 "outcome": a.outcome.model_dump(mode="json")}
+                 "outcome": a.outcome.model_dump(mode="json"), "stderr_tail": a.stderr_tail[-STDERR_SUMMARY_CHARS:]}
                 for a in self.attempts
             ],
         }
@@ -163,28 +165,16 @@ class Delegation:
         attempts: list[AttemptResult] = []
         try:
             for number, profile in enumerate(spec.chain, start=1):
-                remaining = spec.timeout_s - (time.monotonic() - started)
                 result = None
-                unnamed = profile.cli_model_name is None
-                if unnamed:
-                    result = _skipped(number, profile, "OpenCode's config names no default model (set \"model\" in opencode.json)")
-                    yield AttemptStarted(attempt=number, model_id=profile.id, cli_model_name="(none)")
-                    yield AttemptFinished(attempt=number, cli_model_name="(none)", outcome=result.outcome)
-                elif remaining <= 0:
-                    result = _skipped(number, profile, f"no time left of the {spec.timeout_s:g} s timeout",
-                                      FailureClass.TIMEOUT)
-                    yield AttemptFinished(attempt=number, cli_model_name=profile.cli_model_name, outcome=result.outcome)
-                else:
-                    attempt = Attempt(self._attempt_spec(profile, remaining), attempt=number)
-                    self._current = attempt
-                    async with attempt:
-                        async for event in attempt.events():
-                            yield event
-                    self._current = None
-                    result = attempt.result
+                async for event in self._one(number, profile, spec.timeout_s - (time.monotonic() - started)):
+                    if isinstance(event, AttemptResult):
+                        result = event
+                    else:
+                        yield event
                 assert result is not None
                 attempts.append(result)
                 following = spec.chain[number] if number < len(spec.chain) else None
+                unnamed = profile.cli_model_name is None
                 if self._cancelled or following is None or not (unnamed or curable_by_fallback(result.outcome)):
                     break
                 yield FallbackTaken(
@@ -194,6 +184,29 @@ class Delegation:
         finally:
             if attempts:
                 self.result = DelegationResult(attempts=tuple(attempts), duration_s=round(time.monotonic() - started, 3))
+
+    async def _one(self, number: int, profile: ModelProfile, remaining: float) -> AsyncIterator[RunEvent | AttemptResult]:
+        """One attempt's events, then its :class:`AttemptResult`."""
+        if profile.cli_model_name is None or remaining <= 0:
+            if profile.cli_model_name is None:
+                result = _skipped(number, profile, "OpenCode's config names no default model (set \"model\" in opencode.json)")
+            else:
+                result = _skipped(number, profile, f"no time left of the {self.spec.timeout_s:g} s timeout",
+                                  FailureClass.TIMEOUT)
+            yield AttemptStarted(attempt=number, model_id=profile.id, cli_model_name=result.cli_model_name)
+            yield AttemptFinished(attempt=number, cli_model_name=result.cli_model_name, outcome=result.outcome)
+            yield result
+            return
+        attempt = Attempt(self._attempt_spec(profile, remaining), attempt=number)
+        self._current = attempt
+        try:
+            async with attempt:
+                async for event in attempt.events():
+                    yield event
+        finally:
+            self._current = None
+        assert attempt.result is not None
+        yield attempt.result
 
     def _attempt_spec(self, profile: ModelProfile, remaining: float) -> AttemptSpec:
         spec = self.spec

@@ -21,6 +21,7 @@ from nexus_core.events import (
     AttemptFinished,
     AttemptStarted,
     ErrorEvent,
+    FailureClass,
     FallbackTaken,
     GatewayRetrying,
     OutputLine,
@@ -35,6 +36,7 @@ from nexus_core.routing import RoutingSnapshot, build_snapshot, fallback_chain, 
 from nexus_core.runs import Delegation, DelegationResult, DelegationSpec, chain_of
 
 MAX_STDIN_TASK_BYTES = 16 * 1024 * 1024
+STDERR_LINES_SHOWN = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -153,6 +155,9 @@ class _Printer:
         if result.ok:
             self.note(f"✓ done in {result.duration_s:.1f} s by {final.model_id or final.cli_model_name}")
         else:
+            if result.outcome.failure is FailureClass.FAILED:
+                for line in final.stderr_tail.splitlines()[-STDERR_LINES_SHOWN:]:
+                    self.note(f"  opencode: {line[:300]}")
             self.note(f"✗ failed ({result.outcome.failure}): {result.outcome.sentence()}")
 
 
