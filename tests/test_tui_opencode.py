@@ -71,3 +71,22 @@ async def test_demo_runs_two_tasks_streams_the_reply_and_quits_leaving_nothing(h
     left = [pid for pid in spawned if alive(pid)]
     assert left == [], f"processes left behind: {left}"
     assert not root.exists(), "the demo's temporary directory was not removed"
+
+
+async def test_a_picked_model_that_fails_falls_back_and_the_view_shows_both_attempts(hermetic_env: dict[str, str]) -> None:
+    app = RecordingApp(demo=True, env=hermetic_env, test_mode=True, check_health=False, debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state is not None, timeout=30, what="the demo config")
+        app.demo_environment.gateway.add_fault("404,model=claude-opus-4-5")
+        app.query_one("#task").pick("opencode-custom-opus")
+        await pilot.press(*"design a cache", "enter")
+        await until(pilot, lambda: "run-1" in app.runs, what="the run")
+        view = app.query_one("#run-1-view", RunView)
+        await until(pilot, lambda: view.status.finished, timeout=120, what="the run to end")
+        assert view.status is RunStatus.SUCCEEDED, view.verdict
+        assert [a.cli_model_name for a in view.attempts] == ["custom/claude-opus-4-5", "custom/claude-sonnet-4-5"]
+        assert view.attempts[0].verdict == "model_not_found" and view.attempts[1].ok
+        lines = list(view.log_widget.lines)
+        assert any(line.startswith("⤷ falling back from opencode-custom-opus to opencode-custom-sonnet") for line in lines), lines
+        assert str(app.query_one("#runs").get_tab("run-1").label).startswith("✓ 1 custom/claude-sonnet-4-5")
+        await app.shutdown()

@@ -187,7 +187,7 @@ class NexusApp(App[int]):
     def _score_wanted(self, message: TaskPanel.ScoreWanted) -> None:
         self.score(message.task)
 
-    @work(exclusive=True, group="score")
+    @work(exclusive=True, group="score", exit_on_error=False)
     async def score(self, task: str) -> None:
         """Score every model for ``task`` and draw the breakdown."""
         if self.state is None:
@@ -239,11 +239,14 @@ class NexusApp(App[int]):
     @work(group="runs", exit_on_error=False)
     async def drive_run(self, run_id: str, handle: backend.RunHandle, view: RunView) -> None:
         """Pass the run's events to its view until it ends."""
+        refused: str | None = None
         try:
             async for event in handle.events():
                 view.feed(event)
+        except NexusError as exc:
+            refused = exc.sentence()
         finally:
-            status, verdict = handle.verdict()
+            status, verdict = (RunStatus.FAILED, refused) if refused else handle.verdict()
             view.finish(status, verdict)
             if self.watcher is not None:
                 for model_id in handle.rate_limited_models():
