@@ -212,8 +212,10 @@ class NexusApp(App[int]):
             return None
         view = self.new_run_view(request.task)
         self.runs[view.run_id] = handle
-        # OpenCode starts before the tab is mounted: the view queues what arrives meanwhile.
+        # OpenCode starts before the tab is mounted (one turn of the loop lets the worker reach the
+        # spawn); the view queues what arrives meanwhile.
         self.drive_run(view.run_id, handle, view)
+        await asyncio.sleep(0)
         await self.show_run_view(view, handle.label)
         return view.run_id
 
