@@ -294,7 +294,7 @@ class RunView(Vertical):
         if not self.is_mounted:
             return
         cpu = self.cpu_history[-1]
-        text = f"CPU {cpu:5.1f}% RSS {_megabytes(self.rss_bytes):>6}" if self.rss_bytes else "CPU   —   RSS     —"
+        text = f"CPU {cpu:3.0f}% RSS {_megabytes(self.rss_bytes):>6}" if self.rss_bytes else "CPU   — RSS      —"
         self.query_one("#run-proc", Static).update(text)
         self.query_one("#run-cpu", Sparkline).data = list(self.cpu_history)
 
