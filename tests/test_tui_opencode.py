@@ -88,5 +88,6 @@ async def test_a_picked_model_that_fails_falls_back_and_the_view_shows_both_atte
         assert view.attempts[0].verdict == "model_not_found" and view.attempts[1].ok
         lines = list(view.log_widget.lines)
         assert any(line.startswith("⤷ falling back from opencode-custom-opus to opencode-custom-sonnet") for line in lines), lines
-        assert str(app.query_one("#runs").get_tab("run-1").label).startswith("✓ 1 custom/claude-sonnet-4-5")
+        tabs = app.query_one("#runs")
+        await until(pilot, lambda: str(tabs.get_tab("run-1").label).startswith("✓ 1 custom/claude-sonnet-4-5"), what="the tab label")
         await app.shutdown()

@@ -205,7 +205,10 @@ class RunView(Vertical):
             return
         if kind == "attempt_started":
             self.attempts.append(Attempt(number=event.attempt, cli_model_name=event.cli_model_name))
-            self.set_status(RunStatus.RUNNING)
+            # Announced even when already running: the tab label names the model being tried.
+            self.status = RunStatus.RUNNING
+            self.post_message(self.StatusChanged(self.run_id, self.status))
+            self._draw_status()
         elif kind == "attempt_finished" and self.attempts:
             attempt = self.attempts[-1]
             attempt.ok = bool(event.outcome.ok)
