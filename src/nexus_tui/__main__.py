@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +16,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nexus_tui.app import NexusApp
 
     app = NexusApp(project_dir=args.project_dir, demo=args.demo)
-    app.run()
+    try:
+        app.run()
+    finally:
+        # The app closes the demo itself; this is for an exit that never reached its unmount.
+        if app.demo_environment is not None:
+            shutil.rmtree(app.demo_environment.root, ignore_errors=True)
     return app.return_code or 0
 
 

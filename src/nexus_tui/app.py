@@ -1,48 +1,432 @@
-"""The nexus dashboard app."""
+"""The nexus dashboard: registry, live score breakdown, concurrent task streams, health, live reload.
+
+Widgets draw and post messages; every call into :mod:`nexus_core` runs in a worker and comes
+back as a method call on the widget that draws it (workers share the app's event loop).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shlex
+import signal
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from itertools import count
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from textual.app import App, ComposeResult
-from textual.widgets import DataTable, Footer, Header
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
 
-from nexus_core.opencode_config import ConfigError, load_config
-from nexus_core.registry import build_registry, overlay_paths
+from nexus_core.errors import NexusError
+from nexus_tui import backend
+from nexus_tui.screens import ConfirmQuitScreen, HelpScreen
+from nexus_tui.theme import NEXUS_THEME
+from nexus_tui.widgets.health import HealthPanel
+from nexus_tui.widgets.registry import RegistryPanel, registry_rows
+from nexus_tui.widgets.runs import STATUS_STYLE, RunStatus, RunView
+from nexus_tui.widgets.task import RunRequest, TaskPanel
+
+if TYPE_CHECKING:
+    from nexus_core.watch import ConfigWatcher, SnapshotUpdate
+
+__all__ = ["NexusApp", "STYLES"]
 
 STYLES = Path(__file__).resolve().parents[2] / "styles"
 
 
 class NexusApp(App[int]):
-    """Registry table (the dashboard issue grows this into the full dashboard)."""
+    """The dashboard. ``test_mode`` freezes what changes by itself (cursor blink, elapsed times, timings);
+    ``watch_config=False`` loads the config once instead of following edits; ``check_health=False``
+    leaves the health checks to the Re-probe key."""
 
-    CSS_PATH = str(STYLES / "app.tcss")
+    CSS_PATH = [str(STYLES / name) for name in ("app.tcss", "registry.tcss", "task.tcss", "runs.tcss", "health.tcss", "screens.tcss")]
     TITLE = "nexus"
+    SUB_TITLE = "delegate coding tasks through OpenCode"
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
+        Binding("f1", "help", "Help", id="app.help"),
+        Binding("f5", "reprobe", "Re-probe", id="app.reprobe"),
+        Binding("ctrl+t", "focus_task", "Task", id="app.focus_task"),
+        Binding("f8", "cancel_active_run", "Cancel run", id="app.cancel_run"),
+    ]
 
-    def __init__(self, project_dir: str | None = None, demo: bool = False) -> None:
+    class ConfigReloaded(Message):
+        """A config edit was taken in (``change.state``) or refused with its error (``change.error``)."""
+
+        def __init__(self, change: backend.ConfigChange) -> None:
+            super().__init__()
+            self.change = change
+
+    def __init__(
+        self,
+        project_dir: str | os.PathLike[str] | None = None,
+        *,
+        demo: bool = False,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        test_mode: bool = False,
+        watch_config: bool = True,
+        check_health: bool = True,
+        debounce: float = 0.12,
+    ) -> None:
         super().__init__()
-        self.project_dir = project_dir
+        self.project_dir = Path(project_dir or os.getcwd()).resolve()
         self.demo = demo
-        self.sub_title = "DEMO" if demo else ""
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self.clock = clock
+        self.test_mode = test_mode
+        self.debounce = debounce
+        self.watch_config = watch_config
+        self.check_health = check_health
+        self.watcher: ConfigWatcher | None = None
+        self.state: backend.DashboardState | None = None
+        self.demo_environment: backend.DemoEnvironment | None = None
+        self.runs: dict[str, backend.RunHandle] = {}
+        self._run_numbers = count(1)
+        self.register_theme(NEXUS_THEME)
+        self.theme = NEXUS_THEME.name
+        if demo:
+            self.sub_title = "DEMO — loopback reference gateway, no key needed"
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        yield DataTable(id="registry", cursor_type="row", zebra_stripes=True)
+        yield Header(show_clock=False, icon="◆")
+        if self.demo:
+            yield Static("DEMO  ·  a loopback reference gateway answers every model; nothing leaves this machine", id="demo-banner")
+        yield RegistryPanel(id="registry")
+        yield TaskPanel(debounce=self.debounce, id="task")
+        with Horizontal(id="bottom"):
+            with Vertical(id="runs-area"):
+                yield Static("No runs yet. Type a task and press Enter; each run gets its own tab here.", id="runs-empty")
+                yield TabbedContent(id="runs")
+            yield HealthPanel(show_timings=not self.test_mode, id="health")
         yield Footer()
 
-    def on_mount(self) -> None:
-        table = self.query_one("#registry", DataTable)
-        table.add_columns("id", "CLI model name", "provider", "reasoning", "code", "speed", "cost", "context", "source")
-        try:
-            config = load_config(self.project_dir)
-        except ConfigError as exc:
-            self.notify(exc.sentence(), severity="error", timeout=10)
-            config = None
-        registry = build_registry(config, overlay_paths(self.project_dir))
-        for m in registry.models:
-            q = m.quality
-            table.add_row(
-                m.id, m.cli_model_name or "—", m.provider, f"{q.reasoning:g}", f"{q.code:g}",
-                f"{q.speed:g}", f"{q.cost:g}", f"{m.context_limit:,}" if m.context_limit else "—", m.source,
-                key=m.id,
+    async def on_mount(self) -> None:
+        self.query_one("#registry", RegistryPanel).border_title = "Models"
+        self.query_one("#runs-area", Vertical).border_title = "Runs"
+        self.query_one("#runs", TabbedContent).display = False
+        if self.test_mode:
+            for text_input in self.query(Input):
+                text_input.cursor_blink = False
+        self.query_one("#task-input", Input).focus()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._terminated)
+        loop.add_signal_handler(signal.SIGHUP, self._hung_up)
+        self.start()
+
+    def _terminated(self) -> None:
+        """SIGTERM: end the runs and clean up as a quit does, without asking."""
+        self.run_worker(self.shutdown(), group="shutdown", exclusive=True)
+
+    def _hung_up(self) -> None:
+        """SIGHUP, the terminal is gone: clean up, then leave at once.
+
+        Textual's exit would restore a terminal that no longer exists, and its writer blocks on it.
+        """
+        async def clean_up_and_leave() -> None:
+            try:
+                await self.release()
+            finally:
+                os._exit(129)
+
+        self.run_worker(clean_up_and_leave(), group="shutdown", exclusive=True)
+
+    @work(exclusive=True, group="start", exit_on_error=False)
+    async def start(self) -> None:
+        """Set up demo mode if asked, load the routing state, then check health and watch the config."""
+        if self.demo and self.demo_environment is None:
+            self.demo_environment = await backend.start_demo(self.env)
+            self.env = self.demo_environment.env
+            self.project_dir = self.demo_environment.project_dir
+            self.query_one("#demo-banner", Static).update(
+                f"DEMO  ·  loopback reference gateway at {self.demo_environment.gateway.base_url}  ·  "
+                f"edit {self.demo_environment.config_file} to see a reload"
             )
+        if self.watch_config:
+            self.watcher = backend.open_watcher(self.project_dir, self.env)
+            snapshot = await self.watcher.start()
+            if snapshot is not None:
+                self.apply_state(backend.DashboardState(snapshot))
+            elif self.watcher.error is not None:
+                self.show_config_error(backend.config_error_sentence(self.watcher.error, self.project_dir, self.env, kept=False))
+            self.follow_config(self.watcher.updates())
+        else:
+            try:
+                self.apply_state(await backend.load_state(self.project_dir, self.env))
+            except NexusError as exc:
+                self.show_config_error(exc.sentence())
+        if self.check_health:
+            self.run_doctor()
+        backend.warm_up()
+
+    def show_config_error(self, sentence: str) -> None:
+        """A config file does not parse: a toast, and a line above the registry until it is fixed."""
+        self.notify(sentence, title="Config", severity="error", timeout=15)
+        self.query_one("#registry", RegistryPanel).show_config_error(sentence)
+
+    def apply_state(self, state: backend.DashboardState) -> None:
+        """Draw a (new) routing state: the table in place, the breakdown for the current text."""
+        self.state = state
+        self.query_one("#registry", RegistryPanel).show_config_error(None)
+        self.query_one("#registry", RegistryPanel).show(registry_rows(state.registry, state.unavailable), state.problems)
+        self.score(self.query_one("#task-input", Input).value)
+
+    # Routing -----------------------------------------------------------------------------
+
+    @on(TaskPanel.ScoreWanted)
+    def _score_wanted(self, message: TaskPanel.ScoreWanted) -> None:
+        self.score(message.task)
+
+    @work(exclusive=True, group="score", exit_on_error=False)
+    async def score(self, task: str) -> None:
+        """Score every model for ``task`` and draw the breakdown."""
+        if self.state is None:
+            return
+        self.query_one("#task", TaskPanel).show(backend.score(self.state, task))
+
+    # Runs --------------------------------------------------------------------------------
+
+    @on(TaskPanel.RunRequested)
+    async def _run_requested(self, message: TaskPanel.RunRequested) -> None:
+        await self.start_run(message.request)
+
+    async def start_run(self, request: RunRequest) -> str | None:
+        """Open a pane for ``request`` and start it; the run id, or None when it could not start."""
+        if self.state is None:
+            self.notify("The config is not loaded yet; wait a moment and press Enter again.", severity="warning")
+            return None
+        try:
+            handle = backend.start_run(self.state, request, self.env, self.project_dir)
+        except NexusError as exc:
+            self.notify(exc.sentence(), title="Cannot run", severity="error", timeout=10)
+            return None
+        view = self.new_run_view(request.task)
+        self.runs[view.run_id] = handle
+        # OpenCode starts before the tab is mounted (one turn of the loop lets the worker reach the
+        # spawn); the view queues what arrives meanwhile.
+        self.drive_run(view.run_id, handle, view)
+        await asyncio.sleep(0)
+        await self.show_run_view(view, handle.label)
+        return view.run_id
+
+    def new_run_view(self, task: str) -> RunView:
+        """The view for the next run (not mounted yet)."""
+        run_id = f"run-{next(self._run_numbers)}"
+        return RunView(run_id, task, clock=self.clock, show_timings=not self.test_mode, id=f"{run_id}-view")
+
+    async def show_run_view(self, view: RunView, label: str) -> None:
+        """Mount ``view`` in a new tab and make it the active one."""
+        run_id = view.run_id
+        number = int(run_id.split("-")[1])
+        tabs = self.query_one("#runs", TabbedContent)
+        await tabs.add_pane(TabPane(self._tab_label(number, RunStatus.STARTING, label), view, id=run_id))
+        tabs.display = True
+        self.query_one("#runs-empty", Static).display = False
+        tabs.active = run_id
+
+    @staticmethod
+    def _tab_label(number: int, status: RunStatus, model: str) -> str:
+        return f"{STATUS_STYLE[status][0]} {number} {model}"
+
+    @work(group="runs", exit_on_error=False)
+    async def drive_run(self, run_id: str, handle: backend.RunHandle, view: RunView) -> None:
+        """Pass the run's events to its view until it ends."""
+        refused: str | None = None
+        try:
+            async for event in handle.events():
+                view.feed(event)
+        except NexusError as exc:
+            refused = exc.sentence()
+        finally:
+            status, verdict = (RunStatus.FAILED, refused) if refused else handle.verdict()
+            view.finish(status, verdict)
+            if self.watcher is not None:
+                for model_id in handle.rate_limited_models():
+                    self.watcher.note_rate_limit(model_id)
+
+    @on(RunView.StatusChanged)
+    def _run_status_changed(self, message: RunView.StatusChanged) -> None:
+        tabs = self.query_one("#runs", TabbedContent)
+        number = int(message.run_id.split("-")[1])
+        view = self.query_one(f"#{message.run_id}-view", RunView)
+        tabs.get_tab(message.run_id).label = self._tab_label(number, message.status, view.current_model)
+
+    @on(RunView.CancelRequested)
+    def _cancel_requested(self, message: RunView.CancelRequested) -> None:
+        self.cancel_run(message.run_id)
+
+    def cancel_run(self, run_id: str) -> None:
+        """End a run's whole process tree (its view shows it as cancelled)."""
+        handle = self.runs.get(run_id)
+        if handle is not None and not handle.finished:
+            for view in self.query(f"#{run_id}-view").results(RunView):
+                view.set_status(RunStatus.CANCELLING)
+            handle.cancel()
+
+    def action_cancel_active_run(self) -> None:
+        """Cancel the run whose tab is in view."""
+        active = self.query_one("#runs", TabbedContent).active
+        if active in self.running:
+            self.cancel_run(active)
+        else:
+            self.notify("No run in progress in the tab in view.", severity="warning", timeout=3)
+
+    @property
+    def running(self) -> list[str]:
+        """Ids of the runs still in progress."""
+        return [run_id for run_id, handle in self.runs.items() if not handle.finished]
+
+    # Health ------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="doctor", exit_on_error=False)
+    async def run_doctor(self) -> None:
+        """Run doctor's checks and draw them."""
+        panel = self.query_one("#health", HealthPanel)
+        panel.checking()
+        try:
+            health = await backend.health(self.project_dir, self.env)
+        except NexusError as exc:
+            panel.failed_to_check(exc.sentence())
+            return
+        panel.show(health.report)
+        if self.watcher is not None:
+            # Routing then knows which models the gateway serves (a model it lacks becomes unavailable).
+            for provider_id, model_ids in health.gateway_models.items():
+                self.watcher.note_gateway_models(provider_id, model_ids)
+
+    def action_reprobe(self) -> None:
+        self.run_doctor()
+
+    # Reload ------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="watch", exit_on_error=False)
+    async def follow_config(self, updates: AsyncIterator["SnapshotUpdate"]) -> None:
+        """Follow config edits: a new state with a diff toast, or the error with the last good state kept."""
+        async for update in updates:
+            change = backend.change_of(update, self.project_dir, self.env)
+            if change.error is not None:
+                self.show_config_error(change.error)
+                self.post_message(self.ConfigReloaded(change))
+                continue
+            assert change.state is not None
+            self.apply_state(change.state)
+            self.post_message(self.ConfigReloaded(change))
+            if change.only_availability:
+                continue
+            self.notify(change.summary, title="Config reloaded", timeout=6)
+            if self.check_health:
+                self.run_doctor()
+
+    # Commands ----------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Run task", "Run the task in the task box on the chosen model", self.action_run_task)
+        yield SystemCommand("Pick model", "Choose the model for the next run", self.action_pick_model)
+        yield SystemCommand("Re-probe", "Run the health checks (doctor) again", self.action_reprobe)
+        yield SystemCommand("Open config path", "Open an OpenCode config file in your editor", self.action_open_config)
+        yield SystemCommand("Help", "Keys and panels", self.action_help)
+        yield from super().get_system_commands(screen)
+
+    async def action_run_task(self) -> None:
+        task_input = self.query_one("#task-input", Input)
+        task_input.focus()
+        if task_input.value.strip():
+            await task_input.action_submit()
+        else:
+            self.notify("Type a task in the task box first.", severity="warning")
+
+    def action_pick_model(self) -> None:
+        if self.state is None:
+            return
+        panel = self.query_one("#task", TaskPanel)
+        commands = [("Automatic: the top-ranked model", lambda: panel.pick(None), "back to automatic routing")]
+        for model in self.state.registry.models:
+            reason = self.state.unavailable.get(model.id)
+            help_text = f"{model.cli_model_name or '—'}" + (f" — {reason}" if reason else "")
+            commands.append((model.id, lambda model_id=model.id: panel.pick(model_id), help_text))
+        self.search_commands(commands, placeholder="Pick the model for the next run…")
+
+    def action_open_config(self) -> None:
+        paths = backend.config_paths(self.project_dir, self.env)
+        commands = [
+            (str(path), lambda path=path: self.open_in_editor(path), "exists" if path.exists() else "not created yet")
+            for path in paths
+        ]
+        self.search_commands(commands, placeholder="Open which config file?")
+
+    def open_in_editor(self, path: Path) -> None:
+        """Open ``path`` in $VISUAL/$EDITOR (the dashboard suspends meanwhile), or say where it is."""
+        editor = shlex.split(self.env.get("VISUAL") or self.env.get("EDITOR") or "")
+        if not editor or shutil.which(editor[0]) is None:
+            self.copy_to_clipboard(str(path))
+            self.notify(f"{path} (path copied). Set $EDITOR to open it from here.", title="Config path", timeout=10)
+            return
+        with self.suspend():
+            subprocess.run([*editor, str(path)], check=False)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_focus_task(self) -> None:
+        self.query_one("#task-input", Input).focus()
+
+    @on(RegistryPanel.ModelChosen)
+    def _registry_model_chosen(self, message: RegistryPanel.ModelChosen) -> None:
+        self.query_one("#task", TaskPanel).pick(message.model_id)
+        self.query_one("#task-input", Input).focus()
+
+    # Quitting ----------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        running = self.running
+        if running:
+            self.push_screen(ConfirmQuitScreen(len(running)), self._quit_answered)
+            return
+        await self.shutdown()
+
+    async def _quit_answered(self, answer: bool | None) -> None:
+        if answer:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Release everything (:meth:`release`) and exit."""
+        await self.release()
+        self.exit(0)
+
+    async def release(self) -> None:
+        """Cancel every run and wait for their process trees to end; stop the watcher and the demo."""
+        for run_id in self.running:
+            self.cancel_run(run_id)
+        await backend.wait_all(self.runs.values())
+        if self.watcher is not None:
+            await self.watcher.stop()
+        if self.demo_environment is not None:
+            await self.demo_environment.close()
+            self.demo_environment = None
+
+    async def on_unmount(self) -> None:
+        """However the app ends, its runs' process trees and the demo's gateway and files go with it."""
+        for run_id in self.running:
+            self.cancel_run(run_id)
+        if self.watcher is not None:
+            await self.watcher.stop()
+        if self.demo_environment is not None:
+            await self.demo_environment.close()
+            self.demo_environment = None
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One place for worker failures: a toast with the sentence, never a traceback on screen."""
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            sentence = error.sentence() if isinstance(error, NexusError) else f"{type(error).__name__}: {error}"
+            self.notify(sentence, title=f"{event.worker.group} failed", severity="error", timeout=15)

@@ -1,0 +1,284 @@
+"""The dashboard's calls into :mod:`nexus_core`, and the view values its widgets draw.
+
+Nothing here decides anything: routing, delegation, health checks, config watching and the
+demo gateway are the core's. This module turns their results into the small frozen values
+the widgets take (:class:`~nexus_tui.widgets.task.Breakdown`, ...), so widgets never import
+the core's types and the core never learns about widgets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from nexus_core.errors import NexusError
+from nexus_core.opencode_config import ConfigError, candidate_paths
+from nexus_core.registry import Registry
+from nexus_core.routing import RoutingSnapshot, build_snapshot, profile_task, route
+from nexus_tui.demo import DemoEnvironment, start_demo
+from nexus_tui.widgets.health import HealthCheck, HealthReport
+from nexus_tui.widgets.runs import RunStatus
+from nexus_tui.widgets.task import Breakdown, RankedModel, RunRequest
+
+# The doctor (httpx), the watcher (watchfiles) and the delegation (psutil) are imported when first
+# used, after the first frame: importing them up front costs a third of a cold start.
+if TYPE_CHECKING:
+    from nexus_core.events import RunEvent
+    from nexus_core.runs import Delegation
+    from nexus_core.watch import ConfigWatcher, SnapshotUpdate
+
+__all__ = [
+    "ConfigChange",
+    "DashboardState",
+    "DemoEnvironment",
+    "Health",
+    "RunHandle",
+    "change_of",
+    "config_error_sentence",
+    "config_paths",
+    "shown_path",
+    "health",
+    "load_state",
+    "open_watcher",
+    "warm_up",
+    "score",
+    "start_demo",
+    "start_run",
+    "wait_all",
+]
+
+
+@dataclass(frozen=True)
+class DashboardState:
+    """The routing snapshot in force, and what the registry table needs from it."""
+
+    snapshot: RoutingSnapshot
+
+    @property
+    def registry(self) -> Registry:
+        return self.snapshot.registry
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Model id → why it cannot be used now (absent: available)."""
+        reasons = {model.id: self.snapshot.unavailable_reason(model.id) for model in self.registry.models}
+        return {model_id: reason for model_id, reason in reasons.items() if reason}
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return tuple(problem.sentence() for problem in self.registry.problems)
+
+
+async def load_state(project_dir: Path, env: Mapping[str, str]) -> DashboardState:
+    """Load the config and registry (off the event loop); a broken file is a NexusError naming file:line:col."""
+    try:
+        snapshot = await asyncio.to_thread(build_snapshot, project_dir, env)
+    except ConfigError as exc:
+        raise NexusError(config_error_sentence(exc, project_dir, env, kept=False)) from exc
+    return DashboardState(snapshot)
+
+
+def config_paths(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
+    """Every file OpenCode would read for ``project_dir``, highest precedence last."""
+    return candidate_paths(project_dir, env)
+
+
+def score(state: DashboardState, task: str) -> Breakdown:
+    """Score every model for ``task``: the ranked with their terms, the skipped with their reasons."""
+    decision = route(state.snapshot, profile_task(task))
+    ranked = [
+        RankedModel(
+            model_id=scored.id,
+            cli_model_name=scored.model.cli_model_name,
+            total=scored.total,
+            terms=tuple((term.name, term.value) for term in scored.terms),
+        )
+        for scored in decision.ranked
+    ]
+    skipped = [
+        RankedModel(model_id=s.id, cli_model_name=s.model.cli_model_name, total=0, terms=(), skipped=s.reason)
+        for s in decision.skipped
+    ]
+    profile = decision.profile
+    return Breakdown(
+        task=task,
+        ranked=(*ranked, *skipped),
+        chosen=decision.chosen.id if decision.chosen else None,
+        fallback_chain=tuple(model.id for model in decision.chain[1:]),
+        profile=f"{profile.size} task · ~{profile.token_estimate:,} tokens",
+        problem=None if decision.chosen else decision.reason,
+    )
+
+
+def shown_path(path: str | Path, project_dir: Path, env: Mapping[str, str]) -> str:
+    """``path`` as the user reads it best: relative inside the project, ``~/…`` inside their home."""
+    target = Path(path)
+    home = env.get("HOME")
+    for base, prefix in ((project_dir, ""), (Path(home) if home else None, "~/")):
+        if base is not None and target.is_relative_to(base):
+            return f"{prefix}{target.relative_to(base)}"
+    return str(target)
+
+
+def config_error_sentence(error: ConfigError, project_dir: Path, env: Mapping[str, str], *, kept: bool = True) -> str:
+    """A broken config file as one line: ``file:line:col: what``, and whether the last good state is kept."""
+    where = shown_path(error.path, project_dir, env)
+    if error.line is not None:
+        where = f"{where}:{error.line}:{error.column}"
+    then = "the last good config stays in force" if kept else "nothing is loaded until it parses"
+    return f"{where}: {error.message}. Fix the file and save it again; {then}."
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """A config edit seen by the watcher: the new state and a one-line diff, or the error (old state kept)."""
+
+    state: DashboardState | None = None
+    summary: str = ""
+    error: str | None = None
+    only_availability: bool = False
+
+
+class RunHandle:
+    """One delegation the dashboard started: its events, its cancel switch, and how it ended."""
+
+    def __init__(self, delegation: "Delegation", label: str) -> None:
+        self.delegation = delegation
+        self.label = label
+        self.finished = False
+        self._done = asyncio.Event()
+
+    async def events(self) -> AsyncIterator["RunEvent"]:
+        """The delegation's events as they come (the OpenCode process starts on the first one)."""
+        try:
+            async with self.delegation:
+                async for event in self.delegation.events():
+                    yield event
+        finally:
+            self.finished = True
+            self._done.set()
+
+    def cancel(self) -> None:
+        """End the run's process tree; the delegation tries no further model."""
+        self.delegation.cancel()
+
+    async def wait(self) -> None:
+        """Until the run has ended and its processes are gone."""
+        await self._done.wait()
+
+    def rate_limited_models(self) -> list[str]:
+        """Ids of the models whose attempt ended rate-limited (they cool down before the next routing)."""
+        from nexus_core.events import FailureClass
+
+        result = self.delegation.result
+        attempts = result.attempts if result is not None else ()
+        return [a.model_id for a in attempts if a.model_id and a.outcome.failure is FailureClass.RATE_LIMITED]
+
+    def verdict(self) -> tuple[RunStatus, str]:
+        """The final status and a one-line verdict."""
+        from nexus_core.events import FailureClass
+
+        result = self.delegation.result
+        if result is None:
+            return RunStatus.CANCELLED, "ended before any model was tried"
+        outcome = result.outcome
+        if outcome.ok:
+            return RunStatus.SUCCEEDED, f"{result.final.cli_model_name} answered in {result.duration_s:.1f} s"
+        if outcome.failure is FailureClass.CANCELLED:
+            return RunStatus.CANCELLED, "cancelled; its OpenCode processes were ended"
+        return RunStatus.FAILED, outcome.sentence()
+
+
+def start_run(state: DashboardState, request: RunRequest, env: Mapping[str, str], project_dir: Path) -> RunHandle:
+    """Route ``request`` (its picked model as a hint) and prepare the delegation along the fallback chain.
+
+    The OpenCode process starts when the handle's events are first read.
+    """
+    from nexus_core.runs import Delegation, DelegationSpec
+
+    decision = route(state.snapshot, profile_task(request.task), hint=request.model_id)
+    chosen = decision.chosen_or_raise()
+    workdir = request.workdir
+    if workdir is not None and not workdir.is_absolute():
+        workdir = project_dir / workdir
+    if workdir is not None and not workdir.is_dir():
+        raise NexusError(f"the working directory {workdir} does not exist", "Set an existing directory in the task options")
+    spec = DelegationSpec(
+        prompt=request.task,
+        chain=decision.chain,
+        variant=request.variant,
+        thinking=request.thinking,
+        workdir=workdir or project_dir,
+        env=dict(env),
+    )
+    return RunHandle(Delegation(spec), chosen.id)
+
+
+async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:
+    """Until every run in ``handles`` has ended (bounded: their trees get SIGKILL well within it)."""
+    pending = [handle.wait() for handle in handles if not handle.finished]
+    if pending:
+        await asyncio.wait_for(asyncio.gather(*pending), timeout)
+
+
+@dataclass(frozen=True)
+class Health:
+    """A doctor run as the panel draws it, and the model ids each reachable gateway listed."""
+
+    report: HealthReport
+    gateway_models: dict[str, list[str]]
+
+
+async def health(project_dir: Path, env: Mapping[str, str]) -> Health:
+    """Doctor's checks for ``project_dir`` (bounded: a dead gateway gets its verdict in seconds)."""
+    from nexus_core.doctor import run_doctor
+
+    report = await run_doctor(project_dir, env)
+    gateway_models = {
+        check.id.removeprefix("gateway."): list(check.data["models"])
+        for check in report.checks
+        if check.id.startswith("gateway.") and check.status == "ok" and isinstance(check.data.get("models"), list)
+    }
+    drawn = HealthReport(
+        checks=tuple(
+            HealthCheck(
+                check_id=check.id,
+                status=check.status,
+                summary=check.summary,
+                fix=check.fix,
+                duration_ms=check.duration_ms,
+            )
+            for check in report.checks
+        ),
+        gateway_latency_ms=report.gateway_latency_ms,
+    )
+    return Health(report=drawn, gateway_models=gateway_models)
+
+
+def warm_up() -> None:
+    """Import what the first run needs, once the first frame is drawn, so that Enter spawns at once."""
+    import nexus_core.runs  # noqa: F401
+
+
+def open_watcher(project_dir: Path, env: Mapping[str, str]) -> "ConfigWatcher":
+    """A watcher over every config file of ``project_dir`` (start it to get the first snapshot)."""
+    from nexus_core.watch import ConfigWatcher
+
+    return ConfigWatcher(project_dir, env)
+
+
+def change_of(update: SnapshotUpdate, project_dir: Path, env: Mapping[str, str]) -> ConfigChange:
+    """A watcher update as the dashboard shows it: the new state and its diff, or the error."""
+    if update.error is not None:
+        return ConfigChange(error=config_error_sentence(update.error, project_dir, env))
+    assert update.snapshot is not None
+    diff = update.diff
+    summary = diff.summary()
+    if update.recovered:
+        summary = f"fixed; {summary}"
+    quiet = not (diff.added or diff.removed or diff.changed or diff.gateways or diff.config_changed or update.recovered)
+    return ConfigChange(state=DashboardState(update.snapshot), summary=summary, only_availability=quiet)

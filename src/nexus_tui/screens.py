@@ -1,0 +1,83 @@
+"""Modal screens: help, and the question asked before quitting with runs in progress."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+__all__ = ["ConfirmQuitScreen", "HelpScreen", "HELP_TEXT"]
+
+HELP_TEXT = """\
+# nexus dashboard
+
+Type a task in the **Task** box. As you type, every model is scored for it: the table shows
+each model's total and the named terms that add up to it, the chosen model and its fallback
+chain. **Enter** runs the task on the top-ranked model.
+
+## Keys
+
+- `Enter` in the task box: run the task
+- `Tab` / `Shift+Tab`: move between the task box, the options, the breakdown, the registry, the runs
+- `Enter` on a breakdown or registry row: pick that model for the next run
+- `Esc` in the task box: back to the top-ranked model
+- `F8` (or `c` in a run): cancel the run in view (its whole OpenCode process tree ends)
+- `End` in a run: follow the tail again
+- `/` in the registry: filter the models; `s`: sort by the next column (or click a header)
+- `F5`: run the health checks (doctor) again
+- `Ctrl+T`: back to the task box
+- `Ctrl+P`: command palette — run task, pick model, re-probe, open config path, theme
+- `F1`: this help
+- `Ctrl+Q`: quit (asks first while runs are in progress; no OpenCode process is left)
+
+Saving `opencode.json` reloads the registry and the breakdown and shows what changed. A file
+that does not parse is named with its line and column, and the last good config stays in force.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Key bindings and what the panels mean."""
+
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close", id="help.close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-dialog"):
+            # Markdown (markdown-it) is imported on first use: it is not needed for the first frame.
+            from textual.widgets import Markdown
+
+            yield Markdown(HELP_TEXT)
+            yield Static("Esc closes", id="help-close-hint")
+
+
+class ConfirmQuitScreen(ModalScreen[bool]):
+    """Asked when quitting while runs are in progress: True cancels them and quits."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Quit", id="quit.yes"),
+        Binding("n,escape", "answer(False)", "Stay", id="quit.no"),
+    ]
+
+    def __init__(self, running: int) -> None:
+        super().__init__()
+        self.running = running
+
+    def compose(self) -> ComposeResult:
+        runs = "1 run is" if self.running == 1 else f"{self.running} runs are"
+        with Vertical(id="quit-dialog"):
+            yield Static(f"{runs} still in progress.\nQuit and cancel them? Their OpenCode processes will be ended.", id="quit-question")
+            with Horizontal(id="quit-buttons"):
+                yield Button("Cancel runs and quit (y)", variant="error", id="quit-yes")
+                yield Button("Stay (n)", variant="primary", id="quit-no")
+
+    def on_mount(self) -> None:
+        self.query_one("#quit-no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "quit-yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)

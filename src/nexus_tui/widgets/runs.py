@@ -1,0 +1,318 @@
+"""One run's live view: status, attempts, process stats with a sparkline, and its event stream.
+
+Events become lines in a pending buffer; a timer writes them to a :class:`~textual.widgets.Log`
+in batches (a few hundred thousand lines a second) with a line cap, so memory stays bounded
+however long the run. The view follows the tail only while it is scrolled to the bottom and
+otherwise counts the lines that arrived below ("N new").
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Log, Sparkline, Static
+
+__all__ = ["STATUS_STYLE", "RunStatus", "RunView", "event_lines"]
+
+LOG_LINE_CAP = 5_000
+STATS_HISTORY = 60
+FLUSH_INTERVAL = 1 / 30
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+STATUS_STYLE = {
+    RunStatus.STARTING: ("◌", "dim"),
+    RunStatus.RUNNING: ("●", "bold cyan"),
+    RunStatus.SUCCEEDED: ("✓", "bold green"),
+    RunStatus.FAILED: ("✗", "bold red"),
+    RunStatus.CANCELLING: ("◍", "yellow"),
+    RunStatus.CANCELLED: ("■", "yellow"),
+}
+
+
+@dataclass
+class Attempt:
+    """One model tried by the run and how it ended (None while it runs)."""
+
+    number: int
+    cli_model_name: str
+    verdict: str | None = None
+    ok: bool = False
+
+
+def _tokens(event: Any) -> str:
+    tokens = getattr(event, "tokens", None)
+    if tokens is None:
+        return ""
+    parts = [f"in {tokens.input:,}", f"out {tokens.output:,}"]
+    if getattr(tokens, "reasoning", 0):
+        parts.append(f"reasoning {tokens.reasoning:,}")
+    return " · tokens " + ", ".join(parts)
+
+
+def event_lines(event: Any) -> list[str]:
+    """The log lines for one run event (none for process stats, which the sparkline shows)."""
+    kind = getattr(event, "kind", "")
+    if kind == "text":
+        return event.text.splitlines() or [""]
+    if kind == "reasoning":
+        return [f"  … {line}" for line in event.text.splitlines()]
+    if kind == "tool_use":
+        title = f" {event.title}" if event.title else ""
+        line = f"⚙ {event.tool} [{event.status}]{title}"
+        return [line, f"  ✗ {event.error}"] if event.error else [line]
+    if kind == "step_start":
+        return ["▸ step"]
+    if kind == "step_finish":
+        return [f"■ step finished: {event.reason or '?'}{_tokens(event)}"]
+    if kind == "error":
+        status = f" (HTTP {event.status_code})" if event.status_code else ""
+        return [f"✗ {event.name}{status}: {event.message}"]
+    if kind == "retrying":
+        return [f"↻ gateway retry {event.retry}: {event.message}"]
+    if kind == "attempt_started":
+        return [f"── attempt {event.attempt}: {event.cli_model_name} ──"]
+    if kind == "attempt_finished":
+        mark = "✓" if event.outcome.ok else "✗"
+        return [f"{mark} attempt {event.attempt}: {event.outcome.sentence()}"]
+    if kind == "fallback":
+        return [f"⤷ falling back from {event.from_model} to {event.to_model} ({event.reason})"]
+    if kind == "output":
+        return [event.line]
+    if kind == "raw":
+        return [f"· {event.type}"]
+    if kind == "stats":
+        return []
+    return [str(event)]
+
+
+def _elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _megabytes(rss: int) -> str:
+    return f"{rss / 1_048_576:.0f} MB"
+
+
+class RunView(Vertical):
+    """A run's pane. Feed it events with :meth:`feed`; it draws them in batches."""
+
+    BINDINGS = [
+        Binding("c", "cancel", "Cancel run", id="run.cancel"),
+        Binding("end", "follow", "Follow", show=False, id="run.follow"),
+    ]
+
+    class CancelRequested(Message):
+        """The user asked to cancel this run."""
+
+        def __init__(self, run_id: str) -> None:
+            super().__init__()
+            self.run_id = run_id
+
+    class StatusChanged(Message):
+        """The run's status changed (the tab label follows it)."""
+
+        def __init__(self, run_id: str, status: RunStatus) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.status = status
+
+    def __init__(
+        self,
+        run_id: str,
+        task: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        show_timings: bool = True,
+        line_cap: int = LOG_LINE_CAP,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(id=id)
+        self.run_id = run_id
+        self.task_text = task
+        self.clock = clock
+        self.show_timings = show_timings
+        self.line_cap = line_cap
+        self.status = RunStatus.STARTING
+        self.attempts: list[Attempt] = []
+        self.started_at = clock()
+        self.finished_at: float | None = None
+        self.verdict = ""
+        self.cpu_history: deque[float] = deque([0.0] * STATS_HISTORY, maxlen=STATS_HISTORY)
+        self.rss_bytes = 0
+        self.unseen_lines = 0
+        self.lines_received = 0
+        self.lines_written = 0
+        self._pending: deque[str] = deque([f"$ {line}" for line in task.splitlines()[:3]], maxlen=line_cap)
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="run-head"):
+            yield Static("", id="run-status")
+            yield Static("", id="run-proc")
+            yield Sparkline(list(self.cpu_history), id="run-cpu", min_color="green", max_color="red")
+        yield Static("", id="run-detail")
+        yield Log(max_lines=self.line_cap, auto_scroll=False, id="run-log")
+        yield Static("", id="run-new-lines")
+
+    def on_mount(self) -> None:
+        self.set_interval(FLUSH_INTERVAL, self.flush)
+        if self.show_timings:
+            self.set_interval(1.0, self._draw_status)
+        self._draw_status()
+        self._draw_stats()
+
+    @property
+    def log_widget(self) -> Log:
+        return self.query_one("#run-log", Log)
+
+    @property
+    def current_model(self) -> str:
+        return self.attempts[-1].cli_model_name if self.attempts else "…"
+
+    def feed(self, event: Any) -> None:
+        """Take one event of the run (typed adapter events, dispatched on ``kind``)."""
+        kind = getattr(event, "kind", "")
+        if kind == "stats":
+            self.cpu_history.append(float(event.cpu_percent))
+            self.rss_bytes = int(event.rss_bytes)
+            self._draw_stats()
+            return
+        if kind == "attempt_started":
+            self.attempts.append(Attempt(number=event.attempt, cli_model_name=event.cli_model_name))
+            # Announced even when already running: the tab label names the model being tried.
+            self.status = RunStatus.RUNNING
+            self.post_message(self.StatusChanged(self.run_id, self.status))
+            self._draw_status()
+        elif kind == "attempt_finished" and self.attempts:
+            attempt = self.attempts[-1]
+            attempt.ok = bool(event.outcome.ok)
+            attempt.verdict = "ok" if attempt.ok else str(event.outcome.failure)
+            self._draw_status()
+        self.write_lines(event_lines(event))
+
+    def _wrap(self, lines: list[str]) -> list[str]:
+        width = self.log_widget.scrollable_content_region.width - 1
+        if width < 20 or all(len(line) <= width for line in lines):
+            return lines
+        wrapped: list[str] = []
+        for line in lines:
+            wrapped.extend(textwrap.wrap(line, width, replace_whitespace=False, drop_whitespace=False) or [""] if len(line) > width else [line])
+        return wrapped
+
+    def write_lines(self, lines: Iterable[str]) -> None:
+        """Queue lines for the next batched write (the oldest queued ones drop beyond the cap)."""
+        batch = list(lines)
+        self.lines_received += len(batch)
+        self._pending.extend(batch)
+
+    def flush(self) -> None:
+        """Write the queued lines in one batch; follow the tail only if the view is at the bottom."""
+        if not self.is_mounted:
+            return
+        if not self._pending:
+            if self.unseen_lines and self.log_widget.is_vertical_scroll_end:
+                self.action_follow()
+            return
+        lines = self._wrap(list(self._pending))
+        self._pending.clear()
+        log = self.log_widget
+        follow = log.is_vertical_scroll_end or log.max_scroll_y == 0
+        log.write_lines(lines, scroll_end=follow)
+        self.lines_written += len(lines)
+        if follow:
+            self.unseen_lines = 0
+        else:
+            self.unseen_lines += len(lines)
+        self._draw_new_lines()
+
+    def finish(self, status: RunStatus, verdict: str) -> None:
+        """The run ended: show its final status and one-line verdict."""
+        self.finished_at = self.clock()
+        self.verdict = verdict
+        self.set_status(status)
+        self.write_lines([f"══ {status.value}: {verdict}" if verdict else f"══ {status.value}"])
+        self.flush()
+
+    def set_status(self, status: RunStatus) -> None:
+        if status != self.status:
+            self.status = status
+            self.post_message(self.StatusChanged(self.run_id, status))
+        self._draw_status()
+
+    def _draw_status(self) -> None:
+        if not self.is_mounted:
+            return
+        icon, style = STATUS_STYLE[self.status]
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(f"{icon} {self.status.value}", style=style)
+        if self.show_timings:
+            end = self.finished_at if self.finished_at is not None else self.clock()
+            line.append(f"  {_elapsed(end - self.started_at)}", style="dim")
+        if self.attempts:
+            line.append(f"  attempt {self.attempts[-1].number}", style="magenta")
+        line.append("  ")
+        line.append(self.current_model, style="bold")
+        self.query_one("#run-status", Static).update(line)
+        detail = Text()
+        if len(self.attempts) > 1:
+            detail.append(" → ".join(
+                f"{a.cli_model_name}{'' if a.verdict is None else (' ✓' if a.ok else f' ✗ {a.verdict}')}"
+                for a in self.attempts
+            ), style="magenta")
+        if self.verdict and self.status.finished:
+            if detail:
+                detail.append("\n")
+            detail.append(self.verdict, style="green" if self.status is RunStatus.SUCCEEDED else "red")
+        widget = self.query_one("#run-detail", Static)
+        widget.update(detail)
+        widget.display = bool(detail)
+
+    def _draw_stats(self) -> None:
+        if not self.is_mounted:
+            return
+        cpu = self.cpu_history[-1]
+        text = f"CPU {cpu:3.0f}% RSS {_megabytes(self.rss_bytes):>6}" if self.rss_bytes else "CPU   — RSS      —"
+        self.query_one("#run-proc", Static).update(text)
+        self.query_one("#run-cpu", Sparkline).data = list(self.cpu_history)
+
+    def _draw_new_lines(self) -> None:
+        if not self.is_mounted:
+            return
+        label = self.query_one("#run-new-lines", Static)
+        label.update(f"↓ {self.unseen_lines:,} new — End to follow" if self.unseen_lines else "")
+        label.display = bool(self.unseen_lines)
+
+    def action_follow(self) -> None:
+        self.log_widget.scroll_end(animate=False)
+        self.unseen_lines = 0
+        self._draw_new_lines()
+
+    def action_cancel(self) -> None:
+        if not self.status.finished:
+            self.post_message(self.CancelRequested(self.run_id))

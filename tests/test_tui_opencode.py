@@ -1,0 +1,93 @@
+"""The real OpenCode through the dashboard, in demo mode against the reference gateway."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from nexus_tui.screens import ConfirmQuitScreen
+from nexus_tui.widgets.runs import RunStatus, RunView
+from tui_support import SIZE, RecordingApp, until
+
+pytestmark = pytest.mark.opencode
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def descendants() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+async def test_demo_runs_two_tasks_streams_the_reply_and_quits_leaving_nothing(hermetic_env: dict[str, str]) -> None:
+    app = RecordingApp(demo=True, env=hermetic_env, test_mode=True, check_health=False, debounce=0.01)
+    before = descendants()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state is not None, timeout=30, what="the demo config")
+        demo = app.demo_environment
+        assert demo is not None and demo.config_file.is_file()
+        assert "DEMO" in str(app.query_one("#demo-banner").render())
+        root = demo.root
+
+        await pilot.press(*"say hello", "enter")
+        await until(pilot, lambda: "run-1" in app.runs, what="the first run")
+        first = app.query_one("#run-1-view", RunView)
+        await until(pilot, lambda: first.status is RunStatus.SUCCEEDED, timeout=120, what="the first run to succeed")
+        lines = list(first.log_widget.lines)
+        assert any("say hello" in line and not line.startswith("$") for line in lines), lines
+        assert any(line.startswith("■ step finished: stop") and "tokens" in line for line in lines), lines
+        assert first.attempts and first.attempts[0].cli_model_name == app.state.registry.get(
+            app.runs["run-1"].label
+        ).cli_model_name
+        requests = await demo.gateway.wait_for_requests(1)
+        assert "say hello" in requests[-1].last_user_text
+
+        # Slow answers keep the next runs in progress: one is cancelled, one is left running at quit.
+        demo.gateway.add_fault("latency=60")
+        await pilot.press(*"to be cancelled", "enter")
+        await until(pilot, lambda: "run-2" in app.runs, what="the run to cancel")
+        cancelled = app.query_one("#run-2-view", RunView)
+        await until(pilot, lambda: cancelled.rss_bytes > 0, timeout=30, what="its process stats")
+        cancelled_pids = descendants() - before
+        await pilot.press("f8")
+        await until(pilot, lambda: cancelled.status is RunStatus.CANCELLED, timeout=30, what="the cancel")
+        assert [pid for pid in cancelled_pids if alive(pid)] == []
+
+        await pilot.press(*"second task", "enter")
+        await until(pilot, lambda: "run-3" in app.runs, what="the second run")
+        second = app.query_one("#run-3-view", RunView)
+        await until(pilot, lambda: second.rss_bytes > 0, timeout=30, what="the second run's process stats")
+        spawned = descendants() - before
+        assert spawned
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuitScreen), what="the quit question")
+        await pilot.press("y")
+    assert app.return_code == 0
+    assert app.runs["run-3"].finished
+    left = [pid for pid in spawned if alive(pid)]
+    assert left == [], f"processes left behind: {left}"
+    assert not root.exists(), "the demo's temporary directory was not removed"
+
+
+async def test_a_picked_model_that_fails_falls_back_and_the_view_shows_both_attempts(hermetic_env: dict[str, str]) -> None:
+    app = RecordingApp(demo=True, env=hermetic_env, test_mode=True, check_health=False, debounce=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.state is not None, timeout=30, what="the demo config")
+        app.demo_environment.gateway.add_fault("404,model=claude-opus-4-5")
+        app.query_one("#task").pick("opencode-custom-opus")
+        await pilot.press(*"design a cache", "enter")
+        await until(pilot, lambda: "run-1" in app.runs, what="the run")
+        view = app.query_one("#run-1-view", RunView)
+        await until(pilot, lambda: view.status.finished, timeout=120, what="the run to end")
+        assert view.status is RunStatus.SUCCEEDED, view.verdict
+        assert [a.cli_model_name for a in view.attempts] == ["custom/claude-opus-4-5", "custom/claude-sonnet-4-5"]
+        assert view.attempts[0].verdict == "model_not_found" and view.attempts[1].ok
+        lines = list(view.log_widget.lines)
+        assert any(line.startswith("⤷ falling back from opencode-custom-opus to opencode-custom-sonnet") for line in lines), lines
+        tabs = app.query_one("#runs")
+        await until(pilot, lambda: str(tabs.get_tab("run-1").label).startswith("✓ 1 custom/claude-sonnet-4-5"), what="the tab label")
+        await app.shutdown()

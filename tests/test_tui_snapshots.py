@@ -1,0 +1,165 @@
+"""How each panel looks, as SVG snapshots in snapshots/ (``--snapshot-update`` rewrites them).
+
+Deterministic: test mode (no cursor blink, no elapsed times or durations), no config watcher,
+no health run at start (the panel gets a fixed report), workers awaited before the shot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_textual_snapshot import SVGImageExtension
+from textual._doc import take_svg_screenshot
+from textual.pilot import Pilot
+
+from nexus_core.events import (
+    AttemptFinished,
+    AttemptStarted,
+    FailureClass,
+    FallbackTaken,
+    Outcome,
+    ProcessStats,
+    StepFinish,
+    StepStart,
+    Text,
+    TokenUsage,
+    ToolUse,
+)
+from nexus_tui.app import NexusApp
+from nexus_tui.screens import ConfirmQuitScreen
+from nexus_tui.widgets.health import HealthCheck, HealthPanel, HealthReport
+from nexus_tui.widgets.runs import RunStatus
+from tui_support import SIZE, write_project
+
+SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
+
+HEALTH = HealthReport(
+    checks=(
+        HealthCheck("opencode", "ok", "OpenCode 1.2.15 on PATH (supported >=1.2.15,<1.3)", duration_ms=120),
+        HealthCheck("config", "ok", "1 file(s) parsed; custom (opencode.json)", duration_ms=4),
+        HealthCheck("provider.custom.api_key", "warn", "NOT SET, from {env:CUSTOM_API_KEY}", fix="export CUSTOM_API_KEY", duration_ms=0),
+        HealthCheck(
+            "gateway.custom", "fail", "http://127.0.0.1:9/v1/models: connection refused",
+            fix="start the gateway or correct baseURL in opencode.json", duration_ms=3,
+        ),
+    ),
+    gateway_latency_ms=None,
+)
+
+
+class DashboardSVG(SVGImageExtension):
+    """The dashboard's snapshots live in the project's snapshots/ folder."""
+
+    @classmethod
+    def dirname(cls, *, test_location: Any) -> str:
+        return str(SNAPSHOTS / test_location.basename)
+
+
+@pytest.fixture
+def snap(snapshot: Any, tmp_path: Path, hermetic_env: dict[str, str]):
+    """``snap(run_before)``: the dashboard over a fixed project, shot at 140x45 after ``run_before``."""
+    snapshot = snapshot.use_extension(DashboardSVG)
+    project = write_project(tmp_path)
+
+    def compare(run_before, app: NexusApp | None = None) -> bool:
+        app = app or NexusApp(project, env=hermetic_env, test_mode=True, watch_config=False, check_health=False, debounce=0.01)
+
+        async def prepare(pilot: Pilot[Any]) -> None:
+            await pilot.app.workers.wait_for_complete()
+            pilot.app.query_one(HealthPanel).show(HEALTH)
+            await run_before(pilot)
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+
+        return snapshot == take_svg_screenshot(app=app, terminal_size=SIZE, run_before=prepare)
+
+    return compare
+
+
+async def type_task(pilot: Pilot[Any], text: str) -> None:
+    await pilot.press(*text)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.05)
+    await pilot.app.workers.wait_for_complete()
+
+
+def test_dashboard_with_a_breakdown(snap) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await type_task(pilot, "refactor the parser module and add tests")
+
+    assert snap(run_before)
+
+
+def test_registry_filtered(snap) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.press("tab", "tab", "tab", "tab", "tab")
+        pilot.app.query_one("#registry-filter").focus()
+        await pilot.press(*"sonnet")
+
+    assert snap(run_before)
+
+
+def test_runs_with_a_fallback_and_new_lines(snap) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app: NexusApp = pilot.app  # type: ignore[assignment]
+        first = app.new_run_view("fix the failing test in tests/test_parser.py")
+        await app.show_run_view(first, "opencode-custom-opus")
+        failed = Outcome(failure=FailureClass.CONNECTION, message="the gateway refused the connection", fix="check baseURL")
+        for event in (
+            AttemptStarted(attempt=1, model_id="opencode-custom-opus", cli_model_name="custom/claude-opus-4-5"),
+            AttemptFinished(attempt=1, cli_model_name="custom/claude-opus-4-5", outcome=failed),
+            FallbackTaken(attempt=1, from_model="opencode-custom-opus", to_model="opencode-custom-sonnet", reason=FailureClass.CONNECTION),
+            AttemptStarted(attempt=2, model_id="opencode-custom-sonnet", cli_model_name="custom/claude-sonnet-4-5"),
+            StepStart(attempt=2),
+            ToolUse(attempt=2, tool="read", status="completed", title="tests/test_parser.py"),
+            StepFinish(attempt=2, reason="tool-calls", tokens=TokenUsage(input=2144, output=38)),
+            Text(attempt=2, text="The test expected a trailing newline; the parser now keeps it.\nAll 14 tests pass."),
+            StepFinish(attempt=2, reason="stop", tokens=TokenUsage(input=2301, output=112)),
+            ProcessStats(attempt=2, cpu_percent=12.5, rss_bytes=182 * 1_048_576, pids=(1,)),
+            AttemptFinished(attempt=2, cli_model_name="custom/claude-sonnet-4-5", outcome=Outcome(message="finished")),
+        ):
+            first.feed(event)
+        first.finish(RunStatus.SUCCEEDED, "custom/claude-sonnet-4-5 answered")
+
+        second = app.new_run_view("summarise the changelog")
+        await app.show_run_view(second, "opencode-custom-sonnet")
+        second.feed(AttemptStarted(attempt=1, model_id="opencode-custom-sonnet", cli_model_name="custom/claude-sonnet-4-5"))
+        for cpu in (5.0, 40.0, 80.0, 35.0, 60.0):
+            second.feed(ProcessStats(cpu_percent=cpu, rss_bytes=96 * 1_048_576, pids=(1,)))
+        second.write_lines(f"line {i}" for i in range(60))
+        second.flush()
+        await pilot.pause()
+        second.log_widget.scroll_home(animate=False)
+        await pilot.pause()
+        second.write_lines(f"later line {i}" for i in range(25))
+        second.flush()
+
+    assert snap(run_before)
+
+
+def test_help_screen(snap) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.press("f1")
+
+    assert snap(run_before)
+
+
+def test_quit_question(snap) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.app.push_screen(ConfirmQuitScreen(2))
+
+    assert snap(run_before)
+
+
+def test_broken_config_at_start(snap, tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    project = tmp_path / "broken"
+    project.mkdir()
+    (project / "opencode.json").write_text('{\n  "provider": {\n    "custom": ,\n  }\n}\n')
+    app = NexusApp(project, env=hermetic_env, test_mode=True, watch_config=False, check_health=False, debounce=0.01)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+
+    assert snap(run_before, app)

@@ -1,0 +1,79 @@
+"""Helpers for the dashboard's tests: a project on disk, an app that records its messages, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.message import Message
+from textual.pilot import Pilot
+
+from nexus_tui.app import NexusApp
+
+SIZE = (140, 45)
+# Nothing listens here: the config is complete, and the gateway is simply down.
+CLOSED_GATEWAY = "http://127.0.0.1:9/v1"
+
+
+def write_project(root: Path, base_url: str = CLOSED_GATEWAY, models: dict[str, Any] | None = None, default: str | None = None) -> Path:
+    """A project directory whose opencode.json declares the custom provider at ``base_url``."""
+    project = root / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "opencode.json").write_text(json.dumps(project_config(base_url, models, default), indent=2))
+    return project
+
+
+def project_config(base_url: str, models: dict[str, Any] | None = None, default: str | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "$schema": "https://opencode.ai/config.json",
+        "provider": {
+            "custom": {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "Custom Gateway",
+                "options": {"baseURL": base_url, "apiKey": "{env:CUSTOM_API_KEY}"},
+                "models": models
+                or {
+                    "claude-opus-4-5": {"name": "Claude Opus 4.5", "limit": {"context": 200000, "output": 65536}},
+                    "claude-sonnet-4-5": {"name": "Claude Sonnet 4.5", "limit": {"context": 200000, "output": 65536}},
+                },
+            }
+        },
+    }
+    if default:
+        config["model"] = default
+    return config
+
+
+class RecordingApp(NexusApp):
+    """The dashboard, keeping every message that reaches the app (bubbled from widgets or its own)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.messages: list[Message] = []
+
+    async def _on_message(self, message: Message) -> None:
+        self.messages.append(message)
+        await super()._on_message(message)
+
+    def seen(self, kind: type[Message]) -> list[Any]:
+        return [m for m in self.messages if isinstance(m, kind)]
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``condition`` between pilot pauses until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.02)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Let workers finish and the screen refresh."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await asyncio.sleep(0)
