@@ -28,13 +28,22 @@ def modules() -> list[str]:
     return sorted(p.stem for p in HERE.glob("*_bench.py"))
 
 
+def bench_env() -> dict[str, str]:
+    """The environment for bench modules: the project's pinned OpenCode first on PATH, as in the tests."""
+    env = dict(os.environ)
+    local = HERE.parent / ".tools" / "opencode" / "node_modules" / ".bin"
+    venv_bin = Path(sys.executable).parent
+    env["PATH"] = os.pathsep.join(p for p in (str(local) if local.is_dir() else "", str(venv_bin), env.get("PATH", "")) if p)
+    return env
+
+
 def run_module(name: str) -> list[Measure]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.json"
         try:
             result = subprocess.run(
                 [sys.executable, "-m", "bench._one", name, str(out)],
-                cwd=HERE.parent, timeout=PER_MODULE_TIMEOUT, capture_output=True, text=True,
+                cwd=HERE.parent, env=bench_env(), timeout=PER_MODULE_TIMEOUT, capture_output=True, text=True,
             )
         except subprocess.TimeoutExpired:
             return [Measure(name=name, value=float("nan"), unit="", goal="completes", holds=False, note=f"timed out after {PER_MODULE_TIMEOUT} s")]

@@ -36,10 +36,22 @@ def build_parser(commands: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentPars
     return parser
 
 
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The subcommand in ``argv``, looking past the global options (``--dir D``, ``--mode M``)."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token in ("--dir", "--mode"):
+            next(tokens, None)
+        elif not token.startswith("-"):
+            return token if token in SUBCOMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # A command named first needs only its own module: the others' imports would slow every start.
-    parser = build_parser((argv[0],) if argv and argv[0] in SUBCOMMANDS else SUBCOMMANDS)
+    # A named command needs only its own module: the others' imports would slow every start.
+    command = _named_command(argv)
+    parser = build_parser((command,) if command else SUBCOMMANDS)
     args = parser.parse_args(argv)
     try:
         if args.mode == "server":
