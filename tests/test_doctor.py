@@ -436,7 +436,7 @@ async def test_smoke_reads_the_error_event_not_the_exit_code(project: Path, env:
     smoke = await opencode_smoke(opencode_path(), "custom/claude-sonnet-4-5", str(project), env, timeout=45)
     assert smoke.status == "fail" and smoke.cause == "opencode_error", smoke
     assert smoke.data["exit_code"] == 0  # OpenCode exits 0: only the error event tells
-    assert "custom/claude-sonnet-4-5 reported:" in smoke.summary
+    assert "custom/claude-sonnet-4-5 failed (auth)" in smoke.summary  # classified as a delegation is
 
 
 # ---------------------------------------------------------------- the CLI

@@ -50,7 +50,9 @@ from nexus_core.gateway_probe import (
     probe_chat_stream,
     probe_models,
 )
+from nexus_core.adapter import AttemptSpec, run_attempt
 from nexus_core.errors import NexusError
+from nexus_core.events import FailureClass
 from nexus_core.opencode_config import ConfigError, MergedConfig, load_config
 from nexus_core.registry import ModelProfile, Registry, build_registry, overlay_paths
 from nexus_core.secrets import Redactor, is_secret_key
@@ -82,7 +84,6 @@ MCP_ENTRY = "nexus-agents"
 _OPENAI_COMPATIBLE = "@ai-sdk/openai-compatible"
 _SMOKE_PROMPT = "Reply with the single word OK."
 _STDERR_TAIL = 2000
-_MAX_EVENT_LINE = 1024 * 1024
 _ENV_TEMPLATE = re.compile(r"\{env:([^}]+)\}")
 
 
@@ -723,92 +724,32 @@ async def _check_chat(gw: _Gateway, model: str, redact: Redactor, timeout: float
 async def opencode_smoke(opencode: str, model: str, project_dir: str, env: Mapping[str, str], timeout: float = SMOKE_TIMEOUT_S) -> Check:
     """``opencode run --format json --model <model>`` in ``project_dir`` with a tiny prompt on stdin.
 
-    Judged by its events, not its exit code (OpenCode exits 0 on most failures): ok on a
-    ``step_finish`` with reason ``stop``/``length`` and some text; an ``error`` event, no answer, or
-    no answer within ``timeout`` seconds fails. The process tree is always ended. The check's
-    texts are not redacted here: :func:`run_doctor` redacts the whole report.
+    One attempt through the adapter, so the smoke is judged exactly as a delegation is: by its
+    events, not its exit code, with silent gateway retries bounded and the process tree ended.
+    The check's texts are not redacted here: :func:`run_doctor` redacts the whole report.
     """
     timer = _Timer()
     check_id, title = "probe.opencode_run", "opencode run smoke"
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            opencode, "run", "--format", "json", "--model", model, cwd=project_dir, env=dict(env),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, limit=_MAX_EVENT_LINE,
-        )
-    except OSError as exc:
-        return _cannot_start(opencode, exc, timer).model_copy(update={"id": check_id, "title": title})
-    texts: list[str] = []
-    errors: list[str] = []
-    reasons: list[str] = []
-    stderr_tail = bytearray()
-
-    async def read_stdout() -> None:
-        assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            kind = event.get("type") if isinstance(event, dict) else None
-            part = event.get("part") or {} if isinstance(event, dict) else {}
-            if kind == "text" and part.get("text"):
-                texts.append(str(part["text"]))
-            elif kind == "step_finish":
-                reasons.append(str(part.get("reason")))
-            elif kind == "error":
-                error = event.get("error") or {}
-                message = (error.get("data") or {}).get("message") if isinstance(error, dict) else None
-                errors.append(f"{error.get('name', 'error') if isinstance(error, dict) else 'error'}: {message or error}")
-
-    async def read_stderr() -> None:
-        assert proc.stderr is not None
-        while chunk := await proc.stderr.read(4096):
-            stderr_tail.extend(chunk)
-            del stderr_tail[:-_STDERR_TAIL]
-
-    assert proc.stdin is not None
-    proc.stdin.write(_SMOKE_PROMPT.encode())
-    with contextlib.suppress(ConnectionError):
-        await proc.stdin.drain()
-    proc.stdin.close()
-    timed_out = False
-    try:
-        async with asyncio.timeout(timeout):
-            await asyncio.gather(read_stdout(), read_stderr())
-            await proc.wait()
-    except TimeoutError:
-        timed_out = True
-    finally:
-        await _kill_tree(proc)
-    data = {"model": model, "exit_code": proc.returncode, "step_finish": reasons, "errors": errors}
-    if errors:
-        return Check(
-            id=check_id, title=title, status="fail", cause="opencode_error",
-            summary=f"opencode run --model {model} reported: {errors[0][:300]}",
-            detail="\n".join(errors), fix="see the gateway and models checks above; the error names what OpenCode met",
-            duration_ms=timer.ms(), data=data,
-        )
-    if timed_out:
-        return Check(
-            id=check_id, title=title, status="fail", cause="opencode_timeout",
-            summary=f"opencode run --model {model} gave no answer within {timeout:g} s",
-            detail=stderr_tail.decode(errors="replace")[-_STDERR_TAIL:],
-            fix="OpenCode retries 5xx, 429 and dropped connections forever without a word: check the gateway checks and its logs",
-            duration_ms=timer.ms(), data=data,
-        )
-    if texts and any(r in ("stop", "length") for r in reasons):
-        reply = " ".join(" ".join(texts).split())[:120]
+    spec = AttemptSpec(
+        cli_model_name=model, prompt=_SMOKE_PROMPT, workdir=Path(project_dir), timeout_s=timeout,
+        stall_timeout_s=timeout, max_gateway_retries=1, stats_interval_s=None, env=dict(env), opencode=opencode,
+    )
+    result = await run_attempt(spec)
+    outcome = result.outcome
+    data = {"model": model, "exit_code": outcome.exit_code, "failure": outcome.failure and str(outcome.failure.value)}
+    if outcome.ok:
+        reply = " ".join(result.text.split())[:120]
         return Check(
             id=check_id, title=title, status="ok",
             summary=f"opencode run --model {model} answered {reply!r}",
             duration_ms=timer.ms(), data=data,
         )
+    timed_out = outcome.failure in (FailureClass.TIMEOUT, FailureClass.STALLED)
     return Check(
-        id=check_id, title=title, status="fail", cause="opencode_no_answer",
-        summary=f"opencode run --model {model} ended (exit {proc.returncode}) without an answer",
-        detail=stderr_tail.decode(errors="replace")[-_STDERR_TAIL:],
-        fix="run the same command by hand with --print-logs to see what OpenCode did",
+        id=check_id, title=title, status="fail", cause="opencode_timeout" if timed_out else "opencode_error",
+        summary=f"opencode run --model {model} failed ({outcome.failure.value}): {outcome.message[:300]}",
+        detail=result.stderr_tail[-_STDERR_TAIL:],
+        fix=outcome.fix or "run the same command by hand with --print-logs to see what OpenCode did",
         duration_ms=timer.ms(), data=data,
     )
 
