@@ -92,6 +92,7 @@ __all__ = [
     "find_opencode",
     "native_opencode",
     "run_attempt",
+    "terminate_tree",
 ]
 
 log = logging.getLogger(__name__)
@@ -764,7 +765,7 @@ class Attempt:
             return
         pgid = proc.pid
         if proc.returncode is None or _group_exists(pgid):
-            await _terminate_tree(proc, TERMINATE_GRACE_S)
+            await terminate_tree(proc, TERMINATE_GRACE_S)
         _LIVE_GROUPS.discard(pgid)
         await asyncio.to_thread(_kill_orphans, self.env[ATTEMPT_VAR], self._launched_at)
 
@@ -818,7 +819,7 @@ def _sample_tree(pid: int, known: dict[int, psutil.Process]) -> ProcessStats | N
     return ProcessStats(cpu_percent=round(cpu, 1), rss_bytes=rss, pids=tuple(pids))
 
 
-async def _terminate_tree(proc: asyncio.subprocess.Process, grace: float) -> None:
+async def terminate_tree(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
     """SIGTERM to the group and every descendant, ``grace`` seconds, then SIGKILL; reap the launcher."""
     pgid = proc.pid
     procs = _tree(pgid)

@@ -33,7 +33,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from nexus_core.gateway_probe import (
     probe_chat_stream,
     probe_models,
 )
-from nexus_core.adapter import AttemptSpec, run_attempt
+from nexus_core.adapter import AttemptSpec, run_attempt, terminate_tree
 from nexus_core.errors import NexusError
 from nexus_core.events import FailureClass
 from nexus_core.opencode_config import ConfigError, MergedConfig, load_config
@@ -260,21 +259,6 @@ def _parse_version(text: str) -> tuple[int, int, int] | None:
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
-async def _kill_tree(proc: asyncio.subprocess.Process) -> None:
-    """End the process group (OpenCode's launcher spawns the real binary), TERM then KILL."""
-    if proc.returncode is not None:
-        return
-    for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            async with asyncio.timeout(grace):
-                await proc.wait()
-            return
-        except TimeoutError:
-            continue
-
-
 def _package_version(opencode: str) -> str | None:
     """The version in the npm package.json beside an ``opencode-ai`` launcher, if it is one."""
     for parent in list(Path(opencode).resolve().parents)[:3]:
@@ -323,7 +307,7 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check
             duration_ms=timer.ms(), data={"path": opencode, "version": None, "supported": SUPPORTED_OPENCODE},
         )
     finally:
-        await _kill_tree(proc)
+        await terminate_tree(proc)
     text = out.decode(errors="replace").strip()
     version = _parse_version(text.splitlines()[-1] if text else "")
     if proc.returncode != 0 or version is None:

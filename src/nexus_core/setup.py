@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from json5.dumper import ModelDumper, dumps
 from json5.loader import ModelLoader, loads
-from json5.model import Comment, DoubleQuotedString, JSONObject, JSONText, Key, KeyValuePair, Node, String
+from json5.model import Comment, DoubleQuotedString, JSONObject, JSONText, Key, Node, String
 from pydantic import BaseModel, ConfigDict
 
 from nexus_core import jsonc
