@@ -315,7 +315,8 @@ async def test_registry_name_mismatch_gets_the_exact_suggestion(project: Path, e
         "the gateway serves claude-opus-4-6"
     )
     assert f"set cli_model_name of opencode-custom-opus to custom/claude-opus-4-6 in {project}/.nexus/models.json" in check.fix
-    assert "rename the key claude-opus-4-6 to claude-opus-4-5" in check.fix
+    # The gateway does not serve claude-opus-4-5: renaming the declared key to it would break the path.
+    assert "rename the key claude-opus-4-6 to claude-opus-4-5" not in check.fix
 
     overlay = project / ".nexus" / "models.json"
     overlay.parent.mkdir()
@@ -324,6 +325,19 @@ async def test_registry_name_mismatch_gets_the_exact_suggestion(project: Path, e
         configure(project, gw.base_url, models=["claude-opus-4-6", "claude-sonnet-4-5"])
         fixed = await run_doctor(project, env)
     assert fixed.get("models.custom").status == "ok", fixed.get("models.custom")
+
+
+async def test_declared_name_the_gateway_lacks_gets_only_fixes_that_land_on_a_served_model(project: Path, env: dict[str, str]) -> None:
+    """opencode.json declares (and defaults to) claude-opus-4-6; registry and gateway say claude-opus-4-5."""
+    async with ReferenceGateway(api_key=KEY, models=["claude-opus-4-5", "claude-sonnet-4-5"]) as gw:
+        configure(project, gw.base_url, models=["claude-opus-4-6", "claude-sonnet-4-5"], default_model="claude-opus-4-6")
+        report = await run_doctor(project, env)
+    check = report.get("models.custom")
+    assert check.status == "fail" and check.cause == "model_not_served"
+    assert "rename the key claude-opus-4-6 to claude-opus-4-5" in check.fix
+    assert 'set "model" to custom/claude-opus-4-5' in check.fix
+    assert "custom/claude-opus-4-6 in" not in check.fix
+    assert "cli_model_name of opencode-default" not in check.fix
 
 
 async def test_unset_base_url_variable(project: Path, env: dict[str, str]) -> None:

@@ -528,11 +528,17 @@ def _check_models(gw: _Gateway, registry: Registry, config: MergedConfig, probe:
             near = _close(api_id, served)
             # Entries derived from opencode.json follow a renamed key by themselves; the others need the overlay.
             users = [m.id for m in registry.models if m.cli_model_name == f"{pid}/{key}" and m.source != "opencode.json"]
+            # opencode-default follows the top-level "model"; it is fixed there, not in the overlay.
+            default_follows = config.data.get("model") == f"{pid}/{key}"
+            if default_follows:
+                users = [u for u in users if u != "opencode-default"]
             served_text = f"the gateway serves {near}" if near else f"the gateway serves {', '.join(served[:8]) or 'no models'}"
             not_served = True
             fails.append(f"{pid}/{key} is declared in {declared_file} but the gateway does not serve {api_id}; {served_text}")
             if near:
                 fix = f"rename the key {key} to {near} in {declared_file}"
+                if default_follows:
+                    fix += f" and set \"model\" to {pid}/{near}"
                 if users:
                     fix += f" and set cli_model_name of {', '.join(users)} to {pid}/{near} in {overlay}"
                 fail_fixes.append(fix)
@@ -550,7 +556,7 @@ def _check_models(gw: _Gateway, registry: Registry, config: MergedConfig, probe:
         if key in gw.declared:
             continue
         warns.append(_registry_mismatch(model, key, declared_keys, declared_file, served))
-        warn_fixes.append(_registry_fix(model, key, declared_keys, declared_file, served, overlay, pid))
+        warn_fixes.append(_registry_fix(model, key, gw.declared, declared_file, served, overlay, pid))
 
     default = config.data.get("model")
     if isinstance(default, str) and default.startswith(f"{pid}/"):
@@ -613,10 +619,16 @@ def _registry_mismatch(model: ModelProfile, key: str, declared: list[str], decla
     return text
 
 
-def _registry_fix(model: ModelProfile, key: str, declared: list[str], declared_file: str, served: list[str] | None, overlay: str, pid: str) -> str:
-    near = _close(key, declared)
-    if near:
-        return f"set cli_model_name of {model.id} to {pid}/{near} in {overlay}, or rename the key {near} to {key} in {declared_file}"
+def _registry_fix(model: ModelProfile, key: str, declared: dict[str, str], declared_file: str, served: list[str] | None, overlay: str, pid: str) -> str:
+    """The change that makes ``model`` runnable; when the gateway's list is known, only changes that land on a served model."""
+    near = _close(key, list(declared))
+    options = []
+    if near and (served is None or declared[near] in served):
+        options.append(f"set cli_model_name of {model.id} to {pid}/{near} in {overlay}")
+    if near and (served is None or key in served):
+        options.append(f"rename the key {near} to {key} in {declared_file}")
+    if options:
+        return ", or ".join(options)
     if served is not None and key in served:
         return f"declare {key} under provider.{pid}.models in {declared_file} (the gateway serves it)"
     return f"declare {key} under provider.{pid}.models in {declared_file}, or point {model.id} at a declared model with cli_model_name in {overlay} (until then the router skips it)"
