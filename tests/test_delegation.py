@@ -390,7 +390,7 @@ def test_cli_orchestrate_bad_input_is_one_sentence(project: Path, env: dict[str,
         assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "sigterm", "sighup"])
 def test_cli_interrupted_leaves_no_process(gateway: ReferenceGateway, project: Path, env: dict[str, str], sig: signal.Signals) -> None:
     gateway.add_fault("silent")
     exe = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "nexus-agents"

@@ -170,8 +170,12 @@ async def _delegate(spec: DelegationSpec, as_json: bool) -> DelegationResult | N
     printer = _Printer(sys.stdout, sys.stderr)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
+    # SIGHUP (the terminal closed, the SSH session dropped) ends the run like SIGTERM: OpenCode runs in
+    # its own session, so nothing else would stop it.
+    stop_signals = (signal.SIGTERM, signal.SIGHUP)
     if task is not None:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        for stop_signal in stop_signals:
+            loop.add_signal_handler(stop_signal, task.cancel)
     try:
         async with Delegation(spec) as delegation:
             async for event in delegation.events():
@@ -181,7 +185,8 @@ async def _delegate(spec: DelegationSpec, as_json: bool) -> DelegationResult | N
                     printer(event)
         return delegation.result
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        for stop_signal in stop_signals:
+            loop.remove_signal_handler(stop_signal)
 
 
 def run(args: argparse.Namespace) -> int:
