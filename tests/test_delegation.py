@@ -386,6 +386,10 @@ def test_cli_orchestrate_bad_input_is_one_sentence(project: Path, env: dict[str,
     assert unknown.returncode == 2 and "no model matches the hint 'no-such-model'" in unknown.stderr
     empty = run_cli(["orchestrate", "--model", SONNET, "--dir", str(project)], env, project, stdin="  \n")
     assert empty.returncode == 2 and "the task is empty" in empty.stderr
+    for bad_seconds in ("nan", "inf", "0"):
+        refused = run_cli(["orchestrate", "--timeout", bad_seconds, "--model", SONNET, "x"], env, project)
+        assert refused.returncode == 2 and f"argument --timeout: '{bad_seconds}' is not a number of seconds" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()[-1]) < 120 and "pydantic" not in refused.stderr
     for done in (unknown, empty):
         assert "Traceback" not in done.stderr
 
