@@ -701,3 +701,13 @@ async def test_opencode_that_cannot_start(project: Path, env: dict[str, str], tm
     check = report.get("opencode")
     assert check.status == "fail" and check.cause == "opencode_broken"
     assert "cannot be started" in check.summary
+
+
+async def test_credentials_in_the_base_url_are_never_shown(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+    password, query_key = "pw-" + secrets.token_hex(8), "qk" + secrets.token_hex(8)
+    base_url = gateway.base_url.replace("http://", f"http://user:{password}@") + f"?api-key={query_key}"
+    configure(project, base_url)
+    report = await run_doctor(project, env)
+    text = report.model_dump_json()
+    assert password not in text and query_key not in text
+    assert "user:[redacted]@" in report.get("provider.custom.base_url").summary
