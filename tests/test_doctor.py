@@ -251,6 +251,18 @@ async def test_missing_v1_is_wrong_base_path_with_the_exact_url(project: Path, e
     assert_honest(report, ["gateway.custom"])
 
 
+async def test_wrong_base_path_never_guesses_v1_when_that_is_not_found_either(project: Path, env: dict[str, str]) -> None:
+    async with TinyServer(lambda path, headers: (404, "application/json", "{}")) as server:
+        root = server.root
+        configure(project, root)
+        report = await run_doctor(project, env)
+    check = report.get("gateway.custom")
+    assert check.cause == "not_found"
+    assert f"set baseURL to {root}/v1" not in check.fix
+    assert f"{root}/v1/models is not found either" in check.fix
+    assert_honest(report, ["gateway.custom"])
+
+
 async def test_error_body_echoing_headers_never_shows_the_key(project: Path, env: dict[str, str]) -> None:
     def echo(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
         return 401, "text/plain", f"denied; you sent {json.dumps(headers)}"
