@@ -13,8 +13,8 @@ The chain is given, not computed here (the routing core computes it). The fallba
   cut stream — the fault lies with one model or one route, and the next one may not share it;
 * a failure **every model would meet alike** ends the delegation: auth (one key for the
   gateway), config invalid, bad request (the same prompt goes to every model), OpenCode not
-  found, timeout (the delegation's time budget is spent), cancelled, cut stream and
-  unclassified failures.
+  found, timeout (the delegation's time budget is spent), cancelled and unclassified
+  failures.
 
 Each attempt runs with ``--model`` set to its own CLI model name: OpenCode never substitutes
 its default model for one asked for. A chain entry with no CLI model name (``opencode-default``
