@@ -266,6 +266,20 @@ async def test_fallback_moves_on_after_gateway_error(gateway: ReferenceGateway, 
     assert_nothing_left(env["NEXUS_TEST_RUN"])
 
 
+async def test_a_model_that_failed_is_not_tried_again_under_another_id(tmp_path: Path, env: dict[str, str]) -> None:
+    """opencode-default names the same model as the first entry (the config's "model"): one attempt, not two."""
+    with ReferenceGateway(models=GATEWAY_MODELS) as closed:
+        base_url = closed.base_url
+    project = write_project(tmp_path / "refused", base_url)
+    default = next(m for m in BUILTIN_MODELS if m.id == "opencode-default").model_copy(update={"cli_model_name": OPUS})
+    events = []
+    result = await delegate(DelegationSpec(prompt="hello", chain=(*_profiles(OPUS), default), env=env, workdir=project,
+                                           timeout_s=60), events.append)
+    assert [a.cli_model_name for a in result.attempts] == [OPUS], result.attempts
+    assert result.outcome.failure is FailureClass.CONNECTION
+    assert not any(isinstance(e, FallbackTaken) for e in events)
+
+
 async def test_fallback_moves_on_after_model_not_found(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
     result = await delegate(DelegationSpec(prompt="hello", chain=_profiles("custom/ghost", SONNET), env=env,
                                            workdir=project, timeout_s=60))
