@@ -723,3 +723,15 @@ async def test_credentials_in_the_base_url_are_never_shown(project: Path, env: d
     text = report.model_dump_json()
     assert password not in text and query_key not in text
     assert "user:[redacted]@" in report.get("provider.custom.base_url").summary
+
+
+async def test_openai_sdk_on_a_gateway_warns_that_opencode_calls_responses(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+    configure(project, gateway.base_url)
+    config = json.loads((project / "opencode.json").read_text())
+    config["provider"]["custom"]["npm"] = "@ai-sdk/openai"
+    (project / "opencode.json").write_text(json.dumps(config))
+    report = await run_doctor(project, env)
+    check = report.get("provider.custom.base_url")
+    assert check.status == "warn" and check.cause == "responses_api"
+    assert f"{gateway.base_url}/responses" in check.summary
+    assert "@ai-sdk/openai-compatible" in check.fix

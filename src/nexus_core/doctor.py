@@ -79,6 +79,7 @@ VERSION_TIMEOUT_S = 3.0
 PACKAGED_VERSION_WAIT_S = MODELS_TIMEOUT_S
 SMOKE_TIMEOUT_S = 60.0
 MCP_ENTRY = "nexus-agents"
+_OPENAI_RESPONSES = "@ai-sdk/openai"
 _OPENAI_COMPATIBLE = "@ai-sdk/openai-compatible"
 _SMOKE_PROMPT = "Reply with the single word OK."
 _STDERR_TAIL = 2000
@@ -149,6 +150,7 @@ class _Gateway:
     headers: dict[str, str]
     declared: dict[str, str] = field(default_factory=dict)
     declared_in: str | None = None
+    npm: str | None = None
 
 
 def _auth_store(env: Mapping[str, str]) -> dict[str, Any]:
@@ -215,6 +217,7 @@ def _gateways(config: MergedConfig, env: Mapping[str, str]) -> list[_Gateway]:
                 headers={k: v for k, v in headers.items() if isinstance(v, str)} if isinstance(headers, dict) else {},
                 declared={k: (m.id or k) for k, m in provider.models.items()},
                 declared_in=config.origin("provider", pid, "models"),
+                npm=provider.npm,
             )
         )
     return out
@@ -427,6 +430,15 @@ def _check_base_url(gw: _Gateway) -> Check:
             data={"source": where, "base_url": gw.base_url},
         )
     via = f" (from {{env:{gw.base_url_var}}})" if gw.base_url_var else ""
+    if gw.npm == _OPENAI_RESPONSES and gw.provider_id != "openai":
+        # OpenCode builds such a provider with the OpenAI SDK's default model: the Responses API, not chat completions.
+        return Check(
+            id=check_id, title=title, status="warn", cause="responses_api",
+            summary=f"{gw.base_url}{via}, but npm {_OPENAI_RESPONSES} makes OpenCode call {gw.base_url.rstrip('/')}/responses, not /chat/completions",
+            detail="most OpenAI-compatible gateways serve only /chat/completions; OpenCode then fails with 'Unknown path …/responses' (404)",
+            fix=f"set provider.{gw.provider_id}.npm to {_OPENAI_COMPATIBLE} in {where} (keep {_OPENAI_RESPONSES} only if the gateway serves the Responses API)",
+            data={"source": where, "base_url": gw.base_url, "npm": gw.npm},
+        )
     return Check(
         id=check_id, title=title, status="ok", summary=f"{gw.base_url}{via}, set in {where}",
         data={"source": where, "base_url": gw.base_url},
