@@ -74,6 +74,7 @@ def test_child_env_increments_depth_and_keeps_the_gateway_key() -> None:
         (ErrorEvent(name="APIError", message="Bad Gateway", status_code=502), FailureClass.GATEWAY_ERROR),
         (ErrorEvent(name="UnknownError", message="Error: Unable to connect. Is the computer able to access the url?"),
          FailureClass.CONNECTION),
+        (ErrorEvent(name="UnknownError", message="Error: Was there a typo in the url or port?"), FailureClass.CONNECTION),
         (ErrorEvent(name="ProviderInitError", message="init"), FailureClass.CONFIG_INVALID),
         (ErrorEvent(name="MessageAbortedError", message="aborted"), FailureClass.CANCELLED),
         (ErrorEvent(name="UnknownError", message="something odd"), FailureClass.FAILED),

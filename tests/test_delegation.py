@@ -266,6 +266,20 @@ async def test_fallback_moves_on_after_gateway_error(gateway: ReferenceGateway, 
     assert_nothing_left(env["NEXUS_TEST_RUN"])
 
 
+async def test_a_model_that_failed_is_not_tried_again_under_another_id(tmp_path: Path, env: dict[str, str]) -> None:
+    """opencode-default names the same model as the first entry (the config's "model"): one attempt, not two."""
+    with ReferenceGateway(models=GATEWAY_MODELS) as closed:
+        base_url = closed.base_url
+    project = write_project(tmp_path / "refused", base_url)
+    default = next(m for m in BUILTIN_MODELS if m.id == "opencode-default").model_copy(update={"cli_model_name": OPUS})
+    events = []
+    result = await delegate(DelegationSpec(prompt="hello", chain=(*_profiles(OPUS), default), env=env, workdir=project,
+                                           timeout_s=60), events.append)
+    assert [a.cli_model_name for a in result.attempts] == [OPUS], result.attempts
+    assert result.outcome.failure is FailureClass.CONNECTION
+    assert not any(isinstance(e, FallbackTaken) for e in events)
+
+
 async def test_fallback_moves_on_after_model_not_found(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
     result = await delegate(DelegationSpec(prompt="hello", chain=_profiles("custom/ghost", SONNET), env=env,
                                            workdir=project, timeout_s=60))
@@ -386,11 +400,15 @@ def test_cli_orchestrate_bad_input_is_one_sentence(project: Path, env: dict[str,
     assert unknown.returncode == 2 and "no model matches the hint 'no-such-model'" in unknown.stderr
     empty = run_cli(["orchestrate", "--model", SONNET, "--dir", str(project)], env, project, stdin="  \n")
     assert empty.returncode == 2 and "the task is empty" in empty.stderr
+    for bad_seconds in ("nan", "inf", "0"):
+        refused = run_cli(["orchestrate", "--timeout", bad_seconds, "--model", SONNET, "x"], env, project)
+        assert refused.returncode == 2 and f"argument --timeout: '{bad_seconds}' is not a number of seconds" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()[-1]) < 120 and "pydantic" not in refused.stderr
     for done in (unknown, empty):
         assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "sigterm", "sighup"])
 def test_cli_interrupted_leaves_no_process(gateway: ReferenceGateway, project: Path, env: dict[str, str], sig: signal.Signals) -> None:
     gateway.add_fault("silent")
     exe = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "nexus-agents"

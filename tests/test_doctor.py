@@ -251,6 +251,18 @@ async def test_missing_v1_is_wrong_base_path_with_the_exact_url(project: Path, e
     assert_honest(report, ["gateway.custom"])
 
 
+async def test_wrong_base_path_never_guesses_v1_when_that_is_not_found_either(project: Path, env: dict[str, str]) -> None:
+    async with TinyServer(lambda path, headers: (404, "application/json", "{}")) as server:
+        root = server.root
+        configure(project, root)
+        report = await run_doctor(project, env)
+    check = report.get("gateway.custom")
+    assert check.cause == "not_found"
+    assert f"set baseURL to {root}/v1" not in check.fix
+    assert f"{root}/v1/models is not found either" in check.fix
+    assert_honest(report, ["gateway.custom"])
+
+
 async def test_error_body_echoing_headers_never_shows_the_key(project: Path, env: dict[str, str]) -> None:
     def echo(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
         return 401, "text/plain", f"denied; you sent {json.dumps(headers)}"
@@ -315,7 +327,8 @@ async def test_registry_name_mismatch_gets_the_exact_suggestion(project: Path, e
         "the gateway serves claude-opus-4-6"
     )
     assert f"set cli_model_name of opencode-custom-opus to custom/claude-opus-4-6 in {project}/.nexus/models.json" in check.fix
-    assert "rename the key claude-opus-4-6 to claude-opus-4-5" in check.fix
+    # The gateway does not serve claude-opus-4-5: renaming the declared key to it would break the path.
+    assert "rename the key claude-opus-4-6 to claude-opus-4-5" not in check.fix
 
     overlay = project / ".nexus" / "models.json"
     overlay.parent.mkdir()
@@ -324,6 +337,19 @@ async def test_registry_name_mismatch_gets_the_exact_suggestion(project: Path, e
         configure(project, gw.base_url, models=["claude-opus-4-6", "claude-sonnet-4-5"])
         fixed = await run_doctor(project, env)
     assert fixed.get("models.custom").status == "ok", fixed.get("models.custom")
+
+
+async def test_declared_name_the_gateway_lacks_gets_only_fixes_that_land_on_a_served_model(project: Path, env: dict[str, str]) -> None:
+    """opencode.json declares (and defaults to) claude-opus-4-6; registry and gateway say claude-opus-4-5."""
+    async with ReferenceGateway(api_key=KEY, models=["claude-opus-4-5", "claude-sonnet-4-5"]) as gw:
+        configure(project, gw.base_url, models=["claude-opus-4-6", "claude-sonnet-4-5"], default_model="claude-opus-4-6")
+        report = await run_doctor(project, env)
+    check = report.get("models.custom")
+    assert check.status == "fail" and check.cause == "model_not_served"
+    assert "rename the key claude-opus-4-6 to claude-opus-4-5" in check.fix
+    assert 'set "model" to custom/claude-opus-4-5' in check.fix
+    assert "custom/claude-opus-4-6 in" not in check.fix
+    assert "cli_model_name of opencode-default" not in check.fix
 
 
 async def test_unset_base_url_variable(project: Path, env: dict[str, str]) -> None:
@@ -687,3 +713,25 @@ async def test_opencode_that_cannot_start(project: Path, env: dict[str, str], tm
     check = report.get("opencode")
     assert check.status == "fail" and check.cause == "opencode_broken"
     assert "cannot be started" in check.summary
+
+
+async def test_credentials_in_the_base_url_are_never_shown(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+    password, query_key = "pw-" + secrets.token_hex(8), "qk" + secrets.token_hex(8)
+    base_url = gateway.base_url.replace("http://", f"http://user:{password}@") + f"?api-key={query_key}"
+    configure(project, base_url)
+    report = await run_doctor(project, env)
+    text = report.model_dump_json()
+    assert password not in text and query_key not in text
+    assert "user:[redacted]@" in report.get("provider.custom.base_url").summary
+
+
+async def test_openai_sdk_on_a_gateway_warns_that_opencode_calls_responses(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+    configure(project, gateway.base_url)
+    config = json.loads((project / "opencode.json").read_text())
+    config["provider"]["custom"]["npm"] = "@ai-sdk/openai"
+    (project / "opencode.json").write_text(json.dumps(config))
+    report = await run_doctor(project, env)
+    check = report.get("provider.custom.base_url")
+    assert check.status == "warn" and check.cause == "responses_api"
+    assert f"{gateway.base_url}/responses" in check.summary
+    assert "@ai-sdk/openai-compatible" in check.fix

@@ -35,6 +35,13 @@ def test_chain_of_keeps_the_first_of_repeats() -> None:
     assert chain_of([a, b, a, b]) == (a, b)
 
 
+def test_chain_of_drops_a_second_id_for_a_model_name_already_in_the_chain() -> None:
+    opus = ModelProfile(id="opus", name="opus", provider="custom", cli_model_name="custom/claude-opus-4-5")
+    default = DEFAULT.model_copy(update={"cli_model_name": "custom/claude-opus-4-5"})
+    assert chain_of([opus, default]) == (opus,)
+    assert chain_of([opus, DEFAULT, DEFAULT]) == (opus, DEFAULT)
+
+
 def test_a_chain_cannot_be_empty() -> None:
     with pytest.raises(ValueError):
         DelegationSpec(prompt="x", chain=())

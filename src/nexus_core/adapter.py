@@ -307,7 +307,8 @@ _MESSAGE_CLASSES: tuple[tuple[re.Pattern[str], FailureClass], ...] = tuple(
         (r"model not found|model_not_found|no such model", FailureClass.MODEL_NOT_FOUND),
         (r"too many requests|rate[ _]limit|quota", FailureClass.RATE_LIMITED),
         (r"unauthorized|forbidden|invalid api key|authentication", FailureClass.AUTH),
-        (r"unable to connect|connection (refused|reset)|econnrefused|econnreset|socket|enotfound|getaddrinfo"
+        # Bun's fetch says "Was there a typo in the url or port?" when the host does not resolve.
+        (r"unable to connect|typo in the url|connection (refused|reset)|econnrefused|econnreset|socket|enotfound|getaddrinfo"
          r"|\bdns\b|certificate|\btls\b|\bssl\b|cannot connect|network|timed out|closed unexpectedly",
          FailureClass.CONNECTION),
         (r"overloaded|internal server error|bad gateway|service unavailable|gateway timeout"

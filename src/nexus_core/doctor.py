@@ -80,6 +80,7 @@ VERSION_TIMEOUT_S = 3.0
 PACKAGED_VERSION_WAIT_S = MODELS_TIMEOUT_S
 SMOKE_TIMEOUT_S = 60.0
 MCP_ENTRY = "nexus-agents"
+_OPENAI_RESPONSES = "@ai-sdk/openai"
 _OPENAI_COMPATIBLE = "@ai-sdk/openai-compatible"
 _SMOKE_PROMPT = "Reply with the single word OK."
 _STDERR_TAIL = 2000
@@ -149,6 +150,7 @@ class _Gateway:
     headers: dict[str, str]
     declared: dict[str, str] = field(default_factory=dict)
     declared_in: str | None = None
+    npm: str | None = None
 
 
 def _auth_store(env: Mapping[str, str]) -> dict[str, Any]:
@@ -215,6 +217,7 @@ def _gateways(config: MergedConfig, env: Mapping[str, str]) -> list[_Gateway]:
                 headers={k: v for k, v in headers.items() if isinstance(v, str)} if isinstance(headers, dict) else {},
                 declared={k: (m.id or k) for k, m in provider.models.items()},
                 declared_in=config.origin("provider", pid, "models"),
+                npm=provider.npm,
             )
         )
     return out
@@ -412,6 +415,15 @@ def _check_base_url(gw: _Gateway) -> Check:
             data={"source": where, "base_url": gw.base_url},
         )
     via = f" (from {{env:{gw.base_url_var}}})" if gw.base_url_var else ""
+    if gw.npm == _OPENAI_RESPONSES and gw.provider_id != "openai":
+        # OpenCode builds such a provider with the OpenAI SDK's default model: the Responses API, not chat completions.
+        return Check(
+            id=check_id, title=title, status="warn", cause="responses_api",
+            summary=f"{gw.base_url}{via}, but npm {_OPENAI_RESPONSES} makes OpenCode call {gw.base_url.rstrip('/')}/responses, not /chat/completions",
+            detail="most OpenAI-compatible gateways serve only /chat/completions; OpenCode then fails with 'Unknown path …/responses' (404)",
+            fix=f"set provider.{gw.provider_id}.npm to {_OPENAI_COMPATIBLE} in {where} (keep {_OPENAI_RESPONSES} only if the gateway serves the Responses API)",
+            data={"source": where, "base_url": gw.base_url, "npm": gw.npm},
+        )
     return Check(
         id=check_id, title=title, status="ok", summary=f"{gw.base_url}{via}, set in {where}",
         data={"source": where, "base_url": gw.base_url},
@@ -513,11 +525,17 @@ def _check_models(gw: _Gateway, registry: Registry, config: MergedConfig, probe:
             near = _close(api_id, served)
             # Entries derived from opencode.json follow a renamed key by themselves; the others need the overlay.
             users = [m.id for m in registry.models if m.cli_model_name == f"{pid}/{key}" and m.source != "opencode.json"]
+            # opencode-default follows the top-level "model"; it is fixed there, not in the overlay.
+            default_follows = config.data.get("model") == f"{pid}/{key}"
+            if default_follows:
+                users = [u for u in users if u != "opencode-default"]
             served_text = f"the gateway serves {near}" if near else f"the gateway serves {', '.join(served[:8]) or 'no models'}"
             not_served = True
             fails.append(f"{pid}/{key} is declared in {declared_file} but the gateway does not serve {api_id}; {served_text}")
             if near:
                 fix = f"rename the key {key} to {near} in {declared_file}"
+                if default_follows:
+                    fix += f" and set \"model\" to {pid}/{near}"
                 if users:
                     fix += f" and set cli_model_name of {', '.join(users)} to {pid}/{near} in {overlay}"
                 fail_fixes.append(fix)
@@ -535,7 +553,7 @@ def _check_models(gw: _Gateway, registry: Registry, config: MergedConfig, probe:
         if key in gw.declared:
             continue
         warns.append(_registry_mismatch(model, key, declared_keys, declared_file, served))
-        warn_fixes.append(_registry_fix(model, key, declared_keys, declared_file, served, overlay, pid))
+        warn_fixes.append(_registry_fix(model, key, gw.declared, declared_file, served, overlay, pid))
 
     default = config.data.get("model")
     if isinstance(default, str) and default.startswith(f"{pid}/"):
@@ -598,10 +616,16 @@ def _registry_mismatch(model: ModelProfile, key: str, declared: list[str], decla
     return text
 
 
-def _registry_fix(model: ModelProfile, key: str, declared: list[str], declared_file: str, served: list[str] | None, overlay: str, pid: str) -> str:
-    near = _close(key, declared)
-    if near:
-        return f"set cli_model_name of {model.id} to {pid}/{near} in {overlay}, or rename the key {near} to {key} in {declared_file}"
+def _registry_fix(model: ModelProfile, key: str, declared: dict[str, str], declared_file: str, served: list[str] | None, overlay: str, pid: str) -> str:
+    """The change that makes ``model`` runnable; when the gateway's list is known, only changes that land on a served model."""
+    near = _close(key, list(declared))
+    options = []
+    if near and (served is None or declared[near] in served):
+        options.append(f"set cli_model_name of {model.id} to {pid}/{near} in {overlay}")
+    if near and (served is None or key in served):
+        options.append(f"rename the key {near} to {key} in {declared_file}")
+    if options:
+        return ", or ".join(options)
     if served is not None and key in served:
         return f"declare {key} under provider.{pid}.models in {declared_file} (the gateway serves it)"
     return f"declare {key} under provider.{pid}.models in {declared_file}, or point {model.id} at a declared model with cli_model_name in {overlay} (until then the router skips it)"

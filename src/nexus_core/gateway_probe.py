@@ -582,10 +582,15 @@ async def _confirm_v1(verdict: _Verdict, target: _Target) -> None:
         async with target.client(1.0) as client:
             response = await client.get(candidate + "/models", headers=target.request_headers("application/json"))
         served = _model_ids(response.json()) if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+    except httpx.HTTPError:
         return
+    except ValueError:
+        served = None
     if served is not None:
         verdict.fix = f"set baseURL to {candidate}: GET {candidate}/models answers with {len(served)} model(s)"
+    elif response.status_code == 404:
+        verdict.fix = (f"baseURL must be the API root that serves /models and /chat/completions; "
+                       f"{candidate}/models is not found either: ask the gateway's owner for its API root")
 
 
 async def _get_models(target: _Target, url: str, timeout: float) -> tuple[list[str], int]:

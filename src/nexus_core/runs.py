@@ -13,8 +13,8 @@ The chain is given, not computed here (the routing core computes it). The fallba
   cut stream — the fault lies with one model or one route, and the next one may not share it;
 * a failure **every model would meet alike** ends the delegation: auth (one key for the
   gateway), config invalid, bad request (the same prompt goes to every model), OpenCode not
-  found, timeout (the delegation's time budget is spent), cancelled, cut stream and
-  unclassified failures.
+  found, timeout (the delegation's time budget is spent), cancelled and unclassified
+  failures.
 
 Each attempt runs with ``--model`` set to its own CLI model name: OpenCode never substitutes
 its default model for one asked for. A chain entry with no CLI model name (``opencode-default``
@@ -161,10 +161,11 @@ class Delegation:
     async def events(self) -> AsyncIterator[RunEvent]:
         """Every attempt's events in order, with a :class:`FallbackTaken` between attempts."""
         spec = self.spec
+        chain = chain_of(spec.chain)
         started = time.monotonic()
         attempts: list[AttemptResult] = []
         try:
-            for number, profile in enumerate(spec.chain, start=1):
+            for number, profile in enumerate(chain, start=1):
                 result = None
                 async for event in self._one(number, profile, spec.timeout_s - (time.monotonic() - started)):
                     if isinstance(event, AttemptResult):
@@ -173,7 +174,7 @@ class Delegation:
                         yield event
                 assert result is not None
                 attempts.append(result)
-                following = spec.chain[number] if number < len(spec.chain) else None
+                following = chain[number] if number < len(chain) else None
                 unnamed = profile.cli_model_name is None
                 if self._cancelled or following is None or not (unnamed or curable_by_fallback(result.outcome)):
                     break
@@ -239,6 +240,20 @@ async def delegate(spec: DelegationSpec, on_event: Callable[[RunEvent], object] 
 
 
 def chain_of(profiles: Sequence[ModelProfile]) -> tuple[ModelProfile, ...]:
-    """``profiles`` without repeats, first kept (a chain may name a model twice through aliases)."""
-    seen: set[str] = set()
-    return tuple(p for p in profiles if not (p.id in seen or seen.add(p.id)))
+    """``profiles`` without repeats, first kept.
+
+    A chain may name a model twice through aliases, or through two ids with one CLI model name
+    (``opencode-default`` is whatever the config's ``model`` names, often the first model
+    itself): a model that has just failed is not tried again.
+    """
+    seen_ids: set[str] = set()
+    seen_names: set[str] = set()
+    chain = []
+    for profile in profiles:
+        if profile.id in seen_ids or profile.cli_model_name in seen_names:
+            continue
+        seen_ids.add(profile.id)
+        if profile.cli_model_name is not None:
+            seen_names.add(profile.cli_model_name)
+        chain.append(profile)
+    return tuple(chain)

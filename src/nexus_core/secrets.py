@@ -21,6 +21,12 @@ _KEY_SHAPES = re.compile(
     r"|\b(x-api-key|api[_-]?key|authorization)(\"?\s*[:=]\s*\"?)[^\s\",}]{6,}"
 )
 
+# Credentials a URL carries: the password of ``scheme://user:password@host`` and key-like query parameters.
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(@)")
+_URL_QUERY_SECRET = re.compile(
+    r"(?i)([?&](?:[a-z0-9_-]*(?:key|token|secret|password|passwd|pwd|signature)|sig|auth|code)=)[^&#\s\"'<>]+"
+)
+
 
 def is_secret_key(name: str) -> bool:
     """Whether a config key (``apiKey``, ``headers.Authorization``…) holds a secret."""
@@ -47,6 +53,8 @@ class Redactor:
     def __call__(self, text: str) -> str:
         for value in self._values:
             text = text.replace(value, REDACTED)
+        text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(2), text)
+        text = _URL_QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
         return _KEY_SHAPES.sub(_shape_sub, text)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -67,8 +68,8 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds more than 0")
     return value
 
 
@@ -170,8 +171,12 @@ async def _delegate(spec: DelegationSpec, as_json: bool) -> DelegationResult | N
     printer = _Printer(sys.stdout, sys.stderr)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
+    # SIGHUP (the terminal closed, the SSH session dropped) ends the run like SIGTERM: OpenCode runs in
+    # its own session, so nothing else would stop it.
+    stop_signals = (signal.SIGTERM, signal.SIGHUP)
     if task is not None:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        for stop_signal in stop_signals:
+            loop.add_signal_handler(stop_signal, task.cancel)
     try:
         async with Delegation(spec) as delegation:
             async for event in delegation.events():
@@ -181,7 +186,8 @@ async def _delegate(spec: DelegationSpec, as_json: bool) -> DelegationResult | N
                     printer(event)
         return delegation.result
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        for stop_signal in stop_signals:
+            loop.remove_signal_handler(stop_signal)
 
 
 def run(args: argparse.Namespace) -> int:
