@@ -104,3 +104,14 @@ def test_config_reports_an_unset_key_variable(tmp_path: Path, hermetic_env: dict
     assert "CUSTOM_API_KEY" in shown["unset_env"]
     api_key = next(v for v in shown["values"] if v["key"] == "provider.custom.options.apiKey")
     assert "NOT SET" in api_key["value"]
+
+
+def test_tables_show_bracketed_text_literally(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    # Rich would read "[redacted]" or "[bold]" as markup and drop it from the table.
+    project = _project(tmp_path, '{"provider": {"custom": {"options": {"baseURL": "http://me:hunter22@gw.local/v1"}, '
+                                 '"models": {"m[bold]x": {"name": "Odd [red]name"}}}}}', "opencode.json")
+    config = run_cli(["config"], hermetic_env, project)
+    assert config.returncode == 0, config.stderr
+    assert "hunter22" not in config.stdout
+    assert "me:[redacted]@gw.local" in config.stdout
+    assert "m[bold]x" in config.stdout and "Odd [red]name" in config.stdout

@@ -6,7 +6,9 @@ import argparse
 import json
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from nexus_core.cli._common import console, load_project, print_json
 from nexus_core.opencode_config import MergedConfig
@@ -55,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
         })
         return 0
     out = console()
-    out.print(f"[bold]Config layers[/] (lowest precedence first) for {config.directory}:")
+    out.print(f"[bold]Config layers[/] (lowest precedence first) for {escape(config.directory)}:")
     for layer in config.layers:
-        out.print(f"  {layer.kind:<9} {layer.source}")
+        out.print(f"  {layer.kind:<9} {escape(layer.source)}")
     if not config.layers:
         out.print("  (none found)")
     table = Table(title_justify="left")
@@ -66,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("source", overflow="fold")
     for row in rows:
         value = row["value"]
-        table.add_row(row["key"], value if isinstance(value, str) else json.dumps(value), row["source"] or "")
+        table.add_row(Text(row["key"]), Text(value if isinstance(value, str) else json.dumps(value)), Text(row["source"] or ""))
     out.print(table)
     unset = sorted({r.var for r in config.env_refs if not r.is_set})
     if unset:
-        out.print(f"[yellow]Unset variables referenced by the config:[/] {', '.join(unset)} (OpenCode substitutes an empty string).")
+        out.print(f"[yellow]Unset variables referenced by the config:[/] {escape(', '.join(unset))} (OpenCode substitutes an empty string).")
     return 0

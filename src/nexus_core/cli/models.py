@@ -7,6 +7,7 @@ import sys
 
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from nexus_core.cli._common import console, load_project, print_json
 
@@ -35,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("source", overflow="fold", min_width=8)
     for m in registry.models:
         q = m.quality
-        table.add_row(
+        table.add_row(*map(Text, (
             m.id, m.cli_model_name or "(no default model)", m.provider,
             f"{q.reasoning:g}/{q.code:g}/{q.speed:g}/{q.cost:g}",
             f"{m.context_limit // 1000}k" if m.context_limit else "—", m.source,
-        )
+        )))
     out = console()
     out.print(table)
     for problem in registry.problems:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from nexus_core.cli._common import console, print_json
 from nexus_core.errors import NexusError
@@ -54,10 +56,10 @@ def _print(decision: RoutingDecision, explain: bool, top: int) -> None:
     out = console()
     chosen = decision.chosen
     if chosen is None:
-        out.print(f"[bold red]No model chosen[/]: {decision.reason}.")
+        out.print(f"[bold red]No model chosen[/]: {escape(decision.reason)}.")
     else:
-        out.print(f"[bold]Chosen:[/] {chosen.id} ({chosen.model.cli_model_name}), score {chosen.total} — {decision.reason}")
-        out.print(f"[bold]Fallback chain:[/] {' → '.join(m.id for m in decision.chain)}")
+        out.print(f"[bold]Chosen:[/] {escape(chosen.id)} ({escape(str(chosen.model.cli_model_name))}), score {chosen.total} — {escape(decision.reason)}")
+        out.print(f"[bold]Fallback chain:[/] {escape(' → '.join(m.id for m in decision.chain))}")
     if not explain:
         if decision.skipped and chosen is None:
             _print_skipped(decision)
@@ -75,7 +77,7 @@ def _print(decision: RoutingDecision, explain: bool, top: int) -> None:
             table.add_column(name, justify="right")
         table.add_column("total", justify="right", style="bold")
         for rank, scored in enumerate(decision.ranked[:top], 1):
-            table.add_row(str(rank), scored.id, *(str(t.value) for t in scored.terms), str(scored.total))
+            table.add_row(str(rank), Text(scored.id), *(str(t.value) for t in scored.terms), str(scored.total))
         out.print(table)
     _print_skipped(decision)
 
@@ -86,4 +88,4 @@ def _print_skipped(decision: RoutingDecision) -> None:
         return
     out.print("[bold]Skipped:[/]")
     for skipped in decision.skipped:
-        out.print(f"  {skipped.id}: {skipped.reason}")
+        out.print(f"  {escape(skipped.id)}: {escape(skipped.reason)}")
