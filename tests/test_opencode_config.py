@@ -39,6 +39,17 @@ def test_jsonc_rejects_json5_extras_like_opencode() -> None:
         jsonc.loads("{'a': 1}")
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [('{"plugin": [,]}', 1, 13), ("{,}", 1, 2), ('{\n "share": ,\n}', 2, 11), ('{"a": 1,,}', 1, 9), ("[ // c\n , ]", 2, 2)],
+)
+def test_jsonc_comma_after_no_value_is_an_error_at_the_comma(text: str, line: int, column: int) -> None:
+    # jsonc-parser's allowTrailingComma only forgives a comma that follows a value.
+    with pytest.raises(jsonc.JsoncError) as info:
+        jsonc.loads(text)
+    assert (info.value.line, info.value.column) == (line, column)
+
+
 # ------------------------------------------------------------------ loader
 
 
