@@ -72,6 +72,21 @@ def test_overlay_sets_scores_and_aliases_and_skips_bad_entries(tmp_path: Path, h
     assert "cli_model_name" in reasons["no-cli"]
 
 
+def test_an_id_wins_over_another_models_alias_and_an_alias_over_a_cli_model_name(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    project = _project(tmp_path)
+    overlay = project / ".nexus" / "models.json"
+    overlay.parent.mkdir()
+    overlay.write_text(json.dumps({"models": {
+        "opencode-custom-opus": {"aliases": ["opencode-custom-sonnet"]},
+        "opencode-custom-sonnet": {"aliases": ["custom/acme-large"]},
+    }}))
+    registry = build_registry(load_config(project, hermetic_env), [overlay])
+    assert registry.find("opencode-custom-sonnet").id == "opencode-custom-sonnet"
+    assert registry.find("OPENCODE-CUSTOM-SONNET").id == "opencode-custom-sonnet"
+    assert registry.find("custom/acme-large").id == "opencode-custom-sonnet"
+    assert registry.find("custom/claude-opus-4-5").id == "opencode-custom-opus"
+
+
 def test_malformed_config_is_one_line_with_file_line_column(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     project = _project(tmp_path, '{\n  "provider": {\n    "custom": { "models": { "a": {} } \n  }\n  "model": "x/y"\n}\n', "opencode.json")
     for command in (["models"], ["models", "--json"], ["config"]):

@@ -192,14 +192,20 @@ class Registry(BaseModel):
         return next((m for m in self.models if m.id == model_id), None)
 
     def find(self, hint: str) -> ModelProfile | None:
-        """A model by id, alias or CLI model name (case-insensitive), or None."""
+        """A model by id, else by alias, else by CLI model name (case-insensitive), or None.
+
+        An id always names its own model, even when another entry lists it as an alias.
+        """
         wanted = hint.strip().lower()
-        for model in self.models:
-            names = {model.id.lower(), *(a.lower() for a in model.aliases)}
-            if model.cli_model_name:
-                names.add(model.cli_model_name.lower())
-            if wanted in names:
-                return model
+        tiers = (
+            lambda m: {m.id.lower()},
+            lambda m: {a.lower() for a in m.aliases},
+            lambda m: {m.cli_model_name.lower()} if m.cli_model_name else set(),
+        )
+        for names_of in tiers:
+            found = next((m for m in self.models if wanted in names_of(m)), None)
+            if found is not None:
+                return found
         return None
 
     def closest(self, hint: str, n: int = 3) -> list[str]:
