@@ -213,6 +213,17 @@ async def test_delegate_execute_and_a_failed_run_is_a_tool_error(gateway_project
 
 
 @pytest.mark.opencode
+async def test_a_rate_limited_model_cools_down_for_the_next_calls(gateway_project: Path, gateway: ReferenceGateway, hermetic_env: dict[str, str]) -> None:
+    gateway.add_fault("429,model=claude-opus-4-5,retry_after=0")
+    async with mcp_client(gateway_project, hermetic_env) as client:
+        report = payload(await client.call_tool("orchestrate", {"task": "design the cache eviction policy", "model_hint": "opus"}))
+        explained = payload(await client.call_tool("route_task", {"task": "design the cache eviction policy"}))
+    assert [(a["model_id"], a["failure"]) for a in report["attempts"]] == [("opencode-custom-opus", "rate_limited"), ("opencode-custom-sonnet", None)]
+    skipped = {s["id"]: s["reason"] for s in explained["skipped"]}
+    assert skipped["opencode-custom-opus"].startswith("rate-limited: cooling down"), explained
+
+
+@pytest.mark.opencode
 async def test_consensus_vote_asks_models_concurrently(gateway_project: Path, gateway: ReferenceGateway, hermetic_env: dict[str, str]) -> None:
     gateway.script("Is Python dynamically typed?", reply="Yes\nIt checks types at run time.")
     async with mcp_client(gateway_project, hermetic_env) as client:

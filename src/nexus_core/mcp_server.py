@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,11 +32,11 @@ from nexus_core import __version__
 from nexus_core.adapter import DEPTH_VAR, AttemptResult
 from nexus_core.doctor import DoctorReport, run_doctor
 from nexus_core.errors import NexusError
-from nexus_core.events import AttemptFinished, AttemptStarted, FallbackTaken, GatewayRetrying, RunEvent, StepFinish, ToolUse
+from nexus_core.events import AttemptFinished, AttemptStarted, FailureClass, FallbackTaken, GatewayRetrying, RunEvent, StepFinish, ToolUse
 from nexus_core.experts import EXPERTS, Capability, Expert, find_expert, with_expert
 from nexus_core.opencode_config import ConfigError, load_config
 from nexus_core.registry import ModelProfile, Registry, build_registry, overlay_paths
-from nexus_core.routing import RoutingDecision, RoutingSnapshot, ScoredModel, build_snapshot, profile_task, resolve_hint, route
+from nexus_core.routing import WEIGHTS, RoutingDecision, RoutingSnapshot, ScoredModel, build_snapshot, profile_task, resolve_hint, route
 from nexus_core.runs import Delegation, DelegationResult, DelegationSpec, chain_of
 
 __all__ = [
@@ -207,11 +208,23 @@ class VoteReport(BaseModel):
 
 
 class _Project:
-    """The project the server serves: its directory and environment, read afresh for every call."""
+    """The project the server serves: its directory and environment, read afresh for every call.
+
+    What the config cannot say is remembered across calls: a model that just hit a rate limit
+    cools down (its deadline on ``time.monotonic``) before routing picks it again.
+    """
 
     def __init__(self, directory: Path, env: Mapping[str, str]) -> None:
         self.directory = directory
         self.env = dict(env)
+        self.cooldowns: dict[str, float] = {}
+
+    def note_rate_limits(self, result: DelegationResult) -> None:
+        """Cool down every model whose attempt in ``result`` ended rate-limited."""
+        until = time.monotonic() + WEIGHTS.rate_limit_cooldown_s
+        for attempt in result.attempts:
+            if attempt.model_id and attempt.outcome.failure is FailureClass.RATE_LIMITED:
+                self.cooldowns[attempt.model_id] = until
 
     def registry(self) -> Registry:
         try:
@@ -222,7 +235,7 @@ class _Project:
 
     def snapshot(self) -> RoutingSnapshot:
         try:
-            return build_snapshot(self.directory, self.env)
+            return build_snapshot(self.directory, self.env, cooldowns=self.cooldowns)
         except ConfigError as exc:
             raise ToolError(exc.sentence()) from None
 
@@ -340,6 +353,7 @@ async def _run(
         raise ToolError(exc.sentence()) from None
     if delegation.result is None:
         raise ToolError("The run ended before any model was tried. Try again.")
+    project.note_rate_limits(delegation.result)
     return delegation.result
 
 
