@@ -134,6 +134,10 @@ async def test_bad_input_is_a_clear_tool_error_and_the_server_keeps_serving(proj
         assert "no model matches the hint 'opuss'" in hint and "opus" in hint
         expert = error_text(await client.call_tool("orchestrate", {"task": "x", "expert": "wizard"}))
         assert "No expert has the id 'wizard'" in expert and "security" in expert
+        blank = error_text(await client.call_tool("orchestrate", {"task": " \n\t "}))
+        assert blank.startswith("Invalid arguments for orchestrate: task:") and "empty" in blank
+        blank_question = error_text(await client.call_tool("consensus_vote", {"question": "  "}))
+        assert "question:" in blank_question and "empty" in blank_question
         workdir = error_text(await client.call_tool("orchestrate", {"task": "x", "workDir": "no/such/dir"}))
         assert "workDir 'no/such/dir' is not a directory" in workdir
         (project / "opencode.json").write_text('{\n  "provider": {,\n}')

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from nexus_core import __version__
 from nexus_core.adapter import DEPTH_VAR, AttemptResult
@@ -82,7 +82,13 @@ def delegation_depth(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     return read(DEPTH_VAR, 0), read(MAX_DEPTH_VAR, DEFAULT_MAX_DEPTH)
 
 
-TaskText = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS, description="the task, in plain words")]
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("it is empty (only whitespace); give the task in words")
+    return text
+
+
+TaskText = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS, description="the task, in plain words"), AfterValidator(_not_blank)]
 ModelHint = Annotated[
     str | None,
     Field(description="a registry id, alias or CLI model name (e.g. opencode-custom-opus, sonnet, custom/claude-sonnet-4-5); forces that model"),
