@@ -113,6 +113,25 @@ def test_no_command_prints_the_api_key(tmp_path: Path, hermetic_env: dict[str, s
     assert api_key["source"] == str(project / "opencode.jsonc")
 
 
+def test_config_describes_credentials_substituted_inside_text_or_from_files(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    project = _project(tmp_path, json.dumps({"provider": {"custom": {"options": {
+        "baseURL": "https://gw.example/{env:CUSTOM_API_KEY}/v1",
+        "headers": {"Authorization": "Bearer {env:GW_BEARER}", "X-Gateway-Pass": "{file:pass.txt}", "X-Team": "platform"},
+    }}}}), name="opencode.json")
+    (project / "pass.txt").write_text("file-held-pass-4321")
+    env = {**hermetic_env, "CUSTOM_API_KEY": "tenantkey8765abcd", "GW_BEARER": "bearer-value-1357"}
+    result = run_cli(["config", "--json"], env, project)
+    assert result.returncode == 0, result.stderr
+    for secret in ("tenantkey8765abcd", "bearer-value-1357", "file-held-pass-4321"):
+        assert secret not in result.stdout + result.stderr
+    shown = {v["key"]: v["value"] for v in json.loads(result.stdout)["values"]}
+    options = "provider.custom.options"
+    assert shown[f"{options}.baseURL"] == "(secret) set, from {env:CUSTOM_API_KEY}"
+    assert shown[f"{options}.headers.Authorization"] == "(secret) set, from {env:GW_BEARER}"
+    assert shown[f"{options}.headers.X-Gateway-Pass"] == "(secret) set, from {file:pass.txt}"
+    assert shown[f"{options}.headers.X-Team"] == "platform"
+
+
 def test_config_reports_an_unset_key_variable(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     project = _project(tmp_path)
     shown = json.loads(run_cli(["config", "--json"], hermetic_env, project).stdout)
