@@ -87,6 +87,23 @@ def test_an_id_wins_over_another_models_alias_and_an_alias_over_a_cli_model_name
     assert registry.find("custom/claude-opus-4-5").id == "opencode-custom-opus"
 
 
+def test_a_config_model_nexus_cannot_take_is_reported_not_dropped_silently(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    project = _project(tmp_path, json.dumps({"provider": {"custom": {"models": {
+        "llama3 8b": {}, "acme-large": {}, "Acme-Large": {},
+    }}}}), name="opencode.json")
+    result = run_cli(["models", "--json"], hermetic_env, project)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert "custom/acme-large" in {m["cli_model_name"] for m in shown["models"]}
+    problems = {p["entry"]: p for p in shown["problems"]}
+    assert set(problems) == {"custom/llama3 8b", "custom/Acme-Large"}
+    assert problems["custom/llama3 8b"]["source"] == str(project / "opencode.json")
+    assert "rename" in problems["custom/llama3 8b"]["reason"]
+    assert "opencode-custom-acme-large" in problems["custom/Acme-Large"]["reason"]
+    table = run_cli(["models"], hermetic_env, project)
+    assert "custom/llama3 8b" in table.stdout + table.stderr
+
+
 def test_malformed_config_is_one_line_with_file_line_column(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     project = _project(tmp_path, '{\n  "provider": {\n    "custom": { "models": { "a": {} } \n  }\n  "model": "x/y"\n}\n', "opencode.json")
     for command in (["models"], ["models", "--json"], ["config"]):
