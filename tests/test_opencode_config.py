@@ -91,6 +91,21 @@ def test_a_dot_opencode_file_is_a_clear_error_like_opencode_s(tmp_path: Path, he
     assert candidate_paths(tmp_path, hermetic_env)  # the watcher still gets every path to follow
 
 
+@pytest.mark.parametrize("where", ["project", "OPENCODE_CONFIG"])
+def test_a_directory_where_a_config_file_belongs_is_a_clear_error(where: str, tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    (tmp_path / ".git").mkdir()
+    env = dict(hermetic_env)
+    if where == "project":
+        bad = tmp_path / "opencode.json"
+    else:
+        bad = tmp_path / "custom-config"
+        env["OPENCODE_CONFIG"] = str(bad)
+    bad.mkdir()
+    with pytest.raises(ConfigError, match="is a directory where OpenCode expects a config file") as info:
+        load_config(tmp_path, env)
+    assert info.value.path == str(bad)
+
+
 def test_syntax_error_names_file_line_and_column(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     bad = write(tmp_path / "opencode.jsonc", '{\n  "model": "a/b",\n  "provider": {\n}}}\n')
     with pytest.raises(ConfigError) as info:

@@ -268,7 +268,8 @@ def _sources(directory: Path, env: Mapping[str, str], *, existing_only: bool) ->
     managed = managed_config_dir(env)
     out += [(managed / name, "managed") for name in ("opencode.jsonc", "opencode.json")]
     if existing_only:
-        out = [(p, kind) for p, kind in out if p.is_file()]
+        # Anything there but a file (a directory named opencode.json) fails OpenCode too: keep it to report.
+        out = [(p, kind) for p, kind in out if p.exists()]
     return out
 
 
@@ -423,6 +424,8 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Mapping[st
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             continue
+        except IsADirectoryError:
+            raise ConfigError(str(path), "is a directory where OpenCode expects a config file (OpenCode fails on it too); rename or remove it") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(str(path), f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
         add(text, str(path), kind, path.parent, True)
