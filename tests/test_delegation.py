@@ -134,6 +134,7 @@ FAULTS = [
     ("500", OPUS, FailureClass.GATEWAY_ERROR, {}, 8),
     ("502", OPUS, FailureClass.GATEWAY_ERROR, {}, 8),
     ("429,retry_after=1", OPUS, FailureClass.RATE_LIMITED, {}, 6),
+    ("429,retry_after=0", OPUS, FailureClass.RATE_LIMITED, {}, 4),
     ("drop", OPUS, FailureClass.CONNECTION, {}, 10),
     # OpenCode 1.2.15 reports a stream cut mid-answer as ECONNRESET, like a dropped connection,
     # or, when the cut falls inside an SSE line, as a JSON parse error, like malformed SSE.
@@ -160,7 +161,7 @@ async def test_every_fault_ends_classified_in_bounded_time(
     assert result.outcome.failure in allowed, result.outcome
     assert result.outcome.message and result.outcome.fix
     assert took < OVERHEAD_S + slack + extra.get("timeout_s", 0), f"took {took:.1f}s"
-    if fault in {"500", "502", "429,retry_after=1", "drop", "cut"}:
+    if fault in {"500", "502", "429,retry_after=1", "429,retry_after=0", "drop", "cut"}:
         assert any(isinstance(e, GatewayRetrying) for e in result.events), "the retries were not announced"
     assert KEY not in result.outcome.message and KEY not in result.stderr_tail
     assert_nothing_left(env["NEXUS_TEST_RUN"])

@@ -134,6 +134,10 @@ async def test_bad_input_is_a_clear_tool_error_and_the_server_keeps_serving(proj
         assert "no model matches the hint 'opuss'" in hint and "opus" in hint
         expert = error_text(await client.call_tool("orchestrate", {"task": "x", "expert": "wizard"}))
         assert "No expert has the id 'wizard'" in expert and "security" in expert
+        blank = error_text(await client.call_tool("orchestrate", {"task": " \n\t "}))
+        assert blank.startswith("Invalid arguments for orchestrate: task:") and "empty" in blank
+        blank_question = error_text(await client.call_tool("consensus_vote", {"question": "  "}))
+        assert "question:" in blank_question and "empty" in blank_question
         workdir = error_text(await client.call_tool("orchestrate", {"task": "x", "workDir": "no/such/dir"}))
         assert "workDir 'no/such/dir' is not a directory" in workdir
         (project / "opencode.json").write_text('{\n  "provider": {,\n}')
@@ -210,6 +214,17 @@ async def test_delegate_execute_and_a_failed_run_is_a_tool_error(gateway_project
     assert done["recommended"] == "opencode-custom-sonnet"
     assert done["result"]["ok"] and done["result"]["text"] == "Paris."
     assert failed.startswith("The task failed on every model tried (opencode-custom-sonnet: auth)")
+
+
+@pytest.mark.opencode
+async def test_a_rate_limited_model_cools_down_for_the_next_calls(gateway_project: Path, gateway: ReferenceGateway, hermetic_env: dict[str, str]) -> None:
+    gateway.add_fault("429,model=claude-opus-4-5,retry_after=0")
+    async with mcp_client(gateway_project, hermetic_env) as client:
+        report = payload(await client.call_tool("orchestrate", {"task": "design the cache eviction policy", "model_hint": "opus"}))
+        explained = payload(await client.call_tool("route_task", {"task": "design the cache eviction policy"}))
+    assert [(a["model_id"], a["failure"]) for a in report["attempts"]] == [("opencode-custom-opus", "rate_limited"), ("opencode-custom-sonnet", None)]
+    skipped = {s["id"]: s["reason"] for s in explained["skipped"]}
+    assert skipped["opencode-custom-opus"].startswith("rate-limited: cooling down"), explained
 
 
 @pytest.mark.opencode

@@ -39,6 +39,17 @@ def test_jsonc_rejects_json5_extras_like_opencode() -> None:
         jsonc.loads("{'a': 1}")
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [('{"plugin": [,]}', 1, 13), ("{,}", 1, 2), ('{\n "share": ,\n}', 2, 11), ('{"a": 1,,}', 1, 9), ("[ // c\n , ]", 2, 2)],
+)
+def test_jsonc_comma_after_no_value_is_an_error_at_the_comma(text: str, line: int, column: int) -> None:
+    # jsonc-parser's allowTrailingComma only forgives a comma that follows a value.
+    with pytest.raises(jsonc.JsoncError) as info:
+        jsonc.loads(text)
+    assert (info.value.line, info.value.column) == (line, column)
+
+
 # ------------------------------------------------------------------ loader
 
 
@@ -68,6 +79,31 @@ def test_missing_file_reference_is_a_clear_error(tmp_path: Path, hermetic_env: d
     write(tmp_path / "opencode.json", '{"model": "{file:nope.txt}"}')
     with pytest.raises(ConfigError, match="nope.txt does not exist"):
         load_config(tmp_path, hermetic_env)
+
+
+def test_a_dot_opencode_file_is_a_clear_error_like_opencode_s(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    (tmp_path / ".git").mkdir()
+    write(tmp_path / "opencode.json", '{"model": "a/b"}')
+    write(tmp_path / ".opencode", "not a directory")
+    with pytest.raises(ConfigError, match="is a file where OpenCode expects a config directory") as info:
+        load_config(tmp_path, hermetic_env)
+    assert info.value.path == str(tmp_path / ".opencode")
+    assert candidate_paths(tmp_path, hermetic_env)  # the watcher still gets every path to follow
+
+
+@pytest.mark.parametrize("where", ["project", "OPENCODE_CONFIG"])
+def test_a_directory_where_a_config_file_belongs_is_a_clear_error(where: str, tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    (tmp_path / ".git").mkdir()
+    env = dict(hermetic_env)
+    if where == "project":
+        bad = tmp_path / "opencode.json"
+    else:
+        bad = tmp_path / "custom-config"
+        env["OPENCODE_CONFIG"] = str(bad)
+    bad.mkdir()
+    with pytest.raises(ConfigError, match="is a directory where OpenCode expects a config file") as info:
+        load_config(tmp_path, env)
+    assert info.value.path == str(bad)
 
 
 def test_syntax_error_names_file_line_and_column(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
@@ -133,6 +169,18 @@ LAYOUTS: dict[str, dict[str, str]] = {
         "P/sub/.opencode/opencode.jsonc": '{"model": "custom/dot-inner", "share": "manual"}',
         "P/opencode.json": '{"model": "custom/project", "small_model": "custom/x"}',
     },
+    "OPENCODE_CONFIG_DIR naming the global dir is read before the .opencode dirs": {
+        "G/opencode.json": '{"model": "custom/global", "share": "manual"}',
+        "P/.opencode/opencode.json": '{"model": "custom/dot"}',
+        "CONFIG_DIR": "G",
+    },
+    "~/.opencode then OPENCODE_CONFIG_DIR after the project .opencode dirs": {
+        "P/.opencode/opencode.jsonc": '{"model": "custom/dot", "small_model": "custom/dot", "share": "manual"}',
+        "H/.opencode/opencode.json": '{"small_model": "custom/home-dot", "share": "auto"}',
+        "D/opencode.json": '{"share": "disabled"}',
+        "D/opencode.jsonc": '{"share": "auto", "model": "custom/config-dir"}',
+        "CONFIG_DIR": "D",
+    },
     "everything with env substitution": {
         "G/opencode.json": GLOBAL,
         "C/custom.json": '{"provider": {"custom": {"options": {"apiKey": "{env:NEXUS_T_KEY}", "headers": {"X-Team": "{env:NEXUS_T_UNSET}"}}}}}',
@@ -146,10 +194,13 @@ LAYOUTS: dict[str, dict[str, str]] = {
 def _materialise(layout: dict[str, str], tmp_path: Path, env: dict[str, str]) -> Path:
     project = tmp_path / "proj"
     (project / ".git").mkdir(parents=True)
-    roots = {"G": Path(env["XDG_CONFIG_HOME"]) / "opencode", "P": project, "C": tmp_path / "custom"}
+    roots = {"G": Path(env["XDG_CONFIG_HOME"]) / "opencode", "P": project, "C": tmp_path / "custom", "H": Path(env["HOME"]), "D": tmp_path / "config-dir"}
     for key, text in layout.items():
         if key == "INLINE":
             env["OPENCODE_CONFIG_CONTENT"] = text
+            continue
+        if key == "CONFIG_DIR":
+            env["OPENCODE_CONFIG_DIR"] = str(roots[text])
             continue
         root, rel = key.split("/", 1)
         path = write(roots[root] / rel, text)

@@ -72,6 +72,38 @@ def test_overlay_sets_scores_and_aliases_and_skips_bad_entries(tmp_path: Path, h
     assert "cli_model_name" in reasons["no-cli"]
 
 
+def test_an_id_wins_over_another_models_alias_and_an_alias_over_a_cli_model_name(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    project = _project(tmp_path)
+    overlay = project / ".nexus" / "models.json"
+    overlay.parent.mkdir()
+    overlay.write_text(json.dumps({"models": {
+        "opencode-custom-opus": {"aliases": ["opencode-custom-sonnet"]},
+        "opencode-custom-sonnet": {"aliases": ["custom/acme-large"]},
+    }}))
+    registry = build_registry(load_config(project, hermetic_env), [overlay])
+    assert registry.find("opencode-custom-sonnet").id == "opencode-custom-sonnet"
+    assert registry.find("OPENCODE-CUSTOM-SONNET").id == "opencode-custom-sonnet"
+    assert registry.find("custom/acme-large").id == "opencode-custom-sonnet"
+    assert registry.find("custom/claude-opus-4-5").id == "opencode-custom-opus"
+
+
+def test_a_config_model_nexus_cannot_take_is_reported_not_dropped_silently(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    project = _project(tmp_path, json.dumps({"provider": {"custom": {"models": {
+        "llama3 8b": {}, "acme-large": {}, "Acme-Large": {},
+    }}}}), name="opencode.json")
+    result = run_cli(["models", "--json"], hermetic_env, project)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert "custom/acme-large" in {m["cli_model_name"] for m in shown["models"]}
+    problems = {p["entry"]: p for p in shown["problems"]}
+    assert set(problems) == {"custom/llama3 8b", "custom/Acme-Large"}
+    assert problems["custom/llama3 8b"]["source"] == str(project / "opencode.json")
+    assert "rename" in problems["custom/llama3 8b"]["reason"]
+    assert "opencode-custom-acme-large" in problems["custom/Acme-Large"]["reason"]
+    table = run_cli(["models"], hermetic_env, project)
+    assert "custom/llama3 8b" in table.stdout + table.stderr
+
+
 def test_malformed_config_is_one_line_with_file_line_column(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     project = _project(tmp_path, '{\n  "provider": {\n    "custom": { "models": { "a": {} } \n  }\n  "model": "x/y"\n}\n', "opencode.json")
     for command in (["models"], ["models", "--json"], ["config"]):
@@ -96,6 +128,25 @@ def test_no_command_prints_the_api_key(tmp_path: Path, hermetic_env: dict[str, s
     api_key = next(v for v in shown["values"] if v["key"] == "provider.custom.options.apiKey")
     assert api_key["value"] == "(secret) set, from {env:CUSTOM_API_KEY}"
     assert api_key["source"] == str(project / "opencode.jsonc")
+
+
+def test_config_describes_credentials_substituted_inside_text_or_from_files(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    project = _project(tmp_path, json.dumps({"provider": {"custom": {"options": {
+        "baseURL": "https://gw.example/{env:CUSTOM_API_KEY}/v1",
+        "headers": {"Authorization": "Bearer {env:GW_BEARER}", "X-Gateway-Pass": "{file:pass.txt}", "X-Team": "platform"},
+    }}}}), name="opencode.json")
+    (project / "pass.txt").write_text("file-held-pass-4321")
+    env = {**hermetic_env, "CUSTOM_API_KEY": "tenantkey8765abcd", "GW_BEARER": "bearer-value-1357"}
+    result = run_cli(["config", "--json"], env, project)
+    assert result.returncode == 0, result.stderr
+    for secret in ("tenantkey8765abcd", "bearer-value-1357", "file-held-pass-4321"):
+        assert secret not in result.stdout + result.stderr
+    shown = {v["key"]: v["value"] for v in json.loads(result.stdout)["values"]}
+    options = "provider.custom.options"
+    assert shown[f"{options}.baseURL"] == "(secret) set, from {env:CUSTOM_API_KEY}"
+    assert shown[f"{options}.headers.Authorization"] == "(secret) set, from {env:GW_BEARER}"
+    assert shown[f"{options}.headers.X-Gateway-Pass"] == "(secret) set, from {file:pass.txt}"
+    assert shown[f"{options}.headers.X-Team"] == "platform"
 
 
 def test_config_reports_an_unset_key_variable(tmp_path: Path, hermetic_env: dict[str, str]) -> None:

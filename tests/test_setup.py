@@ -6,6 +6,7 @@ import difflib
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from nexus_core import jsonc
 from nexus_core.errors import NexusError
 from nexus_core.opencode_config import ConfigError
 from nexus_core.setup import apply_entry, desired_entry, resolve_target, server_command
-from tests.conftest import run_cli
+from tests.conftest import opencode_path, run_cli
 
 ENTRY = desired_entry(["/opt/nexus/bin/nexus-agents", "--mode=server"])
 
@@ -220,6 +221,31 @@ def test_cli_force_replaces_and_redacts_secrets_in_the_diff(tmp_path: Path, herm
     assert replaced.returncode == 0, replaced.stderr
     assert "Replaced mcp.nexus-agents" in replaced.stdout
     assert secret not in replaced.stdout and secret in config.read_text()
+
+
+REMOTE_ENTRY = '{"mcp": {"nexus-agents": {"type": "remote", "url": "http://127.0.0.1:9/mcp", "headers": {"X-Auth": "%s"}, "oauth": false, "timeout": 9000}}}\n'
+
+
+def test_refusal_names_what_the_entry_runs_but_never_its_headers(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    secret = "zz-header-value-98765"
+    (tmp_path / "opencode.json").write_text(REMOTE_ENTRY % secret)
+    refused = run_cli(["setup", "--project"], hermetic_env, tmp_path)
+    assert refused.returncode == 2
+    assert "remote: http://127.0.0.1:9/mcp" in refused.stderr and "--force" in refused.stderr
+    assert secret not in refused.stderr + refused.stdout
+
+
+@pytest.mark.opencode
+def test_forced_replacement_of_a_remote_entry_is_a_config_opencode_accepts(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    config = tmp_path / "opencode.json"
+    config.write_text(REMOTE_ENTRY % "zz-header-value-98765")
+    replaced = run_cli(["setup", "--project", "--force"], hermetic_env, tmp_path)
+    assert replaced.returncode == 0, replaced.stderr
+    entry = jsonc.loads(config.read_text())["mcp"]["nexus-agents"]
+    assert set(entry) == {"type", "command", "enabled", "timeout"} and entry["timeout"] == 9000
+    result = subprocess.run([opencode_path(), "debug", "config"], cwd=tmp_path, env=hermetic_env, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert json.loads(result.stdout)["mcp"]["nexus-agents"]["type"] == "local"
 
 
 def test_cli_keeps_a_symlink_and_edits_its_target(tmp_path: Path, hermetic_env: dict[str, str]) -> None:

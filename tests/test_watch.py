@@ -99,6 +99,24 @@ async def test_delete_and_recreate(project: Path, hermetic_env: dict[str, str]) 
         assert set(update.diff.added) == {"opencode-custom-alpha", "opencode-custom-delta"}
 
 
+async def test_a_symlinked_config_follows_edits_of_its_target(project: Path, tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    target = dotfiles / "opencode.json"
+    _write(target, _config("linked"))
+    global_file = Path(hermetic_env["XDG_CONFIG_HOME"]) / "opencode" / "opencode.json"
+    global_file.parent.mkdir(parents=True, exist_ok=True)
+    global_file.symlink_to(target)
+    async with ConfigWatcher(project, hermetic_env) as watcher:
+        updates = watcher.updates()
+        _write(target, _config("linked", "relinked"))
+        update = await _next(updates, lambda u: bool(u.diff.added))
+        assert update.diff.added == ("opencode-custom-relinked",)
+        _rename_over(target, _config("relinked"))
+        update = await _next(updates, lambda u: bool(u.diff.removed))
+        assert update.diff.removed == ("opencode-custom-linked",)
+
+
 async def test_a_broken_edit_keeps_the_last_good_snapshot_and_a_fix_recovers(project: Path, hermetic_env: dict[str, str]) -> None:
     path = project / "opencode.json"
     async with ConfigWatcher(project, hermetic_env) as watcher:

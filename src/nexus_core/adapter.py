@@ -597,6 +597,7 @@ class Attempt:
         last_output = time.monotonic()
         progress = _Progress()
         retry_candidate: tuple[float, str] | None = None
+        settled: list[str] = []  # failed requests known to be retried, not yet announced
         stdout_done = False
         eof_at: float | None = None
 
@@ -640,6 +641,10 @@ class Attempt:
                     match = _PROCESSOR_ERROR.match(payload)
                     # After an `error` event the session is over: its log line is no retry.
                     if match and not progress.errors:
+                        if retry_candidate:
+                            # Another request failed before any error event: OpenCode retried the
+                            # first (with Retry-After: 0 it does so at once, within the settle time).
+                            settled.append(retry_candidate[1])
                         retry_candidate = (now, match.group("error"))
                 elif source == "stats":
                     yield payload.model_copy(update={"attempt": self.number, "at": self._elapsed()})
@@ -649,14 +654,17 @@ class Attempt:
                 elif source == "exit":
                     break
             if retry_candidate and now >= retry_candidate[0] + RETRY_SETTLE_S:
-                message = self._redact(_one_line(retry_candidate[1]))
-                progress.retries.append(message)
+                settled.append(retry_candidate[1])
                 retry_candidate = None
+            for raw in settled:
+                message = self._redact(_one_line(raw))
+                progress.retries.append(message)
                 failures = len(progress.retries)
                 if failures > spec.max_gateway_retries:
                     yield self._retry_outcome(progress, f"{failures} requests failed in a row")
                     return
                 yield GatewayRetrying(attempt=self.number, at=self._elapsed(), retry=failures, message=message)
+            settled.clear()
             if now >= deadline:
                 yield self._outcome(FailureClass.TIMEOUT, f"no result within the {spec.timeout_s:g} s timeout")
                 return

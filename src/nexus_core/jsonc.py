@@ -29,10 +29,12 @@ def strip(text: str) -> str:
     out = list(text)
     i, n = 0, len(text)
     last_comma = -1  # index of a comma not yet followed by a value
+    last_token = ""  # the last significant character outside comments ('"' for a string)
     while i < n:
         c = text[i]
         if c == '"':
             last_comma = -1
+            last_token = '"'
             i += 1
             while i < n and text[i] != '"':
                 if text[i] == "\\":
@@ -56,13 +58,16 @@ def strip(text: str) -> str:
             i = stop
             continue
         if c == ",":
-            last_comma = i
+            # Only a comma after a value is trailing: "[,]" or '"k": ,}' stay errors, as in jsonc-parser.
+            last_comma = i if last_token and last_token not in "[{,:" else -1
         elif c in "}]":
             if last_comma >= 0:
                 out[last_comma] = " "
             last_comma = -1
         elif not c.isspace():
             last_comma = -1
+        if not c.isspace():
+            last_token = c
         i += 1
     return "".join(out)
 

@@ -19,23 +19,24 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from nexus_core import __version__
 from nexus_core.adapter import DEPTH_VAR, AttemptResult
 from nexus_core.doctor import DoctorReport, run_doctor
 from nexus_core.errors import NexusError
-from nexus_core.events import AttemptFinished, AttemptStarted, FallbackTaken, GatewayRetrying, RunEvent, StepFinish, ToolUse
+from nexus_core.events import AttemptFinished, AttemptStarted, FailureClass, FallbackTaken, GatewayRetrying, RunEvent, StepFinish, ToolUse
 from nexus_core.experts import EXPERTS, Capability, Expert, find_expert, with_expert
 from nexus_core.opencode_config import ConfigError, load_config
 from nexus_core.registry import ModelProfile, Registry, build_registry, overlay_paths
-from nexus_core.routing import RoutingDecision, RoutingSnapshot, ScoredModel, build_snapshot, profile_task, resolve_hint, route
+from nexus_core.routing import WEIGHTS, RoutingDecision, RoutingSnapshot, ScoredModel, build_snapshot, profile_task, resolve_hint, route
 from nexus_core.runs import Delegation, DelegationResult, DelegationSpec, chain_of
 
 __all__ = [
@@ -81,7 +82,13 @@ def delegation_depth(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     return read(DEPTH_VAR, 0), read(MAX_DEPTH_VAR, DEFAULT_MAX_DEPTH)
 
 
-TaskText = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS, description="the task, in plain words")]
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("it is empty (only whitespace); give the task in words")
+    return text
+
+
+TaskText = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS, description="the task, in plain words"), AfterValidator(_not_blank)]
 ModelHint = Annotated[
     str | None,
     Field(description="a registry id, alias or CLI model name (e.g. opencode-custom-opus, sonnet, custom/claude-sonnet-4-5); forces that model"),
@@ -207,11 +214,23 @@ class VoteReport(BaseModel):
 
 
 class _Project:
-    """The project the server serves: its directory and environment, read afresh for every call."""
+    """The project the server serves: its directory and environment, read afresh for every call.
+
+    What the config cannot say is remembered across calls: a model that just hit a rate limit
+    cools down (its deadline on ``time.monotonic``) before routing picks it again.
+    """
 
     def __init__(self, directory: Path, env: Mapping[str, str]) -> None:
         self.directory = directory
         self.env = dict(env)
+        self.cooldowns: dict[str, float] = {}
+
+    def note_rate_limits(self, result: DelegationResult) -> None:
+        """Cool down every model whose attempt in ``result`` ended rate-limited."""
+        until = time.monotonic() + WEIGHTS.rate_limit_cooldown_s
+        for attempt in result.attempts:
+            if attempt.model_id and attempt.outcome.failure is FailureClass.RATE_LIMITED:
+                self.cooldowns[attempt.model_id] = until
 
     def registry(self) -> Registry:
         try:
@@ -222,7 +241,7 @@ class _Project:
 
     def snapshot(self) -> RoutingSnapshot:
         try:
-            return build_snapshot(self.directory, self.env)
+            return build_snapshot(self.directory, self.env, cooldowns=self.cooldowns)
         except ConfigError as exc:
             raise ToolError(exc.sentence()) from None
 
@@ -340,6 +359,7 @@ async def _run(
         raise ToolError(exc.sentence()) from None
     if delegation.result is None:
         raise ToolError("The run ended before any model was tried. Try again.")
+    project.note_rate_limits(delegation.result)
     return delegation.result
 
 

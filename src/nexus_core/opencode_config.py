@@ -246,22 +246,30 @@ def _sources(directory: Path, env: Mapping[str, str], *, existing_only: bool) ->
         for name in ("opencode.jsonc", "opencode.json"):
             found = [d / name for d in _walk_up(directory, worktree)]
             out += [(p, "project") for p in reversed(found)]
-    dirs: list[Path] = []
+    # OpenCode's ``ConfigPaths.directories``: the global dir first, then every ``.opencode``
+    # walking up, ``~/.opencode``, then ``OPENCODE_CONFIG_DIR``; deduplicated by their text, so
+    # an OPENCODE_CONFIG_DIR naming an earlier entry is read at that entry's place. Only
+    # ``.opencode`` dirs and the OPENCODE_CONFIG_DIR entry give config files.
+    config_dir = env.get("OPENCODE_CONFIG_DIR") or None
+    dirs: list[str] = [str(gdir)]
     if project_config:
-        dirs += [d / ".opencode" for d in _walk_up(directory, worktree)]
-    dirs.append(_home(env) / ".opencode")
-    if env.get("OPENCODE_CONFIG_DIR"):
-        dirs.append(Path(env["OPENCODE_CONFIG_DIR"]))
-    seen: set[Path] = set()
-    for d in dirs:
-        if d in seen or (existing_only and not d.is_dir()):
+        dirs += [str(d / ".opencode") for d in _walk_up(directory, worktree)]
+    dirs.append(str(_home(env) / ".opencode"))
+    if config_dir:
+        dirs.append(config_dir)
+    for d in dict.fromkeys(dirs):
+        if not (d.endswith(".opencode") or d == config_dir):
             continue
-        seen.add(d)
-        out += [(d / name, "directory") for name in ("opencode.jsonc", "opencode.json")]
+        if existing_only and not os.path.isdir(d):
+            if os.path.exists(d):
+                raise ConfigError(d, "is a file where OpenCode expects a config directory (OpenCode fails on it too); rename or remove it")
+            continue
+        out += [(Path(d) / name, "directory") for name in ("opencode.jsonc", "opencode.json")]
     managed = managed_config_dir(env)
     out += [(managed / name, "managed") for name in ("opencode.jsonc", "opencode.json")]
     if existing_only:
-        out = [(p, kind) for p, kind in out if p.is_file()]
+        # Anything there but a file (a directory named opencode.json) fails OpenCode too: keep it to report.
+        out = [(p, kind) for p, kind in out if p.exists()]
     return out
 
 
@@ -416,6 +424,8 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Mapping[st
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             continue
+        except IsADirectoryError:
+            raise ConfigError(str(path), "is a directory where OpenCode expects a config file (OpenCode fails on it too); rename or remove it") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(str(path), f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
         add(text, str(path), kind, path.parent, True)

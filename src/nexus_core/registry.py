@@ -192,14 +192,20 @@ class Registry(BaseModel):
         return next((m for m in self.models if m.id == model_id), None)
 
     def find(self, hint: str) -> ModelProfile | None:
-        """A model by id, alias or CLI model name (case-insensitive), or None."""
+        """A model by id, else by alias, else by CLI model name (case-insensitive), or None.
+
+        An id always names its own model, even when another entry lists it as an alias.
+        """
         wanted = hint.strip().lower()
-        for model in self.models:
-            names = {model.id.lower(), *(a.lower() for a in model.aliases)}
-            if model.cli_model_name:
-                names.add(model.cli_model_name.lower())
-            if wanted in names:
-                return model
+        tiers = (
+            lambda m: {m.id.lower()},
+            lambda m: {a.lower() for a in m.aliases},
+            lambda m: {m.cli_model_name.lower()} if m.cli_model_name else set(),
+        )
+        for names_of in tiers:
+            found = next((m for m in self.models if wanted in names_of(m)), None)
+            if found is not None:
+                return found
         return None
 
     def closest(self, hint: str, n: int = 3) -> list[str]:
@@ -242,8 +248,11 @@ def _family_quality(key: str) -> tuple[Quality, str]:
     return Quality(), "default"
 
 
-def _from_config(config: MergedConfig) -> tuple[list[ModelProfile], dict[str, dict[str, Any]]]:
-    """New profiles for config models, and enrichments for built-ins keyed by id."""
+def _from_config(config: MergedConfig, problems: list[RegistryProblem]) -> tuple[list[ModelProfile], dict[str, dict[str, Any]]]:
+    """New profiles for config models, and enrichments for built-ins keyed by id.
+
+    A model nexus cannot take is reported in ``problems`` (never dropped without a word).
+    """
     builtin_by_cli = {m.cli_model_name: m for m in BUILTIN_MODELS if m.cli_model_name}
     new: list[ModelProfile] = []
     enrich: dict[str, dict[str, Any]] = {}
@@ -251,6 +260,11 @@ def _from_config(config: MergedConfig) -> tuple[list[ModelProfile], dict[str, di
         for key, entry in provider.models.items():
             cli_name = f"{pid}/{key}"
             if not CLI_MODEL_RE.match(cli_name):
+                problems.append(RegistryProblem(
+                    source=config.origin("provider", pid, "models", key) or "the OpenCode config", entry=cli_name,
+                    reason="nexus passes only names of letters, digits and . _ - : @ / + to opencode run --model; "
+                    "rename the provider or model key (the gateway's model id can stay in the entry's \"id\")",
+                ))
                 continue
             fields: dict[str, Any] = {"declared_in": config.origin("provider", pid, "models", key)}
             if entry.limit and entry.limit.context:
@@ -338,17 +352,23 @@ def _apply_overlay(models: dict[str, ModelProfile], path: Path, problems: list[R
 def build_registry(config: MergedConfig | None, overlays: Iterable[Path] = ()) -> Registry:
     """Assemble the registry from built-ins, the merged config and the overlay files."""
     models: dict[str, ModelProfile] = {m.id: m for m in BUILTIN_MODELS}
+    problems: list[RegistryProblem] = []
     if config is not None:
-        new, enrich = _from_config(config)
+        new, enrich = _from_config(config, problems)
         for model_id, fields in enrich.items():
             models[model_id] = models[model_id].model_copy(update=fields)
         default = config.data.get("model")
         if isinstance(default, str) and CLI_MODEL_RE.match(default):
             models["opencode-default"] = models["opencode-default"].model_copy(update={"cli_model_name": default})
         for profile in new:
-            if profile.id not in models:
+            taken = models.get(profile.id)
+            if taken is None:
                 models[profile.id] = profile
-    problems: list[RegistryProblem] = []
+            else:
+                problems.append(RegistryProblem(
+                    source=profile.declared_in or "the OpenCode config", entry=profile.cli_model_name or profile.id,
+                    reason=f"its id {profile.id} is already {taken.cli_model_name or taken.id}'s; rename one of the two keys",
+                ))
     for path in overlays:
         _apply_overlay(models, path, problems)
     return Registry(models=tuple(models.values()), problems=tuple(problems))

@@ -46,6 +46,10 @@ __all__ = [
 ]
 
 SERVER_NAME = "nexus-agents"
+# Keys of the user's entry that a forced replacement keeps: the ones OpenCode's strict
+# local-server schema (``McpLocal``) allows besides those setup writes. Any other key (a
+# remote server's ``url`` or ``headers``) would make OpenCode reject the whole config.
+_KEPT_ON_FORCE = ("environment", "timeout")
 Scope = Literal["project", "global", "config", "env"]
 Action = Literal["added", "replaced", "unchanged"]
 _DEFAULT_INDENT = "  "
@@ -263,7 +267,7 @@ def apply_entry(text: str, source: str, entry: dict[str, Any], *, force: bool = 
         return text, "unchanged"
     if existing is not None and not force:
         raise NexusError(
-            f"{source} already has a different mcp.{SERVER_NAME} entry ({json.dumps(existing)[:200]})",
+            f"{source} already has a different mcp.{SERVER_NAME} entry ({_describe_entry(existing)})",
             "Run setup again with --force to replace it, or edit the file",
         )
     model: JSONText = loads(body, loader=ModelLoader())
@@ -284,10 +288,23 @@ def apply_entry(text: str, source: str, entry: dict[str, Any], *, force: bool = 
             action = "added"
         else:
             # The user's own keys (a timeout, an environment) survive a forced replacement.
-            kept = existing if isinstance(existing, dict) else {}
+            kept = {k: existing[k] for k in _KEPT_ON_FORCE if k in existing} if isinstance(existing, dict) else {}
             _replace(mcp_node, entry_index, {**kept, **entry}, unit)
             action = "replaced"
     return bom + dumps(model, dumper=ModelDumper()), action
+
+
+def _describe_entry(existing: Any) -> str:
+    """What the entry runs, without its environment or headers (they may hold keys)."""
+    if not isinstance(existing, dict):
+        return f"a {type(existing).__name__} instead of a server object"
+    redact = Redactor.from_env(extra=_secret_values(existing))
+    kind = existing.get("type", "no type")
+    if isinstance(existing.get("command"), list):
+        return redact(f"{kind}: {' '.join(str(part) for part in existing['command'])}"[:200])
+    if isinstance(existing.get("url"), str):
+        return redact(f"{kind}: {existing['url']}"[:200])
+    return f"{kind}"
 
 
 # ---------------------------------------------------------------- files

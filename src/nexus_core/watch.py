@@ -203,9 +203,14 @@ class ConfigWatcher:
         files = [*candidate_paths(self._directory, self._env), *overlay_paths(self._directory, self._env)]
         return list(dict.fromkeys(files))
 
+    def _link_targets(self) -> list[Path]:
+        """Where the followed files that are symlinks (a dotfiles repository) point."""
+        return [f.resolve() for f in self.watched_files() if f.is_symlink()]
+
     def watched_dirs(self) -> tuple[str, ...]:
-        """The existing directories watched (without recursion) to see those files."""
-        return tuple(sorted({str(_nearest_existing_dir(f.parent)) for f in self.watched_files()}))
+        """The existing directories watched (without recursion) to see those files and their link targets."""
+        files = [*self.watched_files(), *self._link_targets()]
+        return tuple(sorted({str(_nearest_existing_dir(f.parent)) for f in files}))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -363,7 +368,7 @@ class ConfigWatcher:
 
     def _relevant(self, changes: set[tuple[int, str]]) -> tuple[str, ...]:
         files = self.watched_files()
-        interesting = {str(f) for f in files}
+        interesting = {str(f) for f in [*files, *self._link_targets()]}
         for f in files:
             interesting.update(str(p) for p in f.parents)
         return tuple(sorted({path for _, path in changes if path in interesting}))

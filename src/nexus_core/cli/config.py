@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 from rich.markup import escape
@@ -14,6 +15,9 @@ from nexus_core.cli._common import console, load_project, print_json
 from nexus_core.opencode_config import MergedConfig
 from nexus_core.secrets import Redactor, is_secret_key, is_secret_var
 
+_REF_RE = re.compile(r"\{(?:env|file):[^}]+\}")
+_ENV_REF_RE = re.compile(r"\{env:([^}]+)\}")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="show the merged OpenCode config with the source of each value")
@@ -21,16 +25,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+# Objects whose values are credentials whenever they come from a variable or a file.
+_CREDENTIAL_PARENTS = {"headers", "environment"}
+
+
 def describe_value(config: MergedConfig, path: tuple[str, ...], value: Any, redact: Redactor) -> Any:
     """The value as it may be shown: secrets become a description of where they come from."""
     var = config.env_var_of(*path)
-    secret = any(is_secret_key(k) for k in path) or (var is not None and is_secret_var(var))
+    raw = config.template(*path)
+    refs = [m.group(0) for m in _REF_RE.finditer(raw or "")]
+    secret = (
+        any(is_secret_key(k) for k in path)
+        or (var is not None and is_secret_var(var))
+        or any(is_secret_var(m.group(1)) for m in _ENV_REF_RE.finditer(raw or ""))
+        or (bool(refs) and len(path) > 1 and path[-2] in _CREDENTIAL_PARENTS)
+    )
     if secret:
         if var is not None:
             return f"(secret) {'set' if value else 'NOT SET'}, from {{env:{var}}}"
-        raw = config.template(*path)
-        if raw and raw.startswith("{file:"):
-            return f"(secret) {'set' if value else 'EMPTY'}, from {raw}"
+        if refs:
+            return f"(secret) {'set' if value else 'EMPTY'}, from {', '.join(refs)}"
         return "(secret) set literally in the file" if value else "(secret) empty"
     if isinstance(value, str):
         return redact(value)
