@@ -236,7 +236,7 @@ async def test_consensus_vote_asks_models_concurrently(gateway_project: Path, ga
         gateway.add_fault("404,model=claude-opus-4-5")
         half = payload(await client.call_tool("consensus_vote", {"question": "Is Python dynamically typed?", "models": ["opus", "sonnet"]}))
     assert [a["model_id"] for a in vote["answers"]] == ["opencode-custom-opus", "opencode-custom-sonnet"]
-    assert all(a["ok"] and a["verdict"] == "yes" for a in vote["answers"])
+    assert all(a["ok"] and a["verdict"] == "yes" for a in vote["answers"]), vote["answers"]
     assert (vote["agreement"], vote["majority_verdict"]) == ("unanimous", "yes")
     assert {r.model for r in gateway.requests if r.kind == "chat"} == {"claude-opus-4-5", "claude-sonnet-4-5"}
     assert "models" in too_few and "at least 2" in too_few

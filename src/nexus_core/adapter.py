@@ -116,6 +116,10 @@ STDERR_DRAIN_S = 2.0
 # exits with "database is locked" before doing anything and is simply started again.
 BUSY_RELAUNCHES = 2
 BUSY_RELAUNCH_DELAY_S = 1.0
+# Losers of that race do not always say "database is locked", so the race is avoided too: the
+# first run of a data directory with no database yet starts alone, and runs beside it wait (at
+# most this long) until it has written its first event or ended.
+FIRST_RUN_WAIT_S = 30.0
 STDOUT_LINE_LIMIT = 8 * 1024 * 1024
 STDERR_TAIL_CHARS = 64 * 1024
 STDERR_LINE_CHARS = 4 * 1024
@@ -165,6 +169,15 @@ def check_model_name(name: str) -> str:
             "Use a registry id or alias (nexus-agents models) or a name such as custom/claude-sonnet-4-5",
         )
     return name
+
+
+_FIRST_RUNS: dict[tuple[int, str], asyncio.Lock] = {}
+
+
+def _opencode_database(env: Mapping[str, str]) -> Path:
+    """Where OpenCode keeps its SQLite database for this environment (``$XDG_DATA_HOME/opencode``)."""
+    data = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "opencode" / "opencode.db"
 
 
 def find_opencode(env: Mapping[str, str] | None = None) -> str | None:
@@ -476,6 +489,8 @@ class Attempt:
         self._started = 0.0
         self._iterated = False
         self._tasks: list[asyncio.Task[Any]] = []
+        self._spoke = asyncio.Event()
+        self._first_run: asyncio.Lock | None = None
         self._launched_at = float("inf")
 
     async def __aenter__(self) -> "Attempt":
@@ -569,21 +584,60 @@ class Attempt:
             and time.monotonic() + BUSY_RELAUNCH_DELAY_S < self._started + self.spec.timeout_s
         )
 
-    async def _run(self) -> AsyncIterator[RunEvent | Outcome]:
-        spec = self.spec
-        self._launched_at = min(self._launched_at, time.time())
+    async def _launch(self) -> None:
+        """Start OpenCode; the first run of a fresh data directory starts alone (see FIRST_RUN_WAIT_S)."""
+        database = _opencode_database(self.env)
+        first_run: asyncio.Lock | None = None
+        if not database.exists():
+            first_run = _FIRST_RUNS.setdefault((id(asyncio.get_running_loop()), str(database)), asyncio.Lock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(first_run.acquire(), FIRST_RUN_WAIT_S)
+            if not first_run.locked() or database.exists():
+                if first_run.locked():
+                    first_run.release()
+                first_run = None
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env=self.env, start_new_session=True, limit=STDOUT_LINE_LIMIT,
             )
+        except BaseException:
+            if first_run is not None:
+                first_run.release()
+            raise
+        if first_run is not None:
+            self._first_run = first_run
+            self._tasks.append(asyncio.create_task(self._release_when_started()))
+
+    async def _release_when_started(self) -> None:
+        assert self._proc is not None
+        waits = [asyncio.ensure_future(self._spoke.wait()), asyncio.ensure_future(self._proc.wait())]
+        try:
+            await asyncio.wait(waits, timeout=FIRST_RUN_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            self._release_first_run()
+
+    def _release_first_run(self) -> None:
+        if self._first_run is not None:
+            self._first_run.release()
+            self._first_run = None
+
+    async def _run(self) -> AsyncIterator[RunEvent | Outcome]:
+        spec = self.spec
+        self._launched_at = min(self._launched_at, time.time())
+        self._tasks = []
+        self._spoke.clear()
+        try:
+            await self._launch()
         except OSError as exc:
             yield self._outcome(FailureClass.OPENCODE_NOT_FOUND, f"OpenCode could not be started ({exc.strerror or exc})")
             return
         _LIVE_GROUPS.add(self._proc.pid)
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(EVENT_QUEUE_SIZE)
         stderr_reader = asyncio.create_task(self._read_stderr(queue))
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(self._feed_stdin(spec.prompt)),
             asyncio.create_task(self._read_stdout(queue)),
             stderr_reader,
@@ -732,6 +786,7 @@ class Attempt:
                 continue
             if not line:
                 break
+            self._spoke.set()
             await queue.put(("stdout", line.decode("utf-8", "replace")))
         await queue.put(("eof", None))
         await self._proc.wait()
@@ -769,6 +824,7 @@ class Attempt:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        self._release_first_run()  # a helper cancelled before it ever ran cannot release it
         proc = self._proc
         if proc is None:
             return
