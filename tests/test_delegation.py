@@ -216,21 +216,25 @@ async def test_variant_outside_the_allowlist_never_reaches_opencode(gateway: Ref
     gateway.add_fault("latency=2")
     seen_cmdlines: list[list[str]] = []
     depths: set[str | None] = set()
+    root_depths: set[str | None] = set()
     async with Attempt(spec(env, project, variant="high; rm -rf /")) as attempt:
         async for event in attempt.events():
             if isinstance(event, ProcessStats):
                 for pid in event.pids:
                     try:
                         seen_cmdlines.append(psutil.Process(pid).cmdline())
-                        depths.add(psutil.Process(pid).environ().get("NEXUS_DELEGATION_DEPTH"))
+                        depth = psutil.Process(pid).environ().get("NEXUS_DELEGATION_DEPTH")
                     except psutil.Error:
-                        pass
+                        continue
+                    # OpenCode's own helpers (git, rg…) may run with an environment of their own.
+                    (root_depths if pid == attempt.pid else depths).add(depth)
     assert attempt.result is not None and attempt.result.outcome.ok, attempt.result.outcome
     assert seen_cmdlines, "the process tree was never sampled"
     assert "--variant" not in attempt.argv
     for cmdline in seen_cmdlines:
         assert not any("rm -rf" in arg or "--variant" == arg for arg in cmdline), cmdline
-    assert depths == {"1"}, "OpenCode must run with NEXUS_DELEGATION_DEPTH one above ours"
+    assert root_depths == {"1"}, "OpenCode must run with NEXUS_DELEGATION_DEPTH one above ours"
+    assert depths <= {"1", None}, "no process of the run may claim another delegation depth"
 
 
 async def test_eight_concurrent_runs_each_get_their_own_text(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
