@@ -53,10 +53,29 @@ def stop(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
 
 def start_gateway(model: str, script_file: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     """``nexus-agents gateway`` on a free loopback port; returns it and its base URL."""
-    argv = [SERVER_NAME, "gateway", "--port", "0", "--json", "--quiet", "--model", model,
-            "--script", str(script_file), "--api-key-env", "CUSTOM_API_KEY"]
-    gateway = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    argv = [
+        SERVER_NAME,
+        "gateway",
+        "--port",
+        "0",
+        "--json",
+        "--quiet",
+        "--model",
+        model,
+        "--script",
+        str(script_file),
+        "--api-key-env",
+        "CUSTOM_API_KEY",
+    ]
+    gateway = subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert gateway.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(gateway.stdout, selectors.EVENT_READ)
@@ -77,8 +96,9 @@ def run_opencode(model: str, prompt: str, env: dict[str, str], cwd: Path) -> lis
     """``opencode run --format json`` with the prompt on stdin; returns its events."""
     argv = ["opencode", "run", "--format", "json", "--model", model]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=out, stderr=err,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=out, stderr=err, start_new_session=True
+        )
         assert process.stdin is not None
         process.stdin.write(prompt.encode())
         process.stdin.close()
@@ -114,7 +134,9 @@ def check_events(events: list[dict[str, Any]]) -> list[str]:
     state = uses[0].get("state", {})
     output = str(state.get("output", ""))
     if state.get("status") != "completed" or '"experts"' not in output:
-        raise CheckFailed(f"{OPENCODE_TOOL} did not complete with the expert list: {state.get('status')}: {output[:300]}")
+        raise CheckFailed(
+            f"{OPENCODE_TOOL} did not complete with the expert list: {state.get('status')}: {output[:300]}"
+        )
     texts = "".join(e["part"].get("text", "") for e in events if e.get("type") == "text")
     if f"Tool {OPENCODE_TOOL} returned:" not in texts:
         raise CheckFailed(f"the model's final answer does not carry the tool result: {texts[:300]!r}")
@@ -139,10 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="nexus-e2e-") as tmp:
         work = Path(tmp)
         script_file = work / "script.json"
-        script_file.write_text(json.dumps([{
-            "match": MARKER,
-            "turns": [{"tool_calls": [{"name": OPENCODE_TOOL, "arguments": {}}]}],
-        }]), encoding="utf-8")
+        script_file.write_text(
+            json.dumps(
+                [
+                    {
+                        "match": MARKER,
+                        "turns": [{"tool_calls": [{"name": OPENCODE_TOOL, "arguments": {}}]}],
+                    }
+                ]
+            ),
+            encoding="utf-8",
+        )
         project = work / "project"
         project.mkdir()
         env = dict(os.environ, CUSTOM_API_KEY=E2E_KEY, NO_COLOR="1", OPENCODE_DISABLE_MODELS_FETCH="1")

@@ -71,6 +71,12 @@ def check_config_mentions_server() -> str:
     entry = (merged.get("mcp") or {}).get(SERVER_NAME)
     if not entry or entry.get("type") != "local" or entry.get("enabled") is False:
         raise CheckFailed(f"OpenCode's merged config has no enabled local mcp.{SERVER_NAME}: {entry!r}")
+    program = Path(entry["command"][0])
+    if not program.is_absolute() or not os.access(program, os.X_OK):
+        raise CheckFailed(
+            f"mcp.{SERVER_NAME} runs {program}, not this image's absolute server command; "
+            "the build must run `nexus-agents setup --global --force`"
+        )
     return f"{path} has mcp.{SERVER_NAME}: {' '.join(entry['command'])}"
 
 
@@ -93,15 +99,22 @@ def check_custom_provider() -> str:
     wanted = {"baseURL": "{env:CUSTOM_API_BASE_URL}", "apiKey": "{env:CUSTOM_API_KEY}"}
     wrong = [key for key, value in wanted.items() if options.get(key) != value]
     if wrong:
-        raise CheckFailed(f"the custom provider's {', '.join(wrong)} must come from the environment ({', '.join(wanted.values())})")
+        raise CheckFailed(
+            f"the custom provider's {', '.join(wrong)} must come from the environment ({', '.join(wanted.values())})"
+        )
     return f"custom provider present with {', '.join(CUSTOM_MODELS)}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--opencode-version", required=True, help="the pinned OpenCode version")
-    parser.add_argument("--skip", action="append", default=[], choices=["provider"],
-                        help="leave a check out (the sandbox template has no custom provider)")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["provider"],
+        help="leave a check out (the sandbox template has no custom provider)",
+    )
     args = parser.parse_args(argv)
     checks: list[tuple[str, Callable[[], str]]] = [
         ("OpenCode version", lambda: check_opencode_version(args.opencode_version)),
