@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["NexusError"]
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+__all__ = ["NexusError", "first_validation_problem"]
 
 
 class NexusError(Exception):
@@ -15,3 +21,15 @@ class NexusError(Exception):
 
     def sentence(self) -> str:
         return f"{self.message}. {self.fix}." if self.fix else f"{self.message}."
+
+
+def first_validation_problem(error: ValidationError, prefix: Sequence[object] = (), *, top: str = "") -> str:
+    """The first problem pydantic found, as ``where: what`` (``where`` is the dotted field path).
+
+    ``prefix`` is put before the field path (e.g. ``("provider", "custom")``); ``top`` names the
+    place when the problem is at the top level (an empty path). Only the first problem is told:
+    one fix at a time reads better than a list of consequences of the same mistake.
+    """
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in (*prefix, *first["loc"])) or top
+    return f"{where}: {first['msg']}" if where else str(first["msg"])

@@ -10,10 +10,12 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["REDACTED", "Redactor", "is_secret_key", "is_secret_var"]
+__all__ = ["REDACTED", "Redactor", "is_secret_key", "is_secret_var", "secret_values"]
 
 REDACTED = "[redacted]"
-_SECRET_NAME = re.compile(r"(api[_-]?key|apikey|token|secret|passw(or)?d|authorization|credential|bearer|private[_-]?key)", re.I)
+_SECRET_NAME = re.compile(
+    r"(api[_-]?key|apikey|token|secret|passw(or)?d|authorization|credential|bearer|private[_-]?key)", re.I
+)
 # Shapes of keys that may turn up in a body or message without us knowing the value.
 _KEY_SHAPES = re.compile(
     r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"
@@ -46,7 +48,7 @@ class Redactor:
         self._values = sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> "Redactor":
+    def from_env(cls, env: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> Redactor:
         env = os.environ if env is None else env
         return cls([*(v for k, v in env.items() if is_secret_var(k)), *extra])
 
@@ -64,3 +66,25 @@ def _shape_sub(match: re.Match[str]) -> str:
     if match.group(3):
         return match.group(3) + match.group(4) + REDACTED
     return REDACTED
+
+
+def secret_values(data: object) -> list[str]:
+    """Every string held under a secret-named key (``apiKey``, ``Authorization``, …) anywhere in ``data``.
+
+    Run over a resolved config it gives the keys OpenCode will send, whatever their source:
+    written in the file, ``{env:VAR}`` or ``{file:path}``.
+    """
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, str) and is_secret_key(str(key)):
+                found.append(value)
+                scheme, _, token = value.partition(" ")
+                if token and scheme.lower() in {"bearer", "basic", "token"}:
+                    found.append(token.strip())  # the credential also travels without its scheme
+            else:
+                found += secret_values(value)
+    elif isinstance(data, list):
+        for item in data:
+            found += secret_values(item)
+    return found

@@ -2,7 +2,7 @@
 
 Each subcommand lives in its own module with ``register(subparsers)``; the module list below
 is the only place that names them. A :class:`~nexus_core.errors.NexusError` or
-:class:`~nexus_core.opencode_config.ConfigError` becomes one line on stderr and exit code 2.
+:class:`~nexus_core.config.loader.ConfigError` becomes one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import sys
 from collections.abc import Sequence
 
 from nexus_core import __version__
+from nexus_core.config.loader import ConfigError
 from nexus_core.errors import NexusError
-from nexus_core.opencode_config import ConfigError
 
 __all__ = ["build_parser", "main"]
 
-SUBCOMMANDS = ("models", "config", "route", "orchestrate", "doctor", "setup", "gateway")
+SUBCOMMANDS = ("models", "config", "route", "orchestrate", "runs", "doctor", "setup", "gateway")
 
 
 def build_parser(commands: Sequence[str] = SUBCOMMANDS) -> argparse.ArgumentParser:
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.mode == "server":
-            from nexus_core.mcp_server import serve
+            from nexus_core.mcp.server import serve
 
             return serve(args.project_dir)
         if not getattr(args, "handler", None):
@@ -73,5 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last guard: one line, never a traceback
         if os.environ.get("NEXUS_DEBUG"):
             raise
-        print(f"nexus-agents: unexpected error: {type(exc).__name__}: {exc}. Run again with NEXUS_DEBUG=1 for details.", file=sys.stderr)
+        print(
+            f"nexus-agents: unexpected error: {type(exc).__name__}: {exc}. Run again with NEXUS_DEBUG=1 for details.",
+            file=sys.stderr,
+        )
         return 1

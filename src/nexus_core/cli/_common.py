@@ -9,8 +9,8 @@ from typing import Any
 
 from rich.console import Console
 
-from nexus_core.opencode_config import MergedConfig, load_config
-from nexus_core.registry import Registry, build_registry, overlay_paths
+from nexus_core.config.loader import MergedConfig, load_config
+from nexus_core.routing.registry import Registry, build_registry, overlay_paths
 
 __all__ = ["console", "load_project", "print_json"]
 

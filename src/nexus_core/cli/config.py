@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nexus_core.cli._common import console, load_project, print_json
-from nexus_core.opencode_config import MergedConfig
+from nexus_core.config.loader import MergedConfig
 from nexus_core.secrets import Redactor, is_secret_key, is_secret_var
 
 _REF_RE = re.compile(r"\{(?:env|file):[^}]+\}")
@@ -62,13 +62,15 @@ def run(args: argparse.Namespace) -> int:
         if path
     ]
     if args.json:
-        print_json({
-            "directory": config.directory,
-            "worktree": config.worktree,
-            "layers": [layer.source for layer in config.layers],
-            "unset_env": sorted({r.var for r in config.env_refs if not r.is_set}),
-            "values": rows,
-        })
+        print_json(
+            {
+                "directory": config.directory,
+                "worktree": config.worktree,
+                "layers": [layer.source for layer in config.layers],
+                "unset_env": sorted({r.var for r in config.env_refs if not r.is_set}),
+                "values": rows,
+            }
+        )
         return 0
     out = console()
     out.print(f"[bold]Config layers[/] (lowest precedence first) for {escape(config.directory)}:")
@@ -82,9 +84,13 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("source", overflow="fold")
     for row in rows:
         value = row["value"]
-        table.add_row(Text(row["key"]), Text(value if isinstance(value, str) else json.dumps(value)), Text(row["source"] or ""))
+        table.add_row(
+            Text(row["key"]), Text(value if isinstance(value, str) else json.dumps(value)), Text(row["source"] or "")
+        )
     out.print(table)
     unset = sorted({r.var for r in config.env_refs if not r.is_set})
     if unset:
-        out.print(f"[yellow]Unset variables referenced by the config:[/] {escape(', '.join(unset))} (OpenCode substitutes an empty string).")
+        out.print(
+            f"[yellow]Unset variables referenced by the config:[/] {escape(', '.join(unset))} (OpenCode substitutes an empty string)."
+        )
     return 0

@@ -8,15 +8,19 @@ import asyncio
 from rich.markup import escape
 
 from nexus_core.cli._common import console, print_json
-from nexus_core.doctor import DoctorReport, run_doctor
+from nexus_core.doctor.checks import DoctorReport, run_doctor
 
 _MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red"), "skipped": ("·", "dim")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="check OpenCode, the config, the gateway and the models; exit 1 if anything fails")
+    p = sub.add_parser(
+        "doctor", help="check OpenCode, the config, the gateway and the models; exit 1 if anything fails"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON (schema in the README)")
-    p.add_argument("--probe", action="store_true", help="also stream a tiny chat completion and run a real `opencode run` smoke")
+    p.add_argument(
+        "--probe", action="store_true", help="also stream a tiny chat completion and run a real `opencode run` smoke"
+    )
     p.set_defaults(handler=run)
 
 

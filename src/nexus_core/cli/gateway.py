@@ -16,9 +16,16 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from nexus_core import jsonc
-from nexus_core.errors import NexusError
-from nexus_core.gateway import DEFAULT_MODELS, RecordedRequest, ReferenceGateway, Script, opencode_config, parse_fault_spec
+from nexus_core.config import jsonc
+from nexus_core.errors import NexusError, first_validation_problem
+from nexus_core.gateway import (
+    DEFAULT_MODELS,
+    RecordedRequest,
+    ReferenceGateway,
+    Script,
+    opencode_config,
+    parse_fault_spec,
+)
 
 _SCRIPTS = TypeAdapter(list[Script])
 _MAX_SCRIPT_BYTES = 1024 * 1024
@@ -32,18 +39,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         "request with 'Reply to: <the start of your prompt>'.",
     )
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free one)")
-    p.add_argument("--model", action="append", dest="models", metavar="M", help=f"a model id to serve (repeatable; default: {', '.join(DEFAULT_MODELS)})")
     p.add_argument(
-        "--fault", action="append", dest="faults", default=[], metavar="SPEC",
+        "--model",
+        action="append",
+        dest="models",
+        metavar="M",
+        help=f"a model id to serve (repeatable; default: {', '.join(DEFAULT_MODELS)})",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        dest="faults",
+        default=[],
+        metavar="SPEC",
         help="inject a fault, KIND[=VALUE][,model=M][,path=P][,times=N]; KIND: latency=S, 401, 403, 404, 429, "
         "500, 502 (or status=CODE), drop, cut, malformed-sse, html, silent, bad-models (repeatable)",
     )
     p.add_argument(
-        "--script", action="append", dest="script_files", default=[], metavar="FILE",
-        help="scripted answers from a JSON(C) file: a list of {\"match\": TEXT, \"turns\": [{\"text\": ...} or "
-        "{\"tool_calls\": [{\"name\": TOOL, \"arguments\": {...}}]}], \"times\": N} (repeatable)",
+        "--script",
+        action="append",
+        dest="script_files",
+        default=[],
+        metavar="FILE",
+        help='scripted answers from a JSON(C) file: a list of {"match": TEXT, "turns": [{"text": ...} or '
+        '{"tool_calls": [{"name": TOOL, "arguments": {...}}]}], "times": N} (repeatable)',
     )
-    p.add_argument("--api-key-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' (the key is read from VAR, never printed)")
+    p.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="require 'Authorization: Bearer $VAR' (the key is read from VAR, never printed)",
+    )
     p.add_argument("--print-config", action="store_true", help="also print an opencode.json for this gateway")
     p.add_argument("--quiet", action="store_true", help="do not log each request on stderr")
     p.add_argument("--json", action="store_true", help="print the start-up facts as one JSON line")
@@ -65,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
     scripts = [script for path in args.script_files for script in load_scripts(Path(path))]
     models = tuple(dict.fromkeys(args.models)) if args.models else DEFAULT_MODELS
     gateway = ReferenceGateway(
-        port=args.port, models=models, api_key=api_key, faults=faults,
+        port=args.port,
+        models=models,
+        api_key=api_key,
+        faults=faults,
         on_request=None if args.quiet else _log_request,
     )
     for script in scripts:
@@ -86,10 +114,8 @@ def load_scripts(path: Path) -> list[Script]:
     try:
         return _SCRIPTS.validate_python(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the top level"
         raise NexusError(
-            f"script file {path}: {where}: {first['msg']}",
+            f"script file {path}: {first_validation_problem(exc, top='the top level')}",
             'Write a list like [{"match": "hello", "turns": [{"text": "Hi"}]}]',
         ) from None
 

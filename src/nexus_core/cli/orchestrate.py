@@ -1,65 +1,103 @@
 """``nexus-agents orchestrate``: delegate one task through OpenCode and watch it happen.
 
-Prints the events live (text, tool calls, step finishes with tokens, retries, fallbacks) and
-exits 0 only when a model finished the task; otherwise it prints the classified cause and
-its fix and exits 1. ``--json`` prints one JSON object per event, then a ``result`` object.
+Prints the events live (text as it streams, tool calls, step finishes with tokens, retries,
+permission questions, fallbacks) and exits 0 only when a model finished the task; otherwise it
+prints the classified cause and its fix and exits 1. ``--json`` prints one JSON object per event
+(text deltas included), then a ``result`` object with the ``session_id`` that ``--continue`` takes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
+import os
+import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any
 
-from nexus_core.adapter import DEFAULT_MAX_GATEWAY_RETRIES, DEFAULT_STALL_TIMEOUT_S, DEFAULT_TIMEOUT_S
+from pydantic import SecretStr
+
+from nexus_core.cli.stream import Printer, json_line
+from nexus_core.diagnosis.known import known_cause_for, known_causes
 from nexus_core.errors import NexusError
-from nexus_core.events import (
-    AttemptFinished,
-    AttemptStarted,
-    ErrorEvent,
-    FailureClass,
-    FallbackTaken,
-    GatewayRetrying,
-    OutputLine,
-    Reasoning,
-    RunEvent,
-    StepFinish,
-    Text,
-    ToolUse,
-)
-from nexus_core.registry import CLI_MODEL_RE, ModelProfile
-from nexus_core.routing import RoutingSnapshot, build_snapshot, fallback_chain, profile_task, resolve_hint, route
-from nexus_core.runs import Delegation, DelegationResult, DelegationSpec, chain_of
+from nexus_core.opencode.attempt import DEFAULT_MAX_GATEWAY_RETRIES, DEFAULT_STALL_TIMEOUT_S, DEFAULT_TIMEOUT_S
+from nexus_core.opencode.transport import ServeLease, check_permissions, session_model
+from nexus_core.routing.chain import Delegation, DelegationResult, DelegationSpec, chain_of
+from nexus_core.routing.last_word import last_word
+from nexus_core.routing.registry import CLI_MODEL_RE, ModelProfile
+from nexus_core.routing.score import RoutingSnapshot, build_snapshot, fallback_chain, profile_task, resolve_hint, route
+from nexus_core.store.recorder import DelegationRecorder, history_store, recorded, routing_for
 
 MAX_STDIN_TASK_BYTES = 16 * 1024 * 1024
-STDERR_LINES_SHOWN = 10
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_URL = re.compile(r"^https?://[^\s/]+")
+
+ChainFor = Callable[[str | None], tuple[tuple[ModelProfile, ...], str]]
+# Starts the run's record once its spec (and so its chain) is known; None: nothing is recorded.
+RecordFor = Callable[[DelegationSpec], DelegationRecorder | None]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "orchestrate",
         help="delegate a task to a model through OpenCode, with fallbacks",
-        description="Delegate a task through `opencode run`. The task is the arguments, or stdin when there are "
-        "none; `--` ends the options so a task may start with '-'.",
+        description="Delegate a task through OpenCode (a session on `opencode serve`, or `opencode run`). The task "
+        "is the arguments, or stdin when there are none; `--` ends the options so a task may start with '-'.",
     )
     p.add_argument("task", nargs="*", help="the task (default: read from stdin)")
     p.add_argument("--model", "-m", help="registry id, alias, or provider/model (default: the routing choice)")
     p.add_argument("--variant", help="reasoning effort: high, max or minimal (anything else is ignored)")
     p.add_argument("--thinking", action="store_true", help="ask OpenCode for the model's thinking blocks")
     p.add_argument("--dir", dest="workdir", help="the directory the task works in (default: the current one)")
-    p.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT_S, metavar="S",
-                   help=f"seconds for the whole delegation (default {DEFAULT_TIMEOUT_S:g})")
-    p.add_argument("--stall-timeout", type=_positive, default=DEFAULT_STALL_TIMEOUT_S, metavar="S",
-                   help=f"seconds without an event before an attempt counts as stalled (default {DEFAULT_STALL_TIMEOUT_S:g})")
-    p.add_argument("--max-retries", type=int, default=DEFAULT_MAX_GATEWAY_RETRIES, metavar="N",
-                   help=f"gateway retries OpenCode may make before the attempt fails (default {DEFAULT_MAX_GATEWAY_RETRIES})")
+    p.add_argument(
+        "--timeout",
+        type=_positive,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds for the whole delegation (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=_positive,
+        default=DEFAULT_STALL_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds without an event before an attempt counts as stalled (default {DEFAULT_STALL_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=DEFAULT_MAX_GATEWAY_RETRIES,
+        metavar="N",
+        help=f"gateway retries OpenCode may make before the attempt fails (default {DEFAULT_MAX_GATEWAY_RETRIES})",
+    )
     p.add_argument("--no-fallback", action="store_true", help="try only the chosen model")
     p.add_argument("--json", action="store_true", help="print NDJSON events and a final result object")
+    p.add_argument(
+        "--transport",
+        choices=("serve", "run"),
+        default="serve",
+        help="serve (default): a session on `opencode serve`, text as it streams; run: one `opencode run` per attempt",
+    )
+    p.add_argument(
+        "--continue",
+        dest="continue_session",
+        metavar="SESSION",
+        help="send the task as a follow-up into this session (the session_id of an earlier result)",
+    )
+    p.add_argument(
+        "--approve",
+        action="append",
+        default=[],
+        metavar="PERMISSION",
+        help="answer OpenCode's permission questions for this one `once` (bash, edit, webfetch, …, or all); repeatable",
+    )
+    p.add_argument("--attach", metavar="URL", help="run on this `opencode serve` (local or remote); never ended")
+    p.add_argument("--password-env", metavar="VAR", help="the variable that holds the attached server's password")
+    p.add_argument("--no-history", action="store_true", help="do not record this run, nor route by observed outcomes")
     p.set_defaults(handler=run)
 
 
@@ -89,11 +127,14 @@ def _task_text(args: argparse.Namespace) -> str:
 
 def _adhoc(cli_model_name: str) -> ModelProfile:
     provider = cli_model_name.split("/", 1)[0]
-    return ModelProfile(id=cli_model_name, name=cli_model_name, provider=provider, cli_model_name=cli_model_name,
-                        source="opencode.json")
+    return ModelProfile(
+        id=cli_model_name, name=cli_model_name, provider=provider, cli_model_name=cli_model_name, source="opencode.json"
+    )
 
 
-def choose_chain(snapshot: RoutingSnapshot, task: str, hint: str | None, *, fallback: bool = True) -> tuple[tuple[ModelProfile, ...], str]:
+def choose_chain(
+    snapshot: RoutingSnapshot, task: str, hint: str | None, *, fallback: bool = True
+) -> tuple[tuple[ModelProfile, ...], str]:
     """The models to try, first to last, and why the first one.
 
     A hint (id, alias or CLI model name) is always tried first, available or not, so that a
@@ -113,62 +154,10 @@ def choose_chain(snapshot: RoutingSnapshot, task: str, hint: str | None, *, fall
     return chain_of(chain if fallback else chain[:1]), why
 
 
-class _Printer:
-    """Readable live output: the answer on stdout, progress and causes on stderr."""
-
-    def __init__(self, out: TextIO, err: TextIO) -> None:
-        self.out = out
-        self.err = err
-
-    def note(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
-
-    def __call__(self, event: RunEvent) -> None:
-        if isinstance(event, AttemptStarted):
-            name = f"{event.model_id} ({event.cli_model_name})" if event.model_id and event.model_id != event.cli_model_name else event.cli_model_name
-            self.note(f"→ attempt {event.attempt}: {name}")
-        elif isinstance(event, Text):
-            print(event.text, file=self.out, flush=True)
-        elif isinstance(event, Reasoning):
-            self.note(f"  thinking: {event.text}")
-        elif isinstance(event, ToolUse):
-            mark = "✓" if event.status == "completed" else "✗"
-            title = event.title or json.dumps(event.input)[:120]
-            self.note(f"  {mark} {event.tool} {title}" + (f": {event.error}" if event.error else ""))
-        elif isinstance(event, StepFinish):
-            t = event.tokens
-            cost = f" · ${event.cost:.4f}" if event.cost else ""
-            self.note(f"  step finished ({event.reason}) · tokens in {t.input} / out {t.output}"
-                      + (f" / reasoning {t.reasoning}" if t.reasoning else "") + cost)
-        elif isinstance(event, ErrorEvent):
-            self.note(f"  error from OpenCode: {event.message}")
-        elif isinstance(event, GatewayRetrying):
-            self.note(f"  … the gateway is being retried by OpenCode (retry {event.retry}): {event.message}")
-        elif isinstance(event, OutputLine):
-            self.note(f"  {event.line}")
-        elif isinstance(event, AttemptFinished) and not event.outcome.ok:
-            self.note(f"✗ attempt {event.attempt} failed ({event.outcome.failure}): {event.outcome.message}")
-        elif isinstance(event, FallbackTaken):
-            self.note(f"↪ falling back from {event.from_model} to {event.to_model} ({event.reason})")
-
-    def result(self, result: DelegationResult) -> None:
-        final = result.final
-        if result.ok:
-            self.note(f"✓ done in {result.duration_s:.1f} s by {final.model_id or final.cli_model_name}")
-        else:
-            if result.outcome.failure is FailureClass.FAILED:
-                for line in final.stderr_tail.splitlines()[-STDERR_LINES_SHOWN:]:
-                    self.note(f"  opencode: {line[:300]}")
-            self.note(f"✗ failed ({result.outcome.failure}): {result.outcome.sentence()}")
-
-
-def _json_line(data: dict[str, object]) -> None:
-    sys.stdout.write(json.dumps(data, default=str) + "\n")
-    sys.stdout.flush()
-
-
-async def _delegate(spec: DelegationSpec, as_json: bool) -> DelegationResult | None:
-    printer = _Printer(sys.stdout, sys.stderr)
+async def _delegate(
+    fields: dict[str, Any], chain_for: ChainFor, as_json: bool, printer: Printer, record_for: RecordFor
+) -> DelegationResult | None:
+    """Route (a follow-up takes its session's model unless one was asked for), then run and print."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     # SIGHUP (the terminal closed, the SSH session dropped) ends the run like SIGTERM: OpenCode runs in
@@ -177,17 +166,74 @@ async def _delegate(spec: DelegationSpec, as_json: bool) -> DelegationResult | N
     if task is not None:
         for stop_signal in stop_signals:
             loop.add_signal_handler(stop_signal, task.cancel)
+    # A follow-up's session is checked (and its model read) on the server the delegation then uses:
+    # the lease holds it (one pool, refcounted) until the delegation is done.
+    lease = None
     try:
-        async with Delegation(spec) as delegation:
-            async for event in delegation.events():
+        session_model_name = None
+        if fields.get("session_id"):
+            password = fields.get("attach_password")
+            lease = ServeLease.of(
+                fields.get("workdir"),
+                attach_url=fields.get("attach_url"),
+                attach_password=password.get_secret_value() if password else None,
+            )
+            session_model_name = await session_model(await lease.client(), fields["session_id"])
+        chain, why = chain_for(session_model_name)
+        if not as_json:
+            print(f"{why}; chain: {' → '.join(m.id for m in chain)}", file=sys.stderr, flush=True)
+            known = fields.get("known_causes") or {}
+            for cause in {id(c): c for m in chain if (c := known_cause_for(m.cli_model_name, known))}.values():
+                print(f"note: {cause.summary}. {cause.fix}.", file=sys.stderr, flush=True)
+        spec = DelegationSpec(chain=chain, **fields)
+        recorder = record_for(spec)
+        async with Delegation(spec, pool=lease.pool if lease else None) as delegation:
+            async for event in recorded(delegation.events(), recorder, delegation):
                 if as_json:
-                    _json_line(event.model_dump(mode="json"))
+                    json_line(event.model_dump(mode="json"))
                 else:
                     printer(event)
         return delegation.result
     finally:
+        if lease is not None:
+            await lease.aclose()
         for stop_signal in stop_signals:
             loop.remove_signal_handler(stop_signal)
+
+
+def _serve_options(args: argparse.Namespace) -> dict[str, object]:
+    """The serve-only options as DelegationSpec fields, or one sentence on what is wrong."""
+    serve_only = [
+        flag
+        for flag, value in (
+            ("--continue", args.continue_session),
+            ("--approve", args.approve),
+            ("--attach", args.attach),
+            ("--password-env", args.password_env),
+        )
+        if value
+    ]
+    if args.transport == "run":
+        if serve_only:
+            raise NexusError(f"{serve_only[0]} needs the serve transport", "Leave out --transport run")
+        return {"transport": "run"}
+    options: dict[str, object] = {"transport": "serve", "approve": check_permissions(args.approve)}
+    if args.continue_session:
+        options["session_id"] = args.continue_session.strip()
+    if args.password_env and not args.attach:
+        raise NexusError("--password-env is for an attached server", "Add --attach URL")
+    if args.attach:
+        if not _URL.match(args.attach):
+            raise NexusError(f"{args.attach!r} is not a server URL", "Pass one like http://127.0.0.1:4096")
+        options["attach_url"] = args.attach
+        if args.password_env:
+            if not _ENV_NAME.match(args.password_env):
+                raise NexusError(f"{args.password_env!r} is not a variable name", "Pass a name like OPENCODE_PASSWORD")
+            password = os.environ.get(args.password_env)
+            if not password:
+                raise NexusError(f"{args.password_env} is not set", f"Export {args.password_env} with the password")
+            options["attach_password"] = SecretStr(password)
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -197,25 +243,65 @@ def run(args: argparse.Namespace) -> int:
         raise NexusError(f"the directory {args.workdir} does not exist", "Pass an existing directory to --dir")
     if args.max_retries < 0:
         raise NexusError("--max-retries must be 0 or more", "Pass a whole number such as 3")
-    snapshot = build_snapshot(str(workdir) if workdir else args.project_dir)
-    chain, why = choose_chain(snapshot, task, args.model, fallback=not args.no_fallback)
-    if not args.json:
-        print(f"{why}; chain: {' → '.join(m.id for m in chain)}", file=sys.stderr, flush=True)
-    spec = DelegationSpec(
-        prompt=task, chain=chain, variant=args.variant, thinking=args.thinking, workdir=workdir,
-        timeout_s=args.timeout, stall_timeout_s=args.stall_timeout, max_gateway_retries=args.max_retries,
+    options = _serve_options(args)
+    snapshot = build_snapshot(str(workdir) if workdir else args.project_dir, history=False if args.no_history else None)
+    known = known_causes(snapshot.config, os.environ)
+
+    def chain_for(session_model_name: str | None) -> tuple[tuple[ModelProfile, ...], str]:
+        if args.continue_session:
+            # A follow-up stays in its session: one model, no fallbacks.
+            chain, why = choose_chain(snapshot, task, args.model or session_model_name, fallback=False)
+            return chain, f"a follow-up in session {args.continue_session} ({why})"
+        return choose_chain(snapshot, task, args.model, fallback=not args.no_fallback)
+
+    if not args.continue_session:
+        chain_for(None)  # a bad --model is refused before OpenCode starts
+    printer = Printer(sys.stdout, sys.stderr, thinking=args.thinking)
+    fields = dict(
+        prompt=task,
+        variant=args.variant,
+        thinking=args.thinking,
+        workdir=workdir,
+        timeout_s=args.timeout,
+        stall_timeout_s=args.stall_timeout,
+        max_gateway_retries=args.max_retries,
         stats_interval_s=1.0 if args.json else None,
+        **options,
+        known_causes=known,
     )
+    store = None if args.no_history else history_store()
+    runs: list[DelegationRecorder] = []
+
+    def record_for(spec: DelegationSpec) -> DelegationRecorder | None:
+        if store is None:
+            return None
+        decision = routing_for(snapshot, task, args.model)
+        recorder = DelegationRecorder.begin(store, spec, decision=decision, source="cli", project=args.project_dir)
+        runs.append(recorder)
+        if not args.json:
+            print(f"run {recorder.run_id} (nexus-agents runs show {recorder.run_id})", file=sys.stderr, flush=True)
+        return recorder
+
     try:
-        result = asyncio.run(_delegate(spec, args.json))
+        result = asyncio.run(_delegate(fields, chain_for, args.json, printer, record_for))
     except asyncio.CancelledError:
         if not args.json:
             print("nexus-agents: cancelled; OpenCode was stopped.", file=sys.stderr)
         return 130
+    finally:
+        if store is not None:
+            store.close()  # the run's queued writes are committed before the process ends
     if result is None:
         return 130
     if args.json:
-        _json_line({"kind": "result", **result.summary()})
+        json_line(
+            {
+                "kind": "result",
+                "run_id": runs[0].run_id if runs else None,
+                **result.summary(),
+                "last_word": last_word(result, args.timeout),
+            }
+        )
     else:
-        _Printer(sys.stdout, sys.stderr).result(result)
+        printer.result(result, args.timeout)
     return 0 if result.ok else 1

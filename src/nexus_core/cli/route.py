@@ -11,7 +11,7 @@ from rich.text import Text
 
 from nexus_core.cli._common import console, print_json
 from nexus_core.errors import NexusError
-from nexus_core.routing import TERM_NAMES, RoutingDecision, build_snapshot, profile_task, route
+from nexus_core.routing.score import TERM_NAMES, RoutingDecision, build_snapshot, profile_task, route
 
 MAX_TASK_BYTES = 8 * 1024 * 1024
 
@@ -24,15 +24,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (every model's terms and total)")
     p.add_argument("--top", type=int, default=5, metavar="N", help="rows in the --explain table (default 5)")
     for dim in ("reasoning", "code", "speed", "cost"):
-        p.add_argument(f"--{dim}", type=float, default=None, metavar="0-10", help=f"how much {dim} matters (replaces the derived emphasis)")
+        p.add_argument(
+            f"--{dim}",
+            type=float,
+            default=None,
+            metavar="0-10",
+            help=f"how much {dim} matters (replaces the derived emphasis)",
+        )
     p.add_argument("--context", type=int, default=None, metavar="TOKENS", help="context window the task needs")
+    p.add_argument("--no-history", action="store_true", help="leave out the observed term (the run store)")
     p.set_defaults(handler=run)
 
 
 def _task_text(raw: str) -> str:
     text = sys.stdin.read(MAX_TASK_BYTES + 1) if raw == "-" else raw
     if len(text) > MAX_TASK_BYTES:
-        raise NexusError(f"the task is longer than {MAX_TASK_BYTES // (1024 * 1024)} MiB", "Shorten it or point the model at files instead")
+        raise NexusError(
+            f"the task is longer than {MAX_TASK_BYTES // (1024 * 1024)} MiB",
+            "Shorten it or point the model at files instead",
+        )
     if not text.strip():
         raise NexusError("the task is empty", 'Pass the task text, e.g. nexus-agents route "fix the failing test"')
     return text
@@ -42,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise NexusError(f"--top must be at least 1, not {args.top}", "Pass --top 5, for example")
     text = _task_text(args.task)
-    profile = profile_task(text, reasoning=args.reasoning, code=args.code, speed=args.speed, cost=args.cost, context=args.context)
-    snapshot = build_snapshot(args.project_dir)
+    profile = profile_task(
+        text, reasoning=args.reasoning, code=args.code, speed=args.speed, cost=args.cost, context=args.context
+    )
+    snapshot = build_snapshot(args.project_dir, history=False if args.no_history else None)
     decision = route(snapshot, profile, args.hint)
     if args.json:
         print_json(decision.as_dict())
@@ -58,7 +70,9 @@ def _print(decision: RoutingDecision, explain: bool, top: int) -> None:
     if chosen is None:
         out.print(f"[bold red]No model chosen[/]: {escape(decision.reason)}.")
     else:
-        out.print(f"[bold]Chosen:[/] {escape(chosen.id)} ({escape(str(chosen.model.cli_model_name))}), score {chosen.total} — {escape(decision.reason)}")
+        out.print(
+            f"[bold]Chosen:[/] {escape(chosen.id)} ({escape(str(chosen.model.cli_model_name))}), score {chosen.total} — {escape(decision.reason)}"
+        )
         out.print(f"[bold]Fallback chain:[/] {escape(' → '.join(m.id for m in decision.chain))}")
     if not explain:
         if decision.skipped and chosen is None:
@@ -67,10 +81,15 @@ def _print(decision: RoutingDecision, explain: bool, top: int) -> None:
     p = decision.profile
     weights = ", ".join(f"{d} {w:.3f}" for d, w in p.weights.items())
     keywords = "; ".join(f"{d}: {', '.join(k)}" for d, k in p.keywords.items() if k) or "none"
-    out.print(f"[bold]Task:[/] {p.size}, ~{p.token_estimate:,} tokens, needs ~{p.context_tokens:,} tokens of context; keywords: {keywords}")
+    out.print(
+        f"[bold]Task:[/] {p.size}, ~{p.token_estimate:,} tokens, needs ~{p.context_tokens:,} tokens of context; keywords: {keywords}"
+    )
     out.print(f"[bold]Weights:[/] {weights}")
     if decision.ranked:
-        table = Table(title=f"Score breakdown (top {min(top, len(decision.ranked))} of {len(decision.ranked)})", title_justify="left")
+        table = Table(
+            title=f"Score breakdown (top {min(top, len(decision.ranked))} of {len(decision.ranked)})",
+            title_justify="left",
+        )
         table.add_column("#", justify="right")
         table.add_column("model", no_wrap=True)
         for name in TERM_NAMES:
@@ -79,6 +98,11 @@ def _print(decision: RoutingDecision, explain: bool, top: int) -> None:
         for rank, scored in enumerate(decision.ranked[:top], 1):
             table.add_row(str(rank), Text(scored.id), *(str(t.value) for t in scored.terms), str(scored.total))
         out.print(table)
+        seen = [(s.id, s.term("observed")) for s in decision.ranked[:top] if s.term("observed").value]
+        if seen:
+            out.print("[bold]Observed:[/]")
+            for model_id, term in seen:
+                out.print(f"  {escape(model_id)} {term.value:+d}: {escape(term.detail)}")
     _print_skipped(decision)
 
 

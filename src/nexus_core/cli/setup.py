@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from nexus_core.cli._common import print_json
-from nexus_core.setup import run_setup
+from nexus_core.config.setup import run_setup
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OPENCODE_CONFIG when set, else the project's opencode.jsonc or opencode.json.",
     )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--project", dest="scope", action="store_const", const="project", help="the project's opencode.jsonc / opencode.json (--dir or the cwd)")
-    where.add_argument("--global", dest="scope", action="store_const", const="global", help="$XDG_CONFIG_HOME/opencode/opencode.jsonc / opencode.json")
+    where.add_argument(
+        "--project",
+        dest="scope",
+        action="store_const",
+        const="project",
+        help="the project's opencode.jsonc / opencode.json (--dir or the cwd)",
+    )
+    where.add_argument(
+        "--global",
+        dest="scope",
+        action="store_const",
+        const="global",
+        help="$XDG_CONFIG_HOME/opencode/opencode.jsonc / opencode.json",
+    )
     where.add_argument("--config", dest="config_path", metavar="PATH", help="this config file")
     p.add_argument("--dry-run", action="store_true", help="show the diff, write nothing")
     p.add_argument("--force", action="store_true", help="replace a different existing mcp.nexus-agents entry")

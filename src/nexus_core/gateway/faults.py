@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nexus_core.errors import NexusError
+from nexus_core.errors import NexusError, first_validation_problem
 
 __all__ = ["FAULT_KINDS", "Fault", "FaultKind", "RequestKind", "parse_fault_spec"]
 
@@ -61,7 +61,7 @@ class Fault(BaseModel):
     include_title: bool = False
 
     @model_validator(mode="after")
-    def _kind_needs_its_value(self) -> "Fault":
+    def _kind_needs_its_value(self) -> Fault:
         if self.kind == "latency" and self.seconds <= 0:
             raise ValueError("a latency fault needs seconds > 0")
         return self
@@ -127,9 +127,7 @@ def parse_fault_spec(spec: str) -> Fault:
     try:
         return Fault.model_validate(fields)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise _bad_spec(spec, f"{where + ': ' if where else ''}{first['msg']}") from None
+        raise _bad_spec(spec, first_validation_problem(exc)) from None
 
 
 def _bad_spec(spec: str, why: str) -> NexusError:

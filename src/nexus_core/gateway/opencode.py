@@ -44,7 +44,10 @@ def opencode_config(
     options: dict[str, Any] = {"baseURL": base_url}
     if api_key_env is not None:
         if not _ENV_VAR.match(api_key_env):
-            raise NexusError(f"{api_key_env!r} is not an environment variable name", "Use letters, digits and _ only, e.g. CUSTOM_API_KEY")
+            raise NexusError(
+                f"{api_key_env!r} is not an environment variable name",
+                "Use letters, digits and _ only, e.g. CUSTOM_API_KEY",
+            )
         options["apiKey"] = f"{{env:{api_key_env}}}"
     if timeout_ms is not None:
         options["timeout"] = timeout_ms

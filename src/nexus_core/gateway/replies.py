@@ -115,7 +115,7 @@ def tool_results_since_last_user(messages: list[dict[str, Any]]) -> list[tuple[s
     """``(tool name, result text)`` for every ``tool`` message after the last user message."""
     names: dict[str, str] = {}
     results: list[tuple[str, str]] = []
-    for message in messages[_last_user_index(messages) + 1:]:
+    for message in messages[_last_user_index(messages) + 1 :]:
         for call in message.get("tool_calls") or []:
             if isinstance(call, dict):
                 names[str(call.get("id"))] = str((call.get("function") or {}).get("name", ""))
@@ -137,7 +137,10 @@ def completion_chunks(
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
-            "id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
 
@@ -145,16 +148,32 @@ def completion_chunks(
     chunks += [chunk({"reasoning_content": piece}) for piece in _pieces(turn.reasoning)]
     chunks += [chunk({"content": piece}) for piece in _pieces(turn.text)]
     for index, (call, call_id) in enumerate(zip(turn.tool_calls, call_ids, strict=True)):
-        chunks.append(chunk({"tool_calls": [{
-            "index": index, "id": call_id, "type": "function",
-            "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
-        }]}))
+        chunks.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call_id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                        }
+                    ]
+                }
+            )
+        )
     chunks.append(chunk({}, _finish_reason(turn)))
     if include_usage:
-        chunks.append({
-            "id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [], "usage": _usage(prompt_tokens, turn),
-        })
+        chunks.append(
+            {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": _usage(prompt_tokens, turn),
+            }
+        )
     return chunks
 
 
@@ -169,7 +188,9 @@ def completion_body(*, model: str, turn: Turn, call_ids: list[str], prompt_token
             for c, call_id in zip(turn.tool_calls, call_ids, strict=True)
         ]
     return {
-        "id": f"chatcmpl-{time.time_ns():x}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{time.time_ns():x}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(turn)}],
         "usage": _usage(prompt_tokens, turn),
@@ -186,14 +207,16 @@ def _finish_reason(turn: Turn) -> str:
 
 
 def _usage(prompt_tokens: int, turn: Turn) -> dict[str, int]:
-    completion = max(1, (len(turn.text) + len(turn.reasoning) + sum(len(json.dumps(c.arguments)) for c in turn.tool_calls)) // 4)
+    completion = max(
+        1, (len(turn.text) + len(turn.reasoning) + sum(len(json.dumps(c.arguments)) for c in turn.tool_calls)) // 4
+    )
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
 
 
 def _pieces(text: str) -> list[str]:
     """Split text into small pieces (about three words) so a stream really streams."""
     words = re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
-    return ["".join(words[i:i + 3]) for i in range(0, len(words), 3)]
+    return ["".join(words[i : i + 3]) for i in range(0, len(words), 3)]
 
 
 def _preview(text: str) -> str:
@@ -209,4 +232,4 @@ def _last_user_index(messages: list[dict[str, Any]]) -> int:
 
 def assistant_turns_since_last_user(messages: list[dict[str, Any]]) -> int:
     """How many assistant messages follow the last user message (0 on a run's first request)."""
-    return sum(1 for m in messages[_last_user_index(messages) + 1:] if m.get("role") == "assistant")
+    return sum(1 for m in messages[_last_user_index(messages) + 1 :] if m.get("role") == "assistant")

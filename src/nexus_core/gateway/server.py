@@ -25,9 +25,9 @@ import asyncio
 import json
 import threading
 import time
-from http import HTTPStatus
 from collections import deque
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any, Literal
 
 import h11
@@ -47,6 +47,7 @@ from nexus_core.gateway.replies import (
     last_user_text,
     prompt_tokens_of,
 )
+from nexus_core.gateway.transcripts import Transcript
 from nexus_core.secrets import REDACTED, Redactor, is_secret_key
 
 __all__ = ["DEFAULT_MODELS", "DEFAULT_TITLE", "RecordedRequest", "ReferenceGateway"]
@@ -61,10 +62,12 @@ _NOT_JSON = object()
 _SECRET_HEADERS = frozenset({"cookie", "set-cookie"})
 _LOGIN_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>Sign in - Corporate Proxy</title></head>\n"
-    "<body><h1>Sign in to continue</h1><form method=\"post\" action=\"/login\">"
-    "<input name=\"user\"><input name=\"password\" type=\"password\"><button>Sign in</button></form></body></html>\n"
+    '<body><h1>Sign in to continue</h1><form method="post" action="/login">'
+    '<input name="user"><input name="password" type="password"><button>Sign in</button></form></body></html>\n'
 )
-_BAD_GATEWAY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>\n"
+_BAD_GATEWAY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>\n"
+)
 _ERRORS: dict[int, tuple[str, str, str]] = {
     400: ("Bad request.", "invalid_request_error", "bad_request"),
     401: ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
@@ -121,6 +124,7 @@ class _Controls:
         self.records: deque[RecordedRequest] = deque(maxlen=record_limit)
         self.seq = 0
         self.call_seq = 0
+        self.replay: Transcript | None = None
 
     def take_faults(self, kind: RequestKind, path: str, model: str | None) -> tuple[float, Fault | None]:
         """The latency to apply and the first other fault for this request; counts them down."""
@@ -217,7 +221,7 @@ class ReferenceGateway:
 
     # -- async life cycle ---------------------------------------------------------------
 
-    async def start(self) -> "ReferenceGateway":
+    async def start(self) -> ReferenceGateway:
         """Listen on 127.0.0.1. Raises :class:`NexusError` if the port cannot be bound."""
         try:
             self._server = await asyncio.start_server(self._on_connection, _HOST, self._requested_port)
@@ -241,7 +245,7 @@ class ReferenceGateway:
         await asyncio.wait_for(self._server.wait_closed(), timeout=5)
         self._server = None
 
-    async def __aenter__(self) -> "ReferenceGateway":
+    async def __aenter__(self) -> ReferenceGateway:
         return await self.start()
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -249,7 +253,7 @@ class ReferenceGateway:
 
     # -- thread life cycle (sync code, other processes) ---------------------------------
 
-    def start_in_thread(self, timeout: float = 10.0) -> "ReferenceGateway":
+    def start_in_thread(self, timeout: float = 10.0) -> ReferenceGateway:
         """Run the gateway on its own event loop in a daemon thread; returns once it listens."""
         if self._thread is not None or self._server is not None:
             raise RuntimeError("the gateway is already running")
@@ -289,7 +293,7 @@ class ReferenceGateway:
         self._thread.join(timeout)
         self._thread = None
 
-    def __enter__(self) -> "ReferenceGateway":
+    def __enter__(self) -> ReferenceGateway:
         return self.start_in_thread()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -303,6 +307,11 @@ class ReferenceGateway:
         with self._controls.lock:
             self._controls.faults.append((parsed, [parsed.times]))
         return parsed
+
+    def replay(self, transcript: Transcript | None) -> None:
+        """Answer every request a transcript recorded as the real gateway did (None: stop replaying)."""
+        with self._controls.lock:
+            self._controls.replay = transcript
 
     def clear_faults(self) -> None:
         """Remove every fault."""
@@ -365,7 +374,9 @@ class ReferenceGateway:
         with self._controls.lock:
             self._controls.records.clear()
 
-    def wait_for_requests_blocking(self, count: int, *, kind: RequestKind | None = "chat", timeout: float = 10.0) -> list[RecordedRequest]:
+    def wait_for_requests_blocking(
+        self, count: int, *, kind: RequestKind | None = "chat", timeout: float = 10.0
+    ) -> list[RecordedRequest]:
         """Block until ``count`` answered requests of ``kind`` (any if None) are recorded; returns them.
 
         Raises :class:`TimeoutError` after ``timeout`` seconds. For sync code with a threaded gateway.
@@ -381,7 +392,9 @@ class ReferenceGateway:
                     raise TimeoutError(f"{len(found)} of {count} {kind or 'any'} requests arrived within {timeout:g}s")
                 self._controls.lock.wait(left)
 
-    async def wait_for_requests(self, count: int, *, kind: RequestKind | None = "chat", timeout: float = 10.0) -> list[RecordedRequest]:
+    async def wait_for_requests(
+        self, count: int, *, kind: RequestKind | None = "chat", timeout: float = 10.0
+    ) -> list[RecordedRequest]:
         """Wait until ``count`` answered requests of ``kind`` are recorded (async; see the blocking form)."""
         return await asyncio.to_thread(self.wait_for_requests_blocking, count, kind=kind, timeout=timeout)
 
@@ -396,7 +409,7 @@ class ReferenceGateway:
         self._connections.add(task)
         try:
             await self._serve_connection(reader, writer)
-        except (ConnectionError, h11.ProtocolError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        except (TimeoutError, ConnectionError, h11.ProtocolError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
             pass
@@ -411,7 +424,13 @@ class ReferenceGateway:
                 received = await self._read_request(conn, reader, writer)
             except h11.RemoteProtocolError as exc:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    await self._send_json(conn, writer, exc.error_status_hint, _error_body(400, f"Malformed HTTP request: {exc}."), close=True)
+                    await self._send_json(
+                        conn,
+                        writer,
+                        exc.error_status_hint,
+                        _error_body(400, f"Malformed HTTP request: {exc}."),
+                        close=True,
+                    )
                 return
             if received is None:
                 return
@@ -447,8 +466,12 @@ class ReferenceGateway:
                 return None
 
     async def _answer(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        request: h11.Request, body: bytes,
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        body: bytes,
     ) -> bool:
         """Answer one request; False when the connection must close afterwards."""
         method = request.method.decode("ascii", "replace").upper()
@@ -471,19 +494,36 @@ class ReferenceGateway:
                 self.on_request(record)
 
     async def _respond(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        record: RecordedRequest, payload: Any, authorized: bool,
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        record: RecordedRequest,
+        payload: Any,
+        authorized: bool,
     ) -> bool:
         latency, fault = self._controls.take_faults(record.kind, record.path, record.model)
         if latency:
             await asyncio.sleep(latency)
         if fault is not None:
             return await self._apply_fault(fault, conn, reader, writer, record)
+        recorded = (
+            self._controls.replay.answer_for(record.method, record.path, record.model)
+            if self._controls.replay
+            else None
+        )
+        if recorded is not None:
+            record.outcome = f"replay {recorded.status}"
+            body, kind, extra = recorded.body.encode(), recorded.content_type(), recorded.replay_headers()
+            extra = [(k, v) for k, v in extra if k.lower() != "content-type"]
+            return await self._send_body(conn, writer, recorded.status, body, kind, headers=extra)
         if not authorized:
             return await self._error(conn, writer, record, 401)
         if record.kind == "models":
             record.outcome = "200"
-            data = [{"id": m, "object": "model", "created": 0, "owned_by": "nexus-reference-gateway"} for m in self.models]
+            data = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "nexus-reference-gateway"} for m in self.models
+            ]
             return await self._send_json(conn, writer, 200, {"object": "list", "data": data})
         if record.kind == "other":
             if record.path.rstrip("/").endswith(("/chat/completions", "/models")):
@@ -495,12 +535,24 @@ class ReferenceGateway:
             return await self._error(conn, writer, record, 400, "A chat request needs `model` and `messages`.")
         if record.model not in self.models:
             return await self._error(
-                conn, writer, record, 404,
-                f"The model `{record.model}` does not exist or you do not have access to it.", code="model_not_found",
+                conn,
+                writer,
+                record,
+                404,
+                f"The model `{record.model}` does not exist or you do not have access to it.",
+                code="model_not_found",
             )
         return await self._complete(conn, writer, record)
 
-    async def _complete(self, conn: h11.Connection, writer: asyncio.StreamWriter, record: RecordedRequest, *, cut: bool = False, malformed: bool = False) -> bool:
+    async def _complete(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        record: RecordedRequest,
+        *,
+        cut: bool = False,
+        malformed: bool = False,
+    ) -> bool:
         turn = self._turn_for(record)
         assert record.model is not None
         call_ids = self._controls.call_ids(len(turn.tool_calls))
@@ -510,20 +562,32 @@ class ReferenceGateway:
             if cut:
                 record.outcome = "cut"
                 encoded = json.dumps(data).encode()
-                await self._send(conn, writer, _response(200, [
-                    ("content-type", "application/json"), ("content-length", str(len(encoded)))]))
+                await self._send(
+                    conn,
+                    writer,
+                    _response(200, [("content-type", "application/json"), ("content-length", str(len(encoded)))]),
+                )
                 await self._send(conn, writer, h11.Data(data=encoded[: len(encoded) // 2]))
                 return False
             record.outcome = "200"
             return await self._send_json(conn, writer, 200, data)
         chunks = completion_chunks(
-            model=record.model, turn=turn, call_ids=call_ids, prompt_tokens=prompt_tokens, include_usage=record.include_usage,
+            model=record.model,
+            turn=turn,
+            call_ids=call_ids,
+            prompt_tokens=prompt_tokens,
+            include_usage=record.include_usage,
         )
-        await self._send(conn, writer, _response(200, [
-            ("content-type", "text/event-stream"), ("cache-control", "no-cache")]))
+        await self._send(
+            conn, writer, _response(200, [("content-type", "text/event-stream"), ("cache-control", "no-cache")])
+        )
         if malformed:
             record.outcome = "malformed-sse"
-            for line in ("data: {\"id\": \"chatcmpl-broken\", \"choices\": [{\"delta\": {\"content\": \"Hel", "data: lo world}\n", "data: <html>"):
+            for line in (
+                'data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "Hel',
+                "data: lo world}\n",
+                "data: <html>",
+            ):
                 await self._send(conn, writer, h11.Data(data=f"{line}\n\n".encode()))
             await self._send(conn, writer, h11.Data(data=b"data: [DONE]\n\n"))
             await self._send(conn, writer, h11.EndOfMessage())
@@ -551,7 +615,11 @@ class ReferenceGateway:
         return script.turn_for(record.messages)
 
     async def _apply_fault(
-        self, fault: Fault, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        self,
+        fault: Fault,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
         record: RecordedRequest,
     ) -> bool:
         if fault.kind == "drop":
@@ -575,19 +643,29 @@ class ReferenceGateway:
             return await self._send_body(conn, writer, 200, _LOGIN_PAGE.encode(), "text/html; charset=utf-8")
         if fault.kind == "bad-models":
             record.outcome = "bad-models"
-            body = json.dumps({"object": "list", "models": list(self.models)}) if fault.shape else '{"object": "list", "data": [{"id": '
+            body = (
+                json.dumps({"object": "list", "models": list(self.models)})
+                if fault.shape
+                else '{"object": "list", "data": [{"id": '
+            )
             return await self._send_body(conn, writer, 200, body.encode(), "application/json")
         if record.kind not in ("chat", "title") or not record.model:
             # cut / malformed-sse aimed at a path without a chat answer: half a JSON body.
             record.outcome = "cut"
-            await self._send(conn, writer, _response(200, [("content-type", "application/json"), ("content-length", "64")]))
+            await self._send(
+                conn, writer, _response(200, [("content-type", "application/json"), ("content-length", "64")])
+            )
             await self._send(conn, writer, h11.Data(data=b'{"object": "list", "data": ['))
             return False
-        return await self._complete(conn, writer, record, cut=fault.kind == "cut", malformed=fault.kind == "malformed-sse")
+        return await self._complete(
+            conn, writer, record, cut=fault.kind == "cut", malformed=fault.kind == "malformed-sse"
+        )
 
     # -- records and bytes ---------------------------------------------------------------
 
-    def _record(self, method: str, path: str, raw_headers: list[tuple[bytes, bytes]], body: bytes, payload: Any) -> RecordedRequest:
+    def _record(
+        self, method: str, path: str, raw_headers: Iterable[tuple[bytes, bytes]], body: bytes, payload: Any
+    ) -> RecordedRequest:
         headers = {}
         for name, value in raw_headers:
             key, text = name.decode("latin-1").lower(), value.decode("latin-1")
@@ -609,37 +687,71 @@ class ReferenceGateway:
             kind = "title"
         stream_options = payload.get("stream_options")
         sent_key = _bearer(raw_headers)
-        bearer = "absent" if not sent_key else "expected" if sent_key == self.api_key else "other"
+        bearer: Literal["absent", "expected", "other"] = (
+            "absent" if not sent_key else "expected" if sent_key == self.api_key else "other"
+        )
         with self._controls.lock:
             self._controls.seq += 1
             record = RecordedRequest(
-                seq=self._controls.seq, at=time.time(), method=method, path=path, kind=kind,
+                seq=self._controls.seq,
+                at=time.time(),
+                method=method,
+                path=path,
+                kind=kind,
                 model=payload.get("model") if isinstance(payload.get("model"), str) else None,
                 stream=payload.get("stream") is True,
                 include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
                 messages=messages,
-                tools=[str((t.get("function") or {}).get("name", "")) for t in payload.get("tools") or [] if isinstance(t, dict)],
-                headers=headers, body_bytes=len(body), bearer=bearer,
+                tools=[
+                    str((t.get("function") or {}).get("name", ""))
+                    for t in payload.get("tools") or []
+                    if isinstance(t, dict)
+                ],
+                headers=headers,
+                body_bytes=len(body),
+                bearer=bearer,
             )
             self._controls.records.append(record)
         return record
 
     async def _error(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, record: RecordedRequest, status: int,
-        message: str | None = None, *, code: str | None = None, headers: list[tuple[str, str]] | None = None,
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        record: RecordedRequest,
+        status: int,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
     ) -> bool:
         record.outcome = str(status)
         return await self._send_json(conn, writer, status, _error_body(status, message, code), headers=headers)
 
     async def _send_json(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, data: Any,
-        *, headers: list[tuple[str, str]] | None = None, close: bool = False,
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        status: int,
+        data: Any,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        close: bool = False,
     ) -> bool:
-        return await self._send_body(conn, writer, status, json.dumps(data).encode(), "application/json", headers=headers, close=close)
+        return await self._send_body(
+            conn, writer, status, json.dumps(data).encode(), "application/json", headers=headers, close=close
+        )
 
     async def _send_body(
-        self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str,
-        *, headers: list[tuple[str, str]] | None = None, close: bool = False,
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        content_type: str,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        close: bool = False,
     ) -> bool:
         all_headers = [("content-type", content_type), ("content-length", str(len(body))), *(headers or [])]
         if close:
@@ -669,7 +781,7 @@ def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:
     return h11.Response(status_code=status, headers=headers, reason=reason)
 
 
-def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
+def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name.lower() == b"authorization":
             scheme, _, credential = value.decode("latin-1").partition(" ")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["JsoncError", "loads", "strip"]
+__all__ = ["BOM_FIX", "JsoncError", "bom_error", "loads", "strip"]
+
+BOM_FIX = "remove the byte-order mark (save the file as UTF-8 without BOM)"
 
 
 class JsoncError(ValueError):
@@ -72,10 +74,35 @@ def strip(text: str) -> str:
     return "".join(out)
 
 
-def loads(text: str) -> Any:
-    """Parse JSONC text; raise :class:`JsoncError` with line and column on bad input."""
+def bom_error(version: str | None = None) -> JsoncError | None:
+    """The error OpenCode ``version`` gives for a leading byte-order mark, or None when it accepts one.
+
+    OpenCode 1.2.15 hands the raw text to jsonc-parser, which stops at the BOM (``InvalidSymbol at
+    line 1, column 1``); 1.18.33 strips it first. Unknown or missing versions are judged as 1.2.15,
+    the release the project pins, so a file nexus accepts is one both releases accept.
+    """
+    if version is not None and _version_tuple(version) >= (1, 18):
+        return None
+    return JsoncError(f"starts with a UTF-8 byte-order mark, which OpenCode rejects (InvalidSymbol); {BOM_FIX}", 1, 1)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.strip().lstrip("v").split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def loads(text: str, *, opencode_version: str | None = None) -> Any:
+    """Parse JSONC text as OpenCode ``opencode_version`` does; raise :class:`JsoncError` on bad input."""
     if text.startswith("\ufeff"):
+        error = bom_error(opencode_version)
+        if error is not None:
+            raise error
         text = text[1:]
+        if not text:
+            return {}  # 1.18 reads a BOM-only file as an empty one
     cleaned = strip(text)
     if not cleaned.strip():
         raise JsoncError("the file is empty, expected a JSON object", 1, 1)

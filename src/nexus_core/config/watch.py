@@ -1,7 +1,7 @@
 """Live reload: watch every config location and publish a new routing snapshot when one changes.
 
-The watcher follows every file OpenCode would read (:func:`~nexus_core.opencode_config.candidate_paths`)
-and every registry overlay (:func:`~nexus_core.registry.overlay_paths`). Files may not exist
+The watcher follows every file OpenCode would read (:func:`~nexus_core.config.loader.candidate_paths`)
+and every registry overlay (:func:`~nexus_core.routing.registry.overlay_paths`). Files may not exist
 yet, so it watches, without recursion, the nearest existing directory of each, and re-arms
 itself when a directory on the way appears or disappears. That covers editors' atomic saves
 (a temp file renamed over the target), deletion and re-creation, and OpenCode itself
@@ -30,20 +30,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import watchfiles
 from pydantic import BaseModel, ConfigDict
-from watchfiles._rust_notify import RustNotify
 
-from nexus_core.opencode_config import ConfigError, candidate_paths
-from nexus_core.registry import overlay_paths
-from nexus_core.routing import RoutingSnapshot, build_snapshot
+from nexus_core.config.loader import ConfigError, candidate_paths
+from nexus_core.routing.registry import overlay_paths
+from nexus_core.routing.score import RoutingSnapshot, build_snapshot
 
 __all__ = ["ConfigWatcher", "GatewayChange", "SnapshotDiff", "SnapshotUpdate", "diff_snapshots"]
 
 log = logging.getLogger(__name__)
 
 SUBSCRIBER_QUEUE_SIZE = 64
-# RustNotify.watch returns within one step of the stop event being set.
-_WATCH_TIMEOUT_MS = 5_000
+# watchfiles.watch yields an empty set when this passes with no change: the first yield tells
+# that the watcher is armed (events from then on are seen), later ones let the loop check
+# whether the set of directories to watch changed. It returns within a step of the stop event.
+_ARM_TIMEOUT_MS = 250
 
 
 class GatewayChange(BaseModel):
@@ -68,7 +70,14 @@ class SnapshotDiff(BaseModel):
 
     @property
     def is_empty(self) -> bool:
-        return not (self.added or self.removed or self.changed or self.gateways or self.config_changed or self.availability_changed)
+        return not (
+            self.added
+            or self.removed
+            or self.changed
+            or self.gateways
+            or self.config_changed
+            or self.availability_changed
+        )
 
     def summary(self) -> str:
         """One line for a toast or a log, e.g. ``+1 model (x); gateway custom changed``."""
@@ -102,7 +111,11 @@ def diff_snapshots(before: RoutingSnapshot | None, after: RoutingSnapshot) -> Sn
         gateways=gateways,
         config_changed=before is None or before.config.data != after.config.data,
         availability_changed=before is not None
-        and (before.gateway_models != after.gateway_models or before.cooldowns != after.cooldowns or before.opencode_path != after.opencode_path),
+        and (
+            before.gateway_models != after.gateway_models
+            or before.cooldowns != after.cooldowns
+            or before.opencode_path != after.opencode_path
+        ),
     )
 
 
@@ -343,9 +356,11 @@ class ConfigWatcher:
         try:
             snapshot = await loop.run_in_executor(self._build_pool, self._build)
         except ConfigError as exc:
-            error = exc
+            error: ConfigError | None = exc
         except Exception as exc:  # an unforeseen failure must not end the watcher
-            error = ConfigError(paths[0] if paths else self._directory, f"cannot be loaded ({type(exc).__name__}: {exc})")
+            error = ConfigError(
+                paths[0] if paths else self._directory, f"cannot be loaded ({type(exc).__name__}: {exc})"
+            )
         else:
             error = None
         self.reloads += 1
@@ -354,7 +369,9 @@ class ConfigWatcher:
             self._error = error
             if not same:
                 self._generation += 1
-                self._publish(SnapshotUpdate(self._snapshot, SnapshotDiff(), error, paths=paths, generation=self._generation))
+                self._publish(
+                    SnapshotUpdate(self._snapshot, SnapshotDiff(), error, paths=paths, generation=self._generation)
+                )
             return
         before = self._snapshot
         recovered = self._error is not None
@@ -366,7 +383,7 @@ class ConfigWatcher:
         self._generation += 1
         self._publish(SnapshotUpdate(snapshot, diff, None, recovered, paths, self._generation))
 
-    def _relevant(self, changes: set[tuple[int, str]]) -> tuple[str, ...]:
+    def _relevant(self, changes: set[tuple[watchfiles.Change, str]]) -> tuple[str, ...]:
         files = self.watched_files()
         interesting = {str(f) for f in [*files, *self._link_targets()]}
         for f in files:
@@ -380,31 +397,45 @@ class ConfigWatcher:
         try:
             while not self._stop_flag.is_set():
                 dirs = self.watched_dirs()
+                changes = watchfiles.watch(
+                    *dirs,
+                    watch_filter=None,
+                    debounce=self._debounce_ms,
+                    step=self._step_ms,
+                    stop_event=self._stop_flag,
+                    rust_timeout=_ARM_TIMEOUT_MS,
+                    yield_on_timeout=True,
+                    raise_interrupt=False,
+                    force_polling=self._force_polling,
+                    poll_delay_ms=50,
+                    recursive=False,
+                    ignore_permission_denied=True,
+                )
                 try:
-                    notify = RustNotify(list(dirs), False, self._force_polling, 50, False, True)
-                except FileNotFoundError:
-                    # A directory vanished between listing and watching it: list again, briefly backing off.
-                    failures += 1
-                    await asyncio.sleep(min(0.5, 0.01 * failures))
-                    continue
-                failures = 0
-                with notify:
-                    armed.set()
-                    if pending:
-                        await self._reload(pending)
-                        pending = ()
                     while not self._stop_flag.is_set():
-                        raw = await loop.run_in_executor(
-                            self._watch_pool, notify.watch, self._debounce_ms, self._step_ms, _WATCH_TIMEOUT_MS, self._stop_flag
-                        )
-                        if isinstance(raw, str):
-                            continue  # "timeout", "signal" or "stop": the loop condition decides
-                        paths = self._relevant(raw)
+                        try:
+                            raw = await loop.run_in_executor(self._watch_pool, next, changes, None)
+                        except FileNotFoundError:
+                            # A directory vanished between listing and watching it: list again, briefly backing off.
+                            failures += 1
+                            await asyncio.sleep(min(0.5, 0.01 * failures))
+                            break
+                        if raw is None:
+                            break  # the generator ended: the stop event is set
+                        failures = 0
+                        if not armed.is_set():
+                            armed.set()
+                        if pending:
+                            await self._reload(pending)
+                            pending = ()
+                        paths = self._relevant(raw) if raw else ()
                         if not paths:
                             continue
                         if self.watched_dirs() != dirs:
                             pending = paths  # re-arm on the new directories first, then reload
                             break
                         await self._reload(paths)
+                finally:
+                    await loop.run_in_executor(self._watch_pool, changes.close)
         finally:
             armed.set()

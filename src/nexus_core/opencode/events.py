@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from nexus_core.secrets import is_secret_key
+
 __all__ = [
     "AttemptFinished",
     "AttemptStarted",
@@ -40,6 +42,7 @@ __all__ = [
     "Text",
     "TokenUsage",
     "ToolUse",
+    "as_object",
     "event_adapter",
     "parse_line",
 ]
@@ -47,6 +50,9 @@ __all__ = [
 # A tool's output can be a whole file; events keep its head only.
 TOOL_OUTPUT_LIMIT = 4_000
 RAW_LINE_LIMIT = 16_000
+# An error body is read for its meaning only; the rest of a long one says nothing more.
+_RESPONSE_BODY_CHARS = 16_000
+_UNKEPT_HEADERS = frozenset({"set-cookie", "cookie"})
 
 
 class _Event(BaseModel):
@@ -120,6 +126,9 @@ class ErrorEvent(_Event):
     message: str
     status_code: int | None = None
     retryable: bool | None = None
+    #: The gateway's answer when OpenCode kept it (``data.responseBody`` / ``responseHeaders``), cut short.
+    response_body: str | None = None
+    response_headers: dict[str, str] | None = None
 
 
 class Raw(_Event):
@@ -169,6 +178,7 @@ class FailureClass(StrEnum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     CUT_STREAM = "cut_stream"
+    PERMISSION = "permission"
     FAILED = "failed"
 
 
@@ -182,6 +192,8 @@ class Outcome(BaseModel):
     exit_code: int | None = None
     duration_s: float = 0.0
     status_code: int | None = None
+    #: Model requests that failed at the gateway during the attempt (OpenCode's silent retries included).
+    failed_requests: int = 0
 
     @property
     def ok(self) -> bool:
@@ -220,12 +232,28 @@ class FallbackTaken(_Event):
 
 
 RunEvent = Annotated[
-    StepStart | Text | Reasoning | ToolUse | StepFinish | ErrorEvent | Raw | OutputLine
-    | ProcessStats | GatewayRetrying | AttemptStarted | AttemptFinished | FallbackTaken,
+    StepStart
+    | Text
+    | Reasoning
+    | ToolUse
+    | StepFinish
+    | ErrorEvent
+    | Raw
+    | OutputLine
+    | ProcessStats
+    | GatewayRetrying
+    | AttemptStarted
+    | AttemptFinished
+    | FallbackTaken,
     Field(discriminator="kind"),
 ]
 
 event_adapter: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: OpenCode's fields may be absent or of another type."""
+    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any) -> int:
@@ -235,7 +263,7 @@ def _int(value: Any) -> int:
 def _tokens(raw: Any) -> TokenUsage:
     if not isinstance(raw, dict):
         return TokenUsage()
-    cache = raw.get("cache") if isinstance(raw.get("cache"), dict) else {}
+    cache = as_object(raw.get("cache"))
     return TokenUsage(
         input=_int(raw.get("input")),
         output=_int(raw.get("output")),
@@ -247,26 +275,36 @@ def _tokens(raw: Any) -> TokenUsage:
 
 def _error(raw: Any, base: dict[str, Any]) -> ErrorEvent:
     error = raw if isinstance(raw, dict) else {}
-    data = error.get("data") if isinstance(error.get("data"), dict) else {}
+    data = as_object(error.get("data"))
     status = data.get("statusCode")
     retryable = data.get("isRetryable")
+    body = data.get("responseBody")
+    headers = data.get("responseHeaders")
     return ErrorEvent(
         name=str(error.get("name") or "UnknownError"),
         message=str(data.get("message") or error.get("message") or error.get("name") or "unknown error"),
         status_code=status if isinstance(status, int) and not isinstance(status, bool) else None,
         retryable=retryable if isinstance(retryable, bool) else None,
+        response_body=body[:_RESPONSE_BODY_CHARS] if isinstance(body, str) else None,
+        response_headers={
+            str(k): str(v)
+            for k, v in headers.items()
+            if str(k).lower() not in _UNKEPT_HEADERS and not is_secret_key(str(k))
+        }
+        if isinstance(headers, dict)
+        else None,
         **base,
     )
 
 
 def _tool(part: dict[str, Any], base: dict[str, Any]) -> ToolUse:
-    state = part.get("state") if isinstance(part.get("state"), dict) else {}
+    state = as_object(part.get("state"))
     output = state.get("output")
     return ToolUse(
         tool=str(part.get("tool") or "unknown"),
         status=str(state.get("status") or "unknown"),
         title=str(state.get("title") or ""),
-        input=state.get("input") if isinstance(state.get("input"), dict) else {},
+        input=as_object(state.get("input")),
         output=output[:TOOL_OUTPUT_LIMIT] if isinstance(output, str) else None,
         error=str(state["error"]) if state.get("error") is not None else None,
         **base,
@@ -286,7 +324,7 @@ def parse_line(line: str, *, attempt: int = 1, at: float = 0.0) -> RunEvent | No
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         return OutputLine(line=stripped[:RAW_LINE_LIMIT], **base)
     kind = obj["type"]
-    part = obj.get("part") if isinstance(obj.get("part"), dict) else {}
+    part = as_object(obj.get("part"))
     if kind == "step_start":
         return StepStart(session_id=obj.get("sessionID") if isinstance(obj.get("sessionID"), str) else None, **base)
     if kind == "text":

@@ -31,7 +31,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from nexus_core import jsonc
+from nexus_core.config import jsonc
+from nexus_core.errors import NexusError, first_validation_problem
+from nexus_core.secrets import secret_values
 
 __all__ = [
     "ConfigError",
@@ -41,6 +43,7 @@ __all__ = [
     "MergedConfig",
     "ProviderConfig",
     "candidate_paths",
+    "config_secrets",
     "git_worktree",
     "global_config_dir",
     "load_config",
@@ -54,15 +57,16 @@ LayerKind = Literal["global", "custom", "project", "directory", "inline", "manag
 KeyPath = tuple[str, ...]
 
 
-class ConfigError(Exception):
+class ConfigError(NexusError):
     """A config file that cannot be used: its path, the position when known, and why."""
 
     def __init__(self, path: str, message: str, line: int | None = None, column: int | None = None) -> None:
         self.path = path
-        self.message = message
         self.line = line
         self.column = column
-        super().__init__(self.sentence())
+        super().__init__(message, "Fix the file and save it again")
+        # NexusError trims a final full stop; the message is kept as given (tests and the TUI show it).
+        self.message = message
 
     @property
     def location(self) -> str:
@@ -262,7 +266,10 @@ def _sources(directory: Path, env: Mapping[str, str], *, existing_only: bool) ->
             continue
         if existing_only and not os.path.isdir(d):
             if os.path.exists(d):
-                raise ConfigError(d, "is a file where OpenCode expects a config directory (OpenCode fails on it too); rename or remove it")
+                raise ConfigError(
+                    d,
+                    "is a file where OpenCode expects a config directory (OpenCode fails on it too); rename or remove it",
+                )
             continue
         out += [(Path(d) / name, "directory") for name in ("opencode.jsonc", "opencode.json")]
     managed = managed_config_dir(env)
@@ -273,7 +280,9 @@ def _sources(directory: Path, env: Mapping[str, str], *, existing_only: bool) ->
     return out
 
 
-def candidate_paths(directory: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
+def candidate_paths(
+    directory: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> list[Path]:
     """Every file OpenCode would read, existing or not (what a watcher must follow)."""
     env = os.environ if env is None else env
     start = Path(directory or os.getcwd()).resolve()
@@ -317,9 +326,18 @@ def _substitute(text: str, source: str, base_dir: Path, env: Mapping[str, str]) 
     return "".join(out), tuple(refs)
 
 
-def _parse_layer(text: str, source: str, base_dir: Path, env: Mapping[str, str]) -> tuple[dict[str, Any], tuple[EnvRef, ...], dict[KeyPath, str]]:
+def _parse_layer(
+    text: str, source: str, base_dir: Path, env: Mapping[str, str], opencode_version: str | None = None
+) -> tuple[dict[str, Any], tuple[EnvRef, ...], dict[KeyPath, str]]:
     if not text:
         return {}, (), {}
+    if text.startswith("\ufeff"):
+        bom = jsonc.bom_error(opencode_version)
+        if bom is not None:
+            raise ConfigError(source, bom.reason, bom.line, bom.column)
+        text = text[1:]
+        if not text:
+            return {}, (), {}
     # Syntax errors are reported against the file as written, so line:col match the editor.
     try:
         raw = jsonc.loads(text)
@@ -331,7 +349,9 @@ def _parse_layer(text: str, source: str, base_dir: Path, env: Mapping[str, str])
     try:
         data = jsonc.loads(substituted)
     except jsonc.JsoncError as exc:
-        raise ConfigError(source, f"{exc.reason} (after substituting {{env:…}}/{{file:…}})", exc.line, exc.column) from None
+        raise ConfigError(
+            source, f"{exc.reason} (after substituting {{env:…}}/{{file:…}})", exc.line, exc.column
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(source, "the config must be a JSON object")
     templates: dict[KeyPath, str] = {}
@@ -342,7 +362,9 @@ def _parse_layer(text: str, source: str, base_dir: Path, env: Mapping[str, str])
     return data, refs, templates
 
 
-def _merge(target: dict[str, Any], source: dict[str, Any], label: str, origins: dict[KeyPath, str], path: KeyPath = ()) -> dict[str, Any]:
+def _merge(
+    target: dict[str, Any], source: dict[str, Any], label: str, origins: dict[KeyPath, str], path: KeyPath = ()
+) -> dict[str, Any]:
     """remeda's ``mergeDeep``, recording the origin of every value ``source`` sets."""
     out = dict(target)
     for key, value in source.items():
@@ -363,7 +385,9 @@ def _merge(target: dict[str, Any], source: dict[str, Any], label: str, origins: 
     return out
 
 
-def _merge_layer(result: dict[str, Any], data: dict[str, Any], label: str, origins: dict[KeyPath, str]) -> dict[str, Any]:
+def _merge_layer(
+    result: dict[str, Any], data: dict[str, Any], label: str, origins: dict[KeyPath, str]
+) -> dict[str, Any]:
     merged = _merge(result, data, label, origins)
     for key in ("plugin", "instructions"):
         if isinstance(result.get(key), list) and isinstance(data.get(key), list):
@@ -381,13 +405,20 @@ def _validate(data: dict[str, Any], source: str) -> None:
         try:
             ProviderConfig.model_validate(value)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in ("provider", pid, *first["loc"]))
-            raise ConfigError(source, f"{where}: {first['msg'].lower()}") from None
+            where, _, what = first_validation_problem(exc, ("provider", pid)).partition(": ")
+            raise ConfigError(source, f"{where}: {what.lower()}") from None
 
 
-def load_config(directory: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> MergedConfig:
+def load_config(
+    directory: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    opencode_version: str | None = None,
+) -> MergedConfig:
     """Load and merge every OpenCode config layer for ``directory`` (default: the cwd).
+
+    ``opencode_version`` judges what differs between releases (a leading byte-order mark is
+    an error in 1.2.15, accepted by 1.18.33); None judges as 1.2.15, the pinned release.
 
     Raises :class:`ConfigError` for the first layer that cannot be read, parsed or validated.
     """
@@ -408,7 +439,7 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Mapping[st
 
     def add(text: str, label: str, kind: LayerKind, base_dir: Path, is_file: bool) -> None:
         nonlocal result
-        data, refs, tmpl = _parse_layer(text, label, base_dir, env)
+        data, refs, tmpl = _parse_layer(text, label, base_dir, env, opencode_version)
         _validate(data, label)
         if is_file and "$schema" not in data:
             data = {**data, "$schema": SCHEMA_URL}  # OpenCode adds it (and writes it back)
@@ -425,7 +456,10 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Mapping[st
         except FileNotFoundError:
             continue
         except IsADirectoryError:
-            raise ConfigError(str(path), "is a directory where OpenCode expects a config file (OpenCode fails on it too); rename or remove it") from None
+            raise ConfigError(
+                str(path),
+                "is a directory where OpenCode expects a config file (OpenCode fails on it too); rename or remove it",
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(str(path), f"cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
         add(text, str(path), kind, path.parent, True)
@@ -440,3 +474,15 @@ def load_config(directory: str | os.PathLike[str] | None = None, env: Mapping[st
         directory=str(start),
         worktree=str(git_worktree(start)),
     )
+
+
+def config_secrets(directory: str | os.PathLike[str] | None, env: Mapping[str, str]) -> list[str]:
+    """The key values the merged config in ``directory`` resolves to (literal, ``{env:}``, ``{file:}``).
+
+    For redaction: a key written in the file or read from a file is as secret as one in the
+    environment. A config that cannot be loaded gives none (OpenCode will not send its keys either).
+    """
+    try:
+        return secret_values(load_config(directory, env).data)
+    except (ConfigError, OSError):
+        return []

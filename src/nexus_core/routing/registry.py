@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from nexus_core import jsonc
-from nexus_core.opencode_config import MergedConfig, global_config_dir
+from nexus_core.config import jsonc
+from nexus_core.config.loader import MergedConfig, global_config_dir
+from nexus_core.errors import first_validation_problem
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -248,7 +249,9 @@ def _family_quality(key: str) -> tuple[Quality, str]:
     return Quality(), "default"
 
 
-def _from_config(config: MergedConfig, problems: list[RegistryProblem]) -> tuple[list[ModelProfile], dict[str, dict[str, Any]]]:
+def _from_config(
+    config: MergedConfig, problems: list[RegistryProblem]
+) -> tuple[list[ModelProfile], dict[str, dict[str, Any]]]:
     """New profiles for config models, and enrichments for built-ins keyed by id.
 
     A model nexus cannot take is reported in ``problems`` (never dropped without a word).
@@ -260,11 +263,14 @@ def _from_config(config: MergedConfig, problems: list[RegistryProblem]) -> tuple
         for key, entry in provider.models.items():
             cli_name = f"{pid}/{key}"
             if not CLI_MODEL_RE.match(cli_name):
-                problems.append(RegistryProblem(
-                    source=config.origin("provider", pid, "models", key) or "the OpenCode config", entry=cli_name,
-                    reason="nexus passes only names of letters, digits and . _ - : @ / + to opencode run --model; "
-                    "rename the provider or model key (the gateway's model id can stay in the entry's \"id\")",
-                ))
+                problems.append(
+                    RegistryProblem(
+                        source=config.origin("provider", pid, "models", key) or "the OpenCode config",
+                        entry=cli_name,
+                        reason="nexus passes only names of letters, digits and . _ - : @ / + to opencode run --model; "
+                        "rename the provider or model key (the gateway's model id can stay in the entry's \"id\")",
+                    )
+                )
                 continue
             fields: dict[str, Any] = {"declared_in": config.origin("provider", pid, "models", key)}
             if entry.limit and entry.limit.context:
@@ -317,6 +323,7 @@ def _apply_overlay(models: dict[str, ModelProfile], path: Path, problems: list[R
     entries, found = _read_overlay(path)
     problems.extend(found)
     for model_id, raw in entries.items():
+
         def skip(reason: str) -> None:
             problems.append(RegistryProblem(source=str(path), entry=model_id, reason=reason))
 
@@ -344,9 +351,7 @@ def _apply_overlay(models: dict[str, ModelProfile], path: Path, problems: list[R
             base["overlay_file"] = str(path)
             models[model_id] = ModelProfile.model_validate(base)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "entry"
-            skip(f"{where}: {first['msg']}")
+            skip(first_validation_problem(exc, top="entry"))
 
 
 def build_registry(config: MergedConfig | None, overlays: Iterable[Path] = ()) -> Registry:
@@ -365,10 +370,13 @@ def build_registry(config: MergedConfig | None, overlays: Iterable[Path] = ()) -
             if taken is None:
                 models[profile.id] = profile
             else:
-                problems.append(RegistryProblem(
-                    source=profile.declared_in or "the OpenCode config", entry=profile.cli_model_name or profile.id,
-                    reason=f"its id {profile.id} is already {taken.cli_model_name or taken.id}'s; rename one of the two keys",
-                ))
+                problems.append(
+                    RegistryProblem(
+                        source=profile.declared_in or "the OpenCode config",
+                        entry=profile.cli_model_name or profile.id,
+                        reason=f"its id {profile.id} is already {taken.cli_model_name or taken.id}'s; rename one of the two keys",
+                    )
+                )
     for path in overlays:
         _apply_overlay(models, path, problems)
     return Registry(models=tuple(models.values()), problems=tuple(problems))

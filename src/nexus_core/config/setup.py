@@ -3,7 +3,7 @@
 The file is edited through json-five's round-trip model (``json5.loader.ModelLoader`` /
 ``json5.dumper.ModelDumper``): every comment, trailing comma, key order and indentation
 outside the added entry comes back byte for byte. The file is first parsed with OpenCode's
-own dialect (:mod:`nexus_core.jsonc`), so a file OpenCode would reject is reported with its
+own dialect (:mod:`nexus_core.config.jsonc`), so a file OpenCode would reject is reported with its
 ``file:line:col`` and left alone.
 
 Writing is atomic (a temporary file in the same directory, then a rename) and keeps the
@@ -22,22 +22,22 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from json5.dumper import ModelDumper, dumps
 from json5.loader import ModelLoader, loads
-from json5.model import Comment, DoubleQuotedString, JSONObject, JSONText, Key, Node, String
+from json5.model import Comment, DoubleQuotedString, JSONObject, JSONText, Key, String
 from pydantic import BaseModel, ConfigDict
 
-from nexus_core import jsonc
+from nexus_core.config import jsonc
+from nexus_core.config.loader import SCHEMA_URL, ConfigError, global_config_dir
 from nexus_core.errors import NexusError
-from nexus_core.opencode_config import SCHEMA_URL, ConfigError, global_config_dir
-from nexus_core.secrets import Redactor, is_secret_key
+from nexus_core.secrets import Redactor, secret_values
 
 __all__ = [
     "SERVER_NAME",
-    "SetupResult",
     "Scope",
+    "SetupResult",
     "apply_entry",
     "desired_entry",
     "resolve_target",
@@ -163,7 +163,8 @@ def _render(value: Any, indent: str, unit: str | None) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def _value_node(value: Any, indent: str, unit: str | None) -> Node:
+def _value_node(value: Any, indent: str, unit: str | None) -> Any:
+    # json-five types a parsed value as Node; the model lists hold the same objects typed as Value.
     return loads(_render(value, indent, unit), loader=ModelLoader()).value
 
 
@@ -202,7 +203,7 @@ def _append(obj: JSONObject, name: str, value: Any, own_indent: str, unit: str) 
     if closing is None or child is None:
         key.wsc_before = [*head, " "]
         node = _value_node(value, "", None)
-        after = [final] if final else []
+        after: list[str | Comment] = [final] if final else []
     else:
         before_newline = final[: final.rfind("\n")] if "\n" in final else final.rstrip(" \t")
         key.wsc_before = [*head, before_newline + "\n" + child]
@@ -239,7 +240,9 @@ def _same_entry(existing: Any, wanted: dict[str, Any]) -> bool:
     return isinstance(existing, dict) and all(existing.get(k) == v for k, v in wanted.items())
 
 
-def apply_entry(text: str, source: str, entry: dict[str, Any], *, force: bool = False) -> tuple[str, Action]:
+def apply_entry(
+    text: str, source: str, entry: dict[str, Any], *, force: bool = False, opencode_version: str | None = None
+) -> tuple[str, Action]:
     """Return ``text`` with ``mcp.nexus-agents`` set to ``entry``, and what changed.
 
     Raises :class:`ConfigError` (with line and column) for a file OpenCode could not parse,
@@ -247,8 +250,12 @@ def apply_entry(text: str, source: str, entry: dict[str, Any], *, force: bool = 
     """
     crlf = "\r\n" in text and text.count("\n") == text.count("\r\n")
     if crlf:  # edit with \n, give every line its \r\n back
-        after, action = apply_entry(text.replace("\r\n", "\n"), source, entry, force=force)
-        return (text, action) if action == "unchanged" else (after.replace("\n", "\r\n"), action)
+        edited, done = apply_entry(
+            text.replace("\r\n", "\n"), source, entry, force=force, opencode_version=opencode_version
+        )
+        return (text, done) if done == "unchanged" else (edited.replace("\n", "\r\n"), done)
+    if text.startswith("\ufeff") and (bom_error := jsonc.bom_error(opencode_version)) is not None:
+        raise ConfigError(source, bom_error.reason, bom_error.line, bom_error.column)
     body = text[1:] if text.startswith("\ufeff") else text
     bom = text[: len(text) - len(body)]
     if not body.strip():
@@ -291,14 +298,14 @@ def apply_entry(text: str, source: str, entry: dict[str, Any], *, force: bool = 
             kept = {k: existing[k] for k in _KEPT_ON_FORCE if k in existing} if isinstance(existing, dict) else {}
             _replace(mcp_node, entry_index, {**kept, **entry}, unit)
             action = "replaced"
-    return bom + dumps(model, dumper=ModelDumper()), action
+    return bom + dumps(model, dumper=cast(Any, ModelDumper())), action
 
 
 def _describe_entry(existing: Any) -> str:
     """What the entry runs, without its environment or headers (they may hold keys)."""
     if not isinstance(existing, dict):
         return f"a {type(existing).__name__} instead of a server object"
-    redact = Redactor.from_env(extra=_secret_values(existing))
+    redact = Redactor.from_env(extra=secret_values(existing))
     kind = existing.get("type", "no type")
     if isinstance(existing.get("command"), list):
         return redact(f"{kind}: {' '.join(str(part) for part in existing['command'])}"[:200])
@@ -310,24 +317,9 @@ def _describe_entry(existing: Any) -> str:
 # ---------------------------------------------------------------- files
 
 
-def _secret_values(data: Any) -> list[str]:
-    """Literal secret values in a config (an ``apiKey`` written in the file), to keep out of the diff."""
-    found: list[str] = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if isinstance(value, str) and is_secret_key(key):
-                found.append(value)
-            else:
-                found += _secret_values(value)
-    elif isinstance(data, list):
-        for item in data:
-            found += _secret_values(item)
-    return found
-
-
 def _diff(before: str, after: str, path: Path) -> str:
     try:
-        secrets = _secret_values(jsonc.loads(before)) if before.strip() else []
+        secrets = secret_values(jsonc.loads(before)) if before.strip() else []
     except jsonc.JsoncError:
         secrets = []
     redact = Redactor.from_env(extra=secrets)
@@ -342,7 +334,9 @@ def _write_atomically(path: Path, text: str, mode: int, backup: Path | None) -> 
 
     On any failure the temporary file and a backup made here are removed: nothing is left behind.
     """
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, newline="")
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, newline=""
+    )
     backed_up = False
     try:
         with handle:
@@ -372,6 +366,7 @@ def run_setup(
     force: bool = False,
     command: list[str] | None = None,
     env: Mapping[str, str] | None = None,
+    opencode_version: str | None = None,
 ) -> SetupResult:
     """Add (or with ``force`` replace) ``mcp.nexus-agents`` in the chosen OpenCode config file.
 
@@ -386,25 +381,37 @@ def run_setup(
     try:
         before = "" if created else real.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise NexusError(f"cannot read {shown} ({getattr(exc, 'strerror', None) or exc})", "Check the file and its permissions") from None
+        raise NexusError(
+            f"cannot read {shown} ({getattr(exc, 'strerror', None) or exc})", "Check the file and its permissions"
+        ) from None
     entry = desired_entry(command)
-    after, action = apply_entry(before, shown, entry, force=force)
+    after, action = apply_entry(before, shown, entry, force=force, opencode_version=opencode_version)
     diff = _diff(before, after, target) if action != "unchanged" else ""
     backup: Path | None = None
     if action != "unchanged" and not dry_run:
         if not real.parent.is_dir():
             if resolved_scope != "global":
-                raise NexusError(f"the directory of {shown} does not exist", "Create it first, or name another file with --config")
+                raise NexusError(
+                    f"the directory of {shown} does not exist", "Create it first, or name another file with --config"
+                )
             try:
                 real.parent.mkdir(parents=True)
             except OSError as exc:
-                raise NexusError(f"cannot create {real.parent} ({exc.strerror})", "Create the directory, or pick another file with --config") from None
+                raise NexusError(
+                    f"cannot create {real.parent} ({exc.strerror})",
+                    "Create the directory, or pick another file with --config",
+                ) from None
+        if not created:
+            _refuse_read_only(real, shown)
         mode = stat.S_IMODE(real.stat().st_mode) if not created else 0o666 & ~_umask()
-        backup = None if created else real.with_name(real.name + ".bak")
+        backup = None if created else _free_backup(real)
         try:
             _write_atomically(real, after, mode, backup)
         except OSError as exc:
-            raise NexusError(f"cannot write {shown} ({exc.strerror or exc})", "Check the directory's permissions; nothing was changed") from None
+            raise NexusError(
+                f"cannot write {shown} ({exc.strerror or exc})",
+                "Check the directory's permissions; nothing was changed",
+            ) from None
     return SetupResult(
         file=shown,
         scope=resolved_scope,
@@ -415,6 +422,33 @@ def run_setup(
         command=entry["command"],
         diff=diff,
     )
+
+
+def _refuse_read_only(path: Path, shown: str) -> None:
+    """Refuse a file its mode bits do not let this user write, even as root (who the OS would let)."""
+    st = path.stat()
+    uid = os.geteuid()
+    if uid == st.st_uid:
+        bit = stat.S_IWUSR
+    elif st.st_gid in {os.getegid(), *os.getgroups()}:
+        bit = stat.S_IWGRP
+    else:
+        bit = stat.S_IWOTH
+    if not st.st_mode & bit or (uid != 0 and not os.access(path, os.W_OK)):
+        raise NexusError(
+            f"{shown} is read-only for you (mode {stat.S_IMODE(st.st_mode):04o}, owner uid {st.st_uid}); nothing was changed",
+            "Make it writable (chmod u+w) or name another file with --config",
+        )
+
+
+def _free_backup(path: Path) -> Path:
+    """``<file>.bak``, or the first free ``<file>.bak.N`` so an older backup is never overwritten."""
+    backup = path.with_name(path.name + ".bak")
+    number = 0
+    while backup.exists() or backup.is_symlink():
+        number += 1
+        backup = path.with_name(f"{path.name}.bak.{number}")
+    return backup
 
 
 def _umask() -> int:

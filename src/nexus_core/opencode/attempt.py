@@ -21,7 +21,7 @@ What OpenCode 1.2.15 does, and what the adapter does about it:
   adapter runs it with ``--print-logs --log-level ERROR``: every failed model request then
   writes one ``ERROR … service=session.processor error=<message> … process`` line to stderr.
   Such a line not followed by an ``error`` event within :data:`RETRY_SETTLE_S` is a retry:
-  the adapter yields :class:`~nexus_core.events.GatewayRetrying`; when the request fails once
+  the adapter yields :class:`~nexus_core.opencode.events.GatewayRetrying`; when the request fails once
   more after ``max_gateway_retries`` retries (or at the stall timeout) it ends the attempt with
   the class the message implies (rate limited, connection, cut stream, gateway error).
 * The npm launcher ``bin/opencode`` (node) only starts the real binary; the adapter starts that
@@ -39,12 +39,11 @@ import contextlib
 import logging
 import os
 import re
-import shutil
 import signal
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -53,8 +52,12 @@ from typing import Any
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
+from nexus_core.config.loader import config_secrets
+from nexus_core.diagnosis import classify
+from nexus_core.diagnosis.opencode import diagnose_error
 from nexus_core.errors import NexusError
-from nexus_core.events import (
+from nexus_core.opencode import lifeline
+from nexus_core.opencode.events import (
     AttemptFinished,
     AttemptStarted,
     ErrorEvent,
@@ -71,14 +74,16 @@ from nexus_core.events import (
     ToolUse,
     parse_line,
 )
-from nexus_core.registry import CLI_MODEL_RE
+from nexus_core.opencode.locate import find_opencode, native_opencode
+from nexus_core.routing.registry import CLI_MODEL_RE
 from nexus_core.secrets import Redactor
+from nexus_core.wording import seconds
 
 __all__ = [
+    "ATTEMPT_VAR",
     "DEFAULT_MAX_GATEWAY_RETRIES",
     "DEFAULT_STALL_TIMEOUT_S",
     "DEFAULT_TIMEOUT_S",
-    "ATTEMPT_VAR",
     "DEPTH_VAR",
     "VARIANT_ALLOWLIST",
     "Attempt",
@@ -92,7 +97,6 @@ __all__ = [
     "find_opencode",
     "native_opencode",
     "run_attempt",
-    "terminate_tree",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,6 +137,10 @@ _REAL_REASONS = frozenset({"stop", "length", "tool-calls", "content-filter"})
 
 # The message may hold newlines, so only the first line is relied on: level, service, then `error=`.
 _PROCESSOR_ERROR = re.compile(r"^ERROR .*?service=session\.processor error=(?P<error>.*?)(?: stack=.*| process\s*)?$")
+# OpenCode 1.18 logs in logfmt: one `stream error` line per failed model request (small=true is the title's).
+_STREAM_ERROR_1_18 = re.compile(
+    r'^timestamp=\S+ level=ERROR .*?message="stream error" .*?small=false .*?error\.error="(?:AI_\w+: )?(?P<error>(?:[^"\\]|\\.)*)"'
+)
 
 _BUN_VERBOSE_HINT = re.compile(r"\s*For more information, pass `verbose: true` in the second argument to fetch\(\)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -180,43 +188,6 @@ def _opencode_database(env: Mapping[str, str]) -> Path:
     return Path(data) / "opencode" / "opencode.db"
 
 
-def find_opencode(env: Mapping[str, str] | None = None) -> str | None:
-    """The OpenCode executable: ``$NEXUS_OPENCODE`` when set, else ``opencode`` on the env's PATH.
-
-    When ``opencode`` is the npm package's node launcher, the binary it would start is
-    returned instead (see :func:`native_opencode`).
-    """
-    env = os.environ if env is None else env
-    explicit = env.get("NEXUS_OPENCODE")
-    if explicit:
-        return explicit if os.access(explicit, os.X_OK) else None
-    found = shutil.which("opencode", path=env.get("PATH", os.defpath))
-    return native_opencode(found, env) if found else None
-
-
-def native_opencode(launcher: str, env: Mapping[str, str] | None = None) -> str:
-    """The binary the npm launcher ``bin/opencode`` runs, or ``launcher`` itself when it is not that launcher.
-
-    The launcher (a node script) only picks a binary and runs it with the same argv, stdio and
-    environment; starting the binary directly saves a node process per attempt. Its own
-    order is kept: ``$OPENCODE_BIN_PATH``, then the ``bin/.opencode`` copy made at install.
-    """
-    env = os.environ if env is None else env
-    real = Path(launcher).resolve()
-    try:
-        with real.open("rb") as handle:
-            head = handle.read(64)
-    except OSError:
-        return launcher
-    if not head.startswith(b"#!/usr/bin/env node") or real.parent.parent.name != "opencode-ai":
-        return launcher
-    override = env.get("OPENCODE_BIN_PATH")
-    if override:
-        return override
-    cached = real.parent / ".opencode"
-    return str(cached) if os.access(cached, os.X_OK) else launcher
-
-
 def build_argv(
     opencode: str,
     cli_model_name: str,
@@ -226,8 +197,17 @@ def build_argv(
     workdir: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """OpenCode's argv for one attempt. The prompt is not in it: it goes on stdin."""
-    argv = [opencode, "run", "--format", "json", "--print-logs", "--log-level", "ERROR",
-            "--model", check_model_name(cli_model_name)]
+    argv = [
+        opencode,
+        "run",
+        "--format",
+        "json",
+        "--print-logs",
+        "--log-level",
+        "ERROR",
+        "--model",
+        check_model_name(cli_model_name),
+    ]
     chosen = allowed_variant(variant)
     if chosen:
         argv += ["--variant", chosen]
@@ -289,6 +269,7 @@ class AttemptResult(BaseModel):
     text: str = ""
     events: tuple[RunEvent, ...] = ()
     stderr_tail: str = ""
+    session_id: str | None = Field(None, description="OpenCode's session (a follow-up continues it)")
 
 
 _STATUS_CLASS = (
@@ -316,16 +297,22 @@ _FIXES: dict[FailureClass, str] = {
 
 
 _MESSAGE_CLASSES: tuple[tuple[re.Pattern[str], FailureClass], ...] = tuple(
-    (re.compile(pattern, re.I), failure) for pattern, failure in (
+    (re.compile(pattern, re.I), failure)
+    for pattern, failure in (
         (r"model not found|model_not_found|no such model", FailureClass.MODEL_NOT_FOUND),
         (r"too many requests|rate[ _]limit|quota", FailureClass.RATE_LIMITED),
         (r"unauthorized|forbidden|invalid api key|authentication", FailureClass.AUTH),
         # Bun's fetch says "Was there a typo in the url or port?" when the host does not resolve.
-        (r"unable to connect|typo in the url|connection (refused|reset)|econnrefused|econnreset|socket|enotfound|getaddrinfo"
-         r"|\bdns\b|certificate|\btls\b|\bssl\b|cannot connect|network|timed out|closed unexpectedly",
-         FailureClass.CONNECTION),
-        (r"overloaded|internal server error|bad gateway|service unavailable|gateway timeout"
-         r"|jsonparseerror|json parsing failed|invalid json|type validation failed", FailureClass.GATEWAY_ERROR),
+        (
+            r"unable to connect|typo in the url|connection (refused|reset)|econnrefused|econnreset|socket|enotfound|getaddrinfo"
+            r"|\bdns\b|certificate|\btls\b|\bssl\b|cannot connect|network|timed out|closed unexpectedly",
+            FailureClass.CONNECTION,
+        ),
+        (
+            r"overloaded|internal server error|bad gateway|service unavailable|gateway timeout"
+            r"|jsonparseerror|json parsing failed|invalid json|type validation failed",
+            FailureClass.GATEWAY_ERROR,
+        ),
     )
 )
 
@@ -352,6 +339,9 @@ def classify_error(event: ErrorEvent) -> tuple[FailureClass, int | None]:
         return FailureClass.CANCELLED, status
     if event.name == "ContextOverflowError":
         return FailureClass.BAD_REQUEST, status
+    diagnosis = diagnose_error(event)
+    if diagnosis is not None:
+        return diagnosis.failure, status
     if status is not None:
         for codes, failure in _STATUS_CLASS:
             if status in codes:
@@ -387,24 +377,6 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _signal_all(pgid: int, procs: list[psutil.Process], sig: signal.Signals) -> None:
-    with contextlib.suppress(OSError):
-        os.killpg(pgid, sig)
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(sig)
-
-
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class _StderrTail:
     """The last lines OpenCode wrote to stderr, bounded in lines and characters."""
 
@@ -429,7 +401,7 @@ class _StderrTail:
             if lines[index].startswith("Error: "):
                 message = lines[index].removeprefix("Error: ").rstrip()
                 if message.endswith(":"):
-                    detail = next((line for line in lines[index + 1:] if _LOCATED.search(line)), "")
+                    detail = next((line for line in lines[index + 1 :] if _LOCATED.search(line)), "")
                     message = f"{message} {detail}" if detail else message.rstrip(":")
                 return message
         return ""
@@ -472,18 +444,26 @@ class Attempt:
     def __init__(self, spec: AttemptSpec, *, attempt: int = 1) -> None:
         check_model_name(spec.cli_model_name)
         if spec.workdir is not None and not Path(spec.workdir).is_dir():
-            raise NexusError(f"the working directory {spec.workdir} does not exist", "Pass an existing directory to --dir")
+            raise NexusError(
+                f"the working directory {spec.workdir} does not exist", "Pass an existing directory to --dir"
+            )
         self.spec = spec
         self.number = attempt
         self.env = {**child_env(spec.env), ATTEMPT_VAR: uuid.uuid4().hex}
         self.opencode = spec.opencode or find_opencode(self.env)
-        self.argv: tuple[str, ...] = tuple(build_argv(
-            self.opencode or "opencode", spec.cli_model_name,
-            variant=spec.variant, thinking=spec.thinking, workdir=spec.workdir,
-        ))
+        self.argv: tuple[str, ...] = tuple(
+            build_argv(
+                self.opencode or "opencode",
+                spec.cli_model_name,
+                variant=spec.variant,
+                thinking=spec.thinking,
+                workdir=spec.workdir,
+            )
+        )
         self.result: AttemptResult | None = None
-        self._redact = Redactor.from_env(self.env)
+        self._redact = Redactor.from_env(self.env, config_secrets(spec.workdir, self.env))
         self._proc: asyncio.subprocess.Process | None = None
+        self._lifeline: lifeline.Lifeline | None = None
         self._stderr = _StderrTail()
         self._cancel = asyncio.Event()
         self._started = 0.0
@@ -492,8 +472,9 @@ class Attempt:
         self._spoke = asyncio.Event()
         self._first_run: asyncio.Lock | None = None
         self._launched_at = float("inf")
+        self._failed_requests = 0
 
-    async def __aenter__(self) -> "Attempt":
+    async def __aenter__(self) -> Attempt:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -501,8 +482,8 @@ class Attempt:
 
     @property
     def pid(self) -> int | None:
-        """The pid of the launcher (the process-group leader), while it runs."""
-        return self._proc.pid if self._proc else None
+        """The pid of OpenCode (the process-group leader), while it runs."""
+        return self._lifeline.child_pid if self._lifeline and self._proc else None
 
     def cancel(self) -> None:
         """Ask the attempt to stop: the tree is ended and the outcome is ``cancelled``."""
@@ -511,14 +492,17 @@ class Attempt:
     def _elapsed(self) -> float:
         return round(time.monotonic() - self._started, 3) if self._started else 0.0
 
-    def _outcome(self, failure: FailureClass | None, message: str, *, status: int | None = None) -> Outcome:
+    def _outcome(
+        self, failure: FailureClass | None, message: str, *, status: int | None = None, fix: str | None = None
+    ) -> Outcome:
         return Outcome(
             failure=failure,
             message=self._redact(_one_line(message)),
-            fix=_FIXES[failure] if failure else "",
+            fix=self._redact(fix) if fix else _FIXES[failure] if failure else "",
             exit_code=self._proc.returncode if self._proc else None,
             duration_s=self._elapsed(),
             status_code=status,
+            failed_requests=self._failed_requests,
         )
 
     async def events(self) -> AsyncIterator[RunEvent]:
@@ -531,7 +515,9 @@ class Attempt:
         self._iterated = True
         self._started = time.monotonic()
         spec = self.spec
-        yield AttemptStarted(attempt=self.number, model_id=spec.model_id, cli_model_name=spec.cli_model_name, argv=self.argv)
+        yield AttemptStarted(
+            attempt=self.number, model_id=spec.model_id, cli_model_name=spec.cli_model_name, argv=self.argv
+        )
         collected: list[RunEvent] = []
         answer: list[str] = []
         outcome: Outcome | None = None
@@ -569,16 +555,25 @@ class Attempt:
             if outcome is None:
                 outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
             self.result = AttemptResult(
-                attempt=self.number, cli_model_name=spec.cli_model_name, model_id=spec.model_id, argv=self.argv,
-                outcome=outcome, text="\n\n".join(answer), events=tuple(collected),
+                attempt=self.number,
+                cli_model_name=spec.cli_model_name,
+                model_id=spec.model_id,
+                argv=self.argv,
+                outcome=outcome,
+                text="\n\n".join(answer),
+                events=tuple(collected),
                 stderr_tail=self._redact(self._stderr.text()),
+                session_id=next((e.session_id for e in collected if isinstance(e, StepStart) and e.session_id), None),
             )
-        yield AttemptFinished(attempt=self.number, at=self._elapsed(), cli_model_name=spec.cli_model_name, outcome=outcome)
+        yield AttemptFinished(
+            attempt=self.number, at=self._elapsed(), cli_model_name=spec.cli_model_name, outcome=outcome
+        )
 
     def _database_busy(self, outcome: Outcome | None, events: list[RunEvent]) -> bool:
         """OpenCode quit at start because another run held its database, having done nothing."""
         return (
-            outcome is not None and outcome.failure is FailureClass.FAILED
+            outcome is not None
+            and outcome.failure is FailureClass.FAILED
             and not any(isinstance(e, (StepStart, ErrorEvent)) for e in events)
             and "database is locked" in self._stderr.text()
             and time.monotonic() + BUSY_RELAUNCH_DELAY_S < self._started + self.spec.timeout_s
@@ -597,10 +592,17 @@ class Attempt:
                     first_run.release()
                 first_run = None
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=self.env, start_new_session=True, limit=STDOUT_LINE_LIMIT,
+            # Through a lifeline: OpenCode's whole group ends when this process ends, however it ends.
+            self._lifeline = await lifeline.spawn(
+                self.argv,
+                env=self.env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                limit=STDOUT_LINE_LIMIT,
             )
+            assert isinstance(self._lifeline.process, asyncio.subprocess.Process)  # spawn, not popen
+            self._proc = self._lifeline.process
         except BaseException:
             if first_run is not None:
                 first_run.release()
@@ -624,7 +626,7 @@ class Attempt:
             self._first_run.release()
             self._first_run = None
 
-    async def _run(self) -> AsyncIterator[RunEvent | Outcome]:
+    async def _run(self) -> AsyncGenerator[RunEvent | Outcome, None]:
         spec = self.spec
         self._launched_at = min(self._launched_at, time.time())
         self._tasks = []
@@ -632,9 +634,12 @@ class Attempt:
         try:
             await self._launch()
         except OSError as exc:
-            yield self._outcome(FailureClass.OPENCODE_NOT_FOUND, f"OpenCode could not be started ({exc.strerror or exc})")
+            yield self._outcome(
+                FailureClass.OPENCODE_NOT_FOUND, f"OpenCode could not be started ({exc.strerror or exc})"
+            )
             return
-        _LIVE_GROUPS.add(self._proc.pid)
+        assert self._lifeline is not None
+        _LIVE_GROUPS.add(self._lifeline.pgid)
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(EVENT_QUEUE_SIZE)
         stderr_reader = asyncio.create_task(self._read_stderr(queue))
         self._tasks += [
@@ -663,8 +668,9 @@ class Attempt:
             if eof_at is not None:
                 waits.append(eof_at + EXIT_AFTER_EOF_S)
             getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, cancel_wait}, timeout=max(0.0, min(waits) - now),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {getter, cancel_wait}, timeout=max(0.0, min(waits) - now), return_when=asyncio.FIRST_COMPLETED
+            )
             if getter not in done:
                 getter.cancel()
             now = time.monotonic()
@@ -679,20 +685,25 @@ class Attempt:
                     if event is None:
                         continue
                     if isinstance(event, ErrorEvent):
-                        event = event.model_copy(update={"message": self._redact(event.message)})
+                        body = self._redact(event.response_body) if event.response_body else None
+                        event = event.model_copy(update={"message": self._redact(event.message), "response_body": body})
                         retry_candidate = None
                     elif isinstance(event, OutputLine):
                         event = event.model_copy(update={"line": self._redact(event.line)})
                     progress.see(event)
                     yield event
                     if progress.empty_steps >= EMPTY_STEP_LIMIT:
-                        yield self._outcome(FailureClass.GATEWAY_ERROR, (
-                            f"the gateway answered {progress.empty_steps} times without any model output "
-                            "(OpenCode saw empty steps with reason 'unknown'): it may be sending an HTML page "
-                            "or something other than OpenAI-style chat completions"))
+                        yield self._outcome(
+                            FailureClass.GATEWAY_ERROR,
+                            (
+                                f"the gateway answered {progress.empty_steps} times without any model output "
+                                "(OpenCode saw empty steps with reason 'unknown'): it may be sending an HTML page "
+                                "or something other than OpenAI-style chat completions"
+                            ),
+                        )
                         return
                 elif source == "stderr":
-                    match = _PROCESSOR_ERROR.match(payload)
+                    match = _PROCESSOR_ERROR.match(payload) or _STREAM_ERROR_1_18.match(payload)
                     # After an `error` event the session is over: its log line is no retry.
                     if match and not progress.errors:
                         if retry_candidate:
@@ -713,6 +724,7 @@ class Attempt:
             for raw in settled:
                 message = self._redact(_one_line(raw))
                 progress.retries.append(message)
+                self._failed_requests = len(progress.retries)
                 failures = len(progress.retries)
                 if failures > spec.max_gateway_retries:
                     yield self._retry_outcome(progress, f"{failures} requests failed in a row")
@@ -720,13 +732,17 @@ class Attempt:
                 yield GatewayRetrying(attempt=self.number, at=self._elapsed(), retry=failures, message=message)
             settled.clear()
             if now >= deadline:
-                yield self._outcome(FailureClass.TIMEOUT, f"no result within the {spec.timeout_s:g} s timeout")
+                yield self._outcome(FailureClass.TIMEOUT, f"no result within the {seconds(spec.timeout_s)} s timeout")
                 return
             if now >= last_output + spec.stall_timeout_s and not stdout_done:
                 if progress.retries:
-                    yield self._retry_outcome(progress, f"no progress for {spec.stall_timeout_s:g} s while OpenCode retried")
+                    yield self._retry_outcome(
+                        progress, f"no progress for {seconds(spec.stall_timeout_s)} s while OpenCode retried"
+                    )
                     return
-                yield self._outcome(FailureClass.STALLED, f"no event from OpenCode for {spec.stall_timeout_s:g} s")
+                yield self._outcome(
+                    FailureClass.STALLED, f"no event from OpenCode for {seconds(spec.stall_timeout_s)} s"
+                )
                 return
             if eof_at is not None and now >= eof_at + EXIT_AFTER_EOF_S:
                 break
@@ -735,19 +751,26 @@ class Attempt:
             await asyncio.wait_for(asyncio.shield(stderr_reader), STDERR_DRAIN_S)
         yield self._final_outcome(progress)
 
-    def _retry_outcome(self, progress: "_Progress", how: str) -> Outcome:
+    def _retry_outcome(self, progress: _Progress, how: str) -> Outcome:
         last = progress.retries[-1]
         failure = _retry_class(last)
         if failure is FailureClass.CONNECTION and progress.saw_step:
             failure = FailureClass.CUT_STREAM
-        return self._outcome(failure, f"the gateway kept failing ({last}); {how}", status=_status_of_message(last))
+        status = _status_of_message(last)
+        diagnosis = classify(status, message=last)
+        fix = diagnosis.fix if diagnosis.failure is failure else None
+        who = f"{diagnosis.gateway}: " if fix and diagnosis.gateway else ""
+        return self._outcome(failure, f"{who}the gateway kept failing ({last}); {how}", status=status, fix=fix)
 
-    def _final_outcome(self, progress: "_Progress") -> Outcome:
+    def _final_outcome(self, progress: _Progress) -> Outcome:
         code = self._proc.returncode if self._proc else None
         finish = progress.finish
         if progress.errors:
             error = progress.errors[-1]
             failure, status = classify_error(error)
+            diagnosis = diagnose_error(error)
+            if diagnosis is not None and failure is diagnosis.failure:
+                return self._outcome(failure, diagnosis.summary, status=status, fix=diagnosis.fix)
             return self._outcome(failure, error.message, status=status)
         if finish is not None and (finish.reason == "stop" or (finish.reason == "length" and progress.saw_text)):
             if code not in (0, None):
@@ -804,35 +827,39 @@ class Attempt:
                 return
             text = line.decode("utf-8", "replace").rstrip("\n")
             self._stderr.add(text)
-            if text.startswith("ERROR "):
+            if text.startswith("ERROR ") or " level=ERROR " in text:
                 await queue.put(("stderr", text))
 
     async def _sample(self, queue: asyncio.Queue[tuple[str, Any]], interval: float) -> None:
-        assert self._proc
+        assert self._lifeline
         known: dict[int, psutil.Process] = {}
         while True:
             await asyncio.sleep(interval)
-            stats = _sample_tree(self._proc.pid, known)
+            stats = _sample_tree(self._lifeline.child_pid, known)
             if stats is not None:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(("stats", stats))
 
     async def _end(self) -> None:
         """End the tree (when still running), reap the launcher, stop the helper tasks. Idempotent."""
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        self._release_first_run()  # a helper cancelled before it ever ran cannot release it
-        proc = self._proc
-        if proc is None:
-            return
-        pgid = proc.pid
-        if proc.returncode is None or _group_exists(pgid):
-            await terminate_tree(proc, TERMINATE_GRACE_S)
-        _LIVE_GROUPS.discard(pgid)
-        await asyncio.to_thread(_kill_orphans, self.env[ATTEMPT_VAR], self._launched_at)
+        running = self._lifeline
+        try:
+            for task in self._tasks:
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
+            self._release_first_run()  # a helper cancelled before it ever ran cannot release it
+            if self._proc is None or running is None:
+                return
+            await lifeline.end_tree(running, TERMINATE_GRACE_S)
+            _LIVE_GROUPS.discard(running.pgid)
+            await asyncio.to_thread(_kill_orphans, self.env[ATTEMPT_VAR], self._launched_at)
+        finally:
+            # Cut short (a caller cancelled again mid-way, as anyio does at every await of a cancelled
+            # scope): dropping the line makes the supervisor end the group all the same.
+            if running is not None:
+                running.close()
 
 
 def _kill_orphans(marker: str, since: float) -> None:
@@ -882,24 +909,6 @@ def _sample_tree(pid: int, known: dict[int, psutil.Process]) -> ProcessStats | N
     if not pids:
         return None
     return ProcessStats(cpu_percent=round(cpu, 1), rss_bytes=rss, pids=tuple(pids))
-
-
-async def terminate_tree(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
-    """SIGTERM to the group and every descendant, ``grace`` seconds, then SIGKILL; reap the launcher."""
-    pgid = proc.pid
-    procs = _tree(pgid)
-    _signal_all(pgid, procs, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    others = [p for p in procs if p.pid != pgid]
-    while time.monotonic() < deadline:
-        launcher_done = proc.returncode is not None
-        if launcher_done and not any(_alive(p) for p in others) and not _group_exists(pgid):
-            break
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(proc.wait()), 0.05)
-    _signal_all(pgid, [p for p in procs if _alive(p)], signal.SIGKILL)
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(proc.wait(), grace)
 
 
 async def run_attempt(spec: AttemptSpec, *, attempt: int = 1) -> AttemptResult:

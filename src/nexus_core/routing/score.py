@@ -24,6 +24,9 @@ The formula (every number lives in :data:`WEIGHTS`, a frozen :class:`RoutingWeig
      pricing, ``0`` when unknown;
    * ``availability``: ``+gateway_listed_points`` when the gateway's ``/v1/models`` lists the
      model, ``0`` when that list is unknown;
+   * ``observed``: what the run store saw of the model lately (recent failures by class with
+     exponential decay, latency against the other models), bounded, with its evidence in the
+     detail (:mod:`nexus_core.store.observed`); ``0`` when history is off or empty;
    * ``hint``: ``+hint_points`` for the model the hint names, else ``0``.
 
 3. **Ranking**: total descending, then model id ascending (a stable, total order).
@@ -31,7 +34,7 @@ The formula (every number lives in :data:`WEIGHTS`, a frozen :class:`RoutingWeig
 A model is *skipped* (not scored, reason given) when ``opencode`` is not on PATH, when its
 ``provider/model`` is not declared in the merged OpenCode config, when the gateway's model
 list is known and lacks it, when it is ``opencode-default`` and the config names no default
-model, or while it cools down after a rate limit (a hint overrides only the cool-down).
+model, or while it cools down or rests after a rate limit (a hint overrides only those two).
 """
 
 from __future__ import annotations
@@ -39,26 +42,28 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nexus_core.config.loader import MergedConfig, load_config
 from nexus_core.errors import NexusError
-from nexus_core.opencode_config import MergedConfig, load_config
-from nexus_core.registry import ModelProfile, Registry, build_registry, overlay_paths
+from nexus_core.opencode.locate import locate_opencode
+from nexus_core.routing.crosscheck import declared_file, declared_models, not_served, overlay_hint, registry_mismatch
+from nexus_core.routing.registry import ModelProfile, Registry, build_registry, overlay_paths
 
 __all__ = [
     "DIMENSIONS",
-    "TERM_NAMES",
     "TASK_KEYWORDS",
+    "TERM_NAMES",
     "WEIGHTS",
     "Emphasis",
+    "ObservedTerms",
     "RoutingDecision",
     "RoutingSnapshot",
     "RoutingWeights",
@@ -76,7 +81,7 @@ __all__ = [
 Dimension = Literal["reasoning", "code", "speed", "cost"]
 DIMENSIONS: tuple[Dimension, ...] = ("reasoning", "code", "speed", "cost")
 TaskSize = Literal["small", "medium", "large", "huge"]
-TERM_NAMES = ("reasoning", "code", "speed", "cost", "context", "price", "availability", "hint")
+TERM_NAMES = ("reasoning", "code", "speed", "cost", "context", "price", "availability", "observed", "hint")
 
 
 class Emphasis(BaseModel):
@@ -121,26 +126,96 @@ class RoutingWeights(BaseModel):
 WEIGHTS = RoutingWeights()
 
 # A keyword ending in "*" is a stem: it matches every word starting with it.
-TASK_KEYWORDS: Mapping[Dimension, tuple[str, ...]] = MappingProxyType({
-    "reasoning": (
-        "architect*", "design*", "prove", "proof", "reason*", "analy*", "tradeoff*", "trade-off*",
-        "plan", "planning", "investigat*", "why", "complex*", "algorithm*", "concurren*", "deadlock*",
-        "race", "security", "threat*", "vulnerab*", "optimi*", "diagnos*", "root-cause", "strategy",
-    ),
-    "code": (
-        "implement*", "refactor*", "function*", "class", "classes", "method*", "bug*", "fix*", "test*",
-        "code", "coding", "compile*", "python", "typescript", "javascript", "rust", "go", "java", "api",
-        "endpoint*", "script*", "regex", "sql", "module*", "library", "cli", "unit", "debug*",
-    ),
-    "speed": (
-        "quick*", "fast", "faster", "simple", "trivial", "typo*", "rename*", "small", "tiny", "format*",
-        "lint*", "one-line*", "one-liner", "asap", "urgent*", "brief*",
-    ),
-    "cost": (
-        "cheap*", "budget*", "bulk", "batch*", "cost*", "inexpensive", "economical", "thousands",
-        "many", "summari*",
-    ),
-})
+TASK_KEYWORDS: Mapping[Dimension, tuple[str, ...]] = MappingProxyType(
+    {
+        "reasoning": (
+            "architect*",
+            "design*",
+            "prove",
+            "proof",
+            "reason*",
+            "analy*",
+            "tradeoff*",
+            "trade-off*",
+            "plan",
+            "planning",
+            "investigat*",
+            "why",
+            "complex*",
+            "algorithm*",
+            "concurren*",
+            "deadlock*",
+            "race",
+            "security",
+            "threat*",
+            "vulnerab*",
+            "optimi*",
+            "diagnos*",
+            "root-cause",
+            "strategy",
+        ),
+        "code": (
+            "implement*",
+            "refactor*",
+            "function*",
+            "class",
+            "classes",
+            "method*",
+            "bug*",
+            "fix*",
+            "test*",
+            "code",
+            "coding",
+            "compile*",
+            "python",
+            "typescript",
+            "javascript",
+            "rust",
+            "go",
+            "java",
+            "api",
+            "endpoint*",
+            "script*",
+            "regex",
+            "sql",
+            "module*",
+            "library",
+            "cli",
+            "unit",
+            "debug*",
+        ),
+        "speed": (
+            "quick*",
+            "fast",
+            "faster",
+            "simple",
+            "trivial",
+            "typo*",
+            "rename*",
+            "small",
+            "tiny",
+            "format*",
+            "lint*",
+            "one-line*",
+            "one-liner",
+            "asap",
+            "urgent*",
+            "brief*",
+        ),
+        "cost": (
+            "cheap*",
+            "budget*",
+            "bulk",
+            "batch*",
+            "cost*",
+            "inexpensive",
+            "economical",
+            "thousands",
+            "many",
+            "summari*",
+        ),
+    }
+)
 
 _WORD_CHAR = r"a-z0-9+#_-"
 
@@ -150,7 +225,9 @@ def _compile_keywords() -> dict[Dimension, re.Pattern[str]]:
     out: dict[Dimension, re.Pattern[str]] = {}
     for dim, words in TASK_KEYWORDS.items():
         exact = "|".join(re.escape(w) for w in sorted((w for w in words if not w.endswith("*")), key=len, reverse=True))
-        stems = "|".join(re.escape(w[:-1]) for w in sorted((w for w in words if w.endswith("*")), key=len, reverse=True))
+        stems = "|".join(
+            re.escape(w[:-1]) for w in sorted((w for w in words if w.endswith("*")), key=len, reverse=True)
+        )
         out[dim] = re.compile(rf"(?<![{_WORD_CHAR}])(?:(?P<exact>{exact})(?![{_WORD_CHAR}])|(?P<stem>{stems}))")
     return out
 
@@ -188,7 +265,10 @@ def _check_preference(name: str, value: float | None, high: float) -> float | No
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high or math.isnan(value):
-        raise NexusError(f"the {name} preference must be a number from 0 to {high:g}, not {value!r}", f"Pass {name} between 0 and {high:g}")
+        raise NexusError(
+            f"the {name} preference must be a number from 0 to {high:g}, not {value!r}",
+            f"Pass {name} between 0 and {high:g}",
+        )
     return float(value)
 
 
@@ -211,7 +291,10 @@ def profile_task(
         "cost": _check_preference("cost", cost, 10),
     }
     if context is not None and (isinstance(context, bool) or not isinstance(context, int) or context <= 0):
-        raise NexusError(f"the context preference must be a positive number of tokens, not {context!r}", "Pass context as an integer such as 100000")
+        raise NexusError(
+            f"the context preference must be a positive number of tokens, not {context!r}",
+            "Pass context as an integer such as 100000",
+        )
     lowered = text[: weights.keyword_scan_chars].lower()
     matched: dict[str, tuple[str, ...]] = {}
     for dim, pattern in _KEYWORDS.items():
@@ -230,7 +313,7 @@ def profile_task(
         explicit = prefs[dim]
         emphasis[dim] = min(10.0, float(value)) if explicit is None else explicit
     total = sum(emphasis.values())
-    normalised = {d: (emphasis[d] / total if total else 1 / len(DIMENSIONS)) for d in DIMENSIONS}
+    normalised: dict[str, float] = {d: (emphasis[d] / total if total else 1 / len(DIMENSIONS)) for d in DIMENSIONS}
     output = min(weights.max_output_tokens, max(weights.min_output_tokens, tokens))
     return TaskProfile(
         characters=len(text),
@@ -268,8 +351,10 @@ class RoutingSnapshot:
 
     ``gateway_models`` maps a provider id to the model ids its gateway's ``/v1/models``
     listed (absent: not known). ``cooldowns`` maps a model id to the ``clock()`` time until
-    which it cools down after a rate limit. Derive changed snapshots with :meth:`with_cooldown`
-    and :meth:`with_gateway_models`; never mutate one.
+    which it cools down after a rate limit. ``observed`` gives each model's ``observed`` term and
+    rate-limit rest (wall-clock time) from the run store; None when history is off. Derive changed
+    snapshots with :meth:`with_cooldown`, :meth:`with_gateway_models` and :meth:`with_observed`;
+    never mutate one.
     """
 
     registry: Registry
@@ -279,6 +364,7 @@ class RoutingSnapshot:
     cooldowns: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     clock: Callable[[], float] = time.monotonic
     overlay_files: tuple[str, ...] = ()
+    observed: ObservedTerms | None = None
 
     @property
     def directory(self) -> str:
@@ -317,13 +403,11 @@ class RoutingSnapshot:
             listed = key in self.gateway_models[pid]
         reason: str | None = None
         if self.opencode_path is None:
-            reason = "opencode is not on PATH (install OpenCode and check `which opencode`)"
+            reason = "OpenCode was not found (install it and check `which opencode`, or set NEXUS_OPENCODE to its path)"
         elif model.cli_model_name is None:
             reason = 'the OpenCode config names no default model (set "model": "<provider>/<model>" in opencode.json)'
-        elif model.id != "opencode-default" and key not in declared.get(pid or "", ()):
-            reason = f"{model.cli_model_name} is not declared in the merged OpenCode config (add provider.{pid}.models.{key} to opencode.json)"
-        elif listed is False:
-            reason = f"the gateway of provider {pid!r} does not list {key!r} in /v1/models (check the model key against the gateway's ids)"
+        elif (model.id != "opencode-default" and key not in declared.get(pid or "", ())) or listed is False:
+            reason = self._mismatch(model)
         q, limit, pricing = model.quality, model.context_limit, model.pricing
         return _Entry(
             model=model,
@@ -336,6 +420,19 @@ class RoutingSnapshot:
             price_out=pricing.output if pricing else None,
             price_text=f"at ${pricing.input:g} in / ${pricing.output:g} out per M tokens" if pricing else "",
         )
+
+    def _mismatch(self, model: ModelProfile) -> str:
+        """Why ``model`` cannot run as configured, worded as the doctor words it (one source: crosscheck)."""
+        pid, key = model.provider_id or "", model.model_key or ""
+        declared = declared_models(self.config, pid)
+        listed = self.gateway_models.get(pid)
+        served = sorted(listed) if listed is not None else None
+        where, overlay = declared_file(self.config, pid), overlay_hint(self.config)
+        if key in declared and served is not None:
+            found = not_served(pid, key, declared[key], served, declared_in=where, overlay=overlay)
+        else:
+            found = registry_mismatch(model, declared, served, declared_in=where, overlay=overlay)
+        return found.sentence() if found else f"{model.cli_model_name} cannot run as configured"
 
     def cooling_for(self, model_id: str, now: float | None = None) -> float:
         """Seconds of cool-down left for ``model_id`` (0 when none)."""
@@ -353,17 +450,28 @@ class RoutingSnapshot:
         if entry.static_skip:
             return entry.static_skip
         left = self.cooling_for(model_id, now)
-        return f"rate-limited: cooling down for {math.ceil(left)} s more" if left else None
+        if left:
+            return f"rate-limited: cooling down for {math.ceil(left)} s more"
+        rest = self.observed.unavailable(model_id, time.time()) if self.observed is not None else None
+        return rest[1] if rest is not None else None
 
     def with_cooldown(self, model_id: str, seconds: float | None = None, now: float | None = None) -> RoutingSnapshot:
         """A copy in which ``model_id`` cools down for ``seconds`` (default: the rate-limit cool-down)."""
         start = self.clock() if now is None else now
         span = WEIGHTS.rate_limit_cooldown_s if seconds is None else seconds
-        cooled = replace(self, cooldowns=MappingProxyType({**self.cooldowns, model_id: start + span}))
+        return self._keeping_facts(
+            replace(self, cooldowns=MappingProxyType({**self.cooldowns, model_id: start + span}))
+        )
+
+    def with_observed(self, observed: ObservedTerms | None) -> RoutingSnapshot:
+        """A copy with other observed terms (None: history off)."""
+        return self._keeping_facts(replace(self, observed=observed))
+
+    def _keeping_facts(self, copy: RoutingSnapshot) -> RoutingSnapshot:
         for name in ("_entries", "_entry_by_id", "_static_skips", "_candidates"):
-            if name in self.__dict__:  # cool-downs do not change them: reuse the precomputed facts
-                cooled.__dict__[name] = self.__dict__[name]
-        return cooled
+            if name in self.__dict__:  # cool-downs and history do not change them: reuse the precomputed facts
+                copy.__dict__[name] = self.__dict__[name]
+        return copy
 
     def precompute(self) -> RoutingSnapshot:
         """Compute the per-model facts every decision uses now (off the UI loop), not on first use."""
@@ -387,10 +495,12 @@ def build_snapshot(
     gateway_models: Mapping[str, Iterable[str]] | None = None,
     cooldowns: Mapping[str, float] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    history: bool | None = None,
 ) -> RoutingSnapshot:
     """Load the config and registry for ``project_dir`` and find ``opencode`` on ``env``'s PATH.
 
-    Raises :class:`~nexus_core.opencode_config.ConfigError` when a config file is broken.
+    ``history`` reads the run store's observed terms (default: unless ``NEXUS_NO_HISTORY`` is
+    set in ``env``). Raises :class:`~nexus_core.config.loader.ConfigError` when a config file is broken.
     """
     env = os.environ if env is None else env
     config = load_config(project_dir, env)
@@ -399,13 +509,24 @@ def build_snapshot(
     snapshot = RoutingSnapshot(
         registry=registry,
         config=config,
-        opencode_path=shutil.which("opencode", path=env.get("PATH", "")),
+        opencode_path=locate_opencode(env),
         gateway_models=MappingProxyType({pid: frozenset(ids) for pid, ids in (gateway_models or {}).items()}),
         cooldowns=MappingProxyType(dict(cooldowns or {})),
         clock=clock,
         overlay_files=tuple(str(p) for p in overlays),
+        observed=_observed(env, history),
     )
     return snapshot.precompute()
+
+
+def _observed(env: Mapping[str, str], history: bool | None) -> ObservedTerms | None:
+    # The store imports this module (for ScoreTerm): import it on use.
+    from nexus_core.store.db import history_enabled
+    from nexus_core.store.observed import load_observed
+
+    if history is False or (history is None and not history_enabled(env)):
+        return None
+    return load_observed(env)
 
 
 # ---------------------------------------------------------------- decision
@@ -417,6 +538,18 @@ class ScoreTerm(NamedTuple):
     name: str
     value: int
     detail: str
+
+
+class ObservedTerms(Protocol):
+    """What the run store observed of each model (:class:`nexus_core.store.observed.ObservedStats`)."""
+
+    def term(self, model_id: str) -> ScoreTerm:
+        """The model's ``observed`` term."""
+        ...
+
+    def unavailable(self, model_id: str, now: float | None = None) -> tuple[float, str] | None:
+        """``(until, reason)`` while the model rests after a rate limit (``now`` in Unix seconds)."""
+        ...
 
 
 class ScoredModel(NamedTuple):
@@ -460,7 +593,9 @@ class RoutingDecision:
     def chosen_or_raise(self) -> ScoredModel:
         """The chosen model, or a :class:`NexusError` saying why there is none."""
         if self.chosen is None:
-            raise NexusError(self.reason, "Run `nexus-agents route --explain` to see every model and why it was skipped")
+            raise NexusError(
+                self.reason, "Run `nexus-agents route --explain` to see every model and why it was skipped"
+            )
         return self.chosen
 
     def as_dict(self) -> dict[str, Any]:
@@ -483,7 +618,9 @@ class RoutingDecision:
                 }
                 for rank, s in enumerate(self.ranked, 1)
             ],
-            "skipped": [{"id": s.id, "cli_model_name": s.model.cli_model_name, "reason": s.reason} for s in self.skipped],
+            "skipped": [
+                {"id": s.id, "cli_model_name": s.model.cli_model_name, "reason": s.reason} for s in self.skipped
+            ],
         }
 
 
@@ -494,7 +631,10 @@ def resolve_hint(snapshot: RoutingSnapshot, hint: str) -> ModelProfile:
         return model
     close = snapshot.registry.closest(hint.strip())
     nearest = f"; closest: {', '.join(close)}" if close else ""
-    raise NexusError(f"no model matches the hint {hint!r}{nearest}", "Run `nexus-agents models` to list every id, alias and CLI model name")
+    raise NexusError(
+        f"no model matches the hint {hint!r}{nearest}",
+        "Run `nexus-agents models` to list every id, alias and CLI model name",
+    )
 
 
 class _Terms:
@@ -512,6 +652,7 @@ class _Terms:
         self.listed = ScoreTerm("availability", w.gateway_listed_points, "listed by the gateway's /v1/models")
         self.unlisted = ScoreTerm("availability", 0, "available (the gateway's model list is not known)")
         self.no_hint = ScoreTerm("hint", 0, "not hinted")
+        self.no_history = ScoreTerm("observed", 0, "run history is off (--no-history or NEXUS_NO_HISTORY)")
         self.hint = ScoreTerm("hint", w.hint_points, f"forced by the hint {hint!r}")
         self._quality: dict[tuple[float, float, float, float], tuple[tuple[ScoreTerm, ...], int]] = {}
 
@@ -523,7 +664,11 @@ class _Terms:
             made = []
             for dim, score in zip(DIMENSIONS, q):
                 weight = self.profile.weights[dim]
-                made.append(ScoreTerm(dim, round(weight * score * points), f"{dim} {score:g}/10 × weight {weight:.3f} × {points}"))
+                made.append(
+                    ScoreTerm(
+                        dim, round(weight * score * points), f"{dim} {score:g}/10 × weight {weight:.3f} × {points}"
+                    )
+                )
             found = (tuple(made), sum(t.value for t in made))
             self._quality[q] = found
         return found
@@ -533,9 +678,15 @@ class _Terms:
         if limit is None:
             return self.context_unknown
         if limit < self.need:
-            return ScoreTerm("context", self.w.context_too_small_points, f"too small: {e.context_text} tokens < {self.need_text}")
+            return ScoreTerm(
+                "context", self.w.context_too_small_points, f"too small: {e.context_text} tokens < {self.need_text}"
+            )
         if limit >= self.room:
-            return ScoreTerm("context", self.w.context_room_points, f"room to spare: {e.context_text} tokens ≥ {self.w.context_room_factor:g} × {self.need_text}")
+            return ScoreTerm(
+                "context",
+                self.w.context_room_points,
+                f"room to spare: {e.context_text} tokens ≥ {self.w.context_room_factor:g} × {self.need_text}",
+            )
         return ScoreTerm("context", 0, f"fits: {e.context_text} tokens ≥ {self.need_text}")
 
     def price(self, e: _Entry) -> ScoreTerm:
@@ -544,11 +695,19 @@ class _Terms:
         usd = (self.profile.token_estimate * e.price_in + self.profile.output_tokens * e.price_out) / 1_000_000
         points = round(usd * self.w.price_points_per_usd)
         cap = self.w.price_points_cap
-        return ScoreTerm("price", -(cap if points > cap else points), f"≈${usd:.4f} for ~{self.profile.token_estimate:,} in + ~{self.profile.output_tokens:,} out, {e.price_text}")
+        return ScoreTerm(
+            "price",
+            -(cap if points > cap else points),
+            f"≈${usd:.4f} for ~{self.profile.token_estimate:,} in + ~{self.profile.output_tokens:,} out, {e.price_text}",
+        )
 
-    def availability(self, e: _Entry, cooling: float) -> ScoreTerm:
+    def availability(self, e: _Entry, cooling: float, resting: str | None = None) -> ScoreTerm:
         if cooling:
-            return ScoreTerm("availability", 0, f"rate-limited, {math.ceil(cooling)} s of cool-down left; forced by the hint")
+            return ScoreTerm(
+                "availability", 0, f"rate-limited, {math.ceil(cooling)} s of cool-down left; forced by the hint"
+            )
+        if resting:
+            return ScoreTerm("availability", 0, f"{resting}; forced by the hint")
         return self.listed if e.gateway_listed else self.unlisted
 
 
@@ -571,6 +730,9 @@ def route(
     ranked: list[ScoredModel] = []
     cooling_skips: list[SkippedModel] = []
     cooldowns = snapshot.cooldowns
+    observed = snapshot.observed
+    rests = getattr(observed, "rests", True)  # a store with no rest at all needs no per-model call
+    wall = time.time()
     for entry in snapshot._candidates:
         model = entry.model
         cooling = 0.0
@@ -579,13 +741,18 @@ def route(
             if cooling and model.id != hinted_id:
                 cooling_skips.append(SkippedModel(model, f"rate-limited: cooling down for {math.ceil(cooling)} s more"))
                 continue
+        resting = observed.unavailable(model.id, wall) if rests and observed is not None else None
+        if resting is not None and model.id != hinted_id:
+            cooling_skips.append(SkippedModel(model, resting[1]))
+            continue
         quality, quality_sum = terms.quality(entry.quality)
         context = terms.context(entry)
         price = terms.price(entry)
-        availability = terms.availability(entry, cooling)
+        availability = terms.availability(entry, cooling, resting[1] if resting else None)
+        seen = observed.term(model.id) if observed is not None else terms.no_history
         hint_term = terms.hint if model.id == hinted_id else terms.no_hint
-        total = quality_sum + context.value + price.value + availability.value + hint_term.value
-        ranked.append(ScoredModel(model, (*quality, context, price, availability, hint_term), total))
+        total = quality_sum + context.value + price.value + availability.value + seen.value + hint_term.value
+        ranked.append(ScoredModel(model, (*quality, context, price, availability, seen, hint_term), total))
     ranked.sort(key=_rank_key)
     skipped = (*snapshot._static_skips, *cooling_skips)
     chosen: ScoredModel | None

@@ -1,0 +1,1 @@
+"""Configuration: OpenCode's JSONC dialect, the merged config loader, the setup editor and the live watcher."""

@@ -1,0 +1,241 @@
+"""One delegation attempt on an ``opencode serve`` session, with the outcome ``run_attempt`` gives.
+
+    async with ServeClient(server) as client:
+        attempt = ServeAttempt(client, spec, approve={"bash"})
+        async for event in attempt.events():
+            ...
+        attempt.result.outcome
+
+Success is ``idle`` after some answer text. A ``session.error`` is classified as for ``run``;
+more than ``max_gateway_retries`` retries abort the session and end it as rate limited,
+connection or gateway error; a permission question outside ``approve`` is rejected and ends the
+attempt as ``permission``. ``follow_up`` sends another prompt on the same session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Collection
+from typing import Any, get_args
+
+import httpx
+
+from nexus_core.opencode.attempt import _FIXES, AttemptResult, AttemptSpec, _one_line, _retry_class, classify_error
+from nexus_core.opencode.events import (
+    AttemptFinished,
+    AttemptStarted,
+    ErrorEvent,
+    FailureClass,
+    Outcome,
+    RunEvent,
+    Text,
+    _Event,
+)
+from nexus_core.opencode.serve.client import ServeClient
+from nexus_core.opencode.serve.events import PermissionAsked, SessionIdle, SessionRetry, TextDelta, map_event
+
+__all__ = ["PERMISSION_FIX", "ServeAttempt"]
+
+PERMISSION_FIX = "Allow it with --approve {permission} (or --approve all)"
+EVENT_QUEUE_SIZE = 4096
+KEPT_EVENTS_LIMIT = 20_000
+# The events an AttemptResult keeps: those both transports share (step finishes carry the tokens).
+_RUN_EVENT_TYPES = tuple(get_args(get_args(RunEvent)[0]))
+
+
+class ServeAttempt:
+    """One prompt (and any follow-ups) on one session. :attr:`result` is set when :meth:`events` ends."""
+
+    def __init__(
+        self,
+        client: ServeClient,
+        spec: AttemptSpec,
+        *,
+        attempt: int = 1,
+        approve: Collection[str] = (),
+        agent: str | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        self.client = client
+        self.spec = spec
+        self.number = attempt
+        self.approve = frozenset(approve)
+        self.agent = agent
+        self.session_id = session_id
+        self.result: AttemptResult | None = None
+        self._started = 0.0
+        self._cancel = asyncio.Event()
+
+    def cancel(self) -> None:
+        """Abort the session; the outcome is ``cancelled``."""
+        self._cancel.set()
+
+    def _at(self) -> float:
+        return round(time.monotonic() - self._started, 3)
+
+    def _outcome(
+        self, failure: FailureClass | None, message: str, *, fix: str | None = None, status: int | None = None
+    ) -> Outcome:
+        return Outcome(
+            failure=failure,
+            message=_one_line(message),
+            fix=fix if fix is not None else (_FIXES.get(failure, "") if failure else ""),
+            duration_s=self._at(),
+            status_code=status,
+        )
+
+    async def events(self, prompt: str | None = None) -> AsyncIterator[_Event]:
+        """Send ``prompt`` (the spec's when None) and yield this session's events until the attempt ends."""
+        self._started = time.monotonic()
+        provider, _, model = self.spec.cli_model_name.partition("/")
+        yield AttemptStarted(attempt=self.number, model_id=self.spec.model_id, cli_model_name=self.spec.cli_model_name)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        connected = asyncio.Event()
+        reader = asyncio.create_task(self._read(queue, connected))
+        collected: list[_Event] = []
+        answer: list[str] = []
+        deltas: list[str] = []
+        outcome: Outcome | None = None
+        try:
+            await asyncio.wait_for(connected.wait(), 30)
+            if self.session_id is None:
+                self.session_id = await self.client.create_session()
+            await self.client.prompt(
+                self.session_id,
+                prompt if prompt is not None else self.spec.prompt,
+                provider_id=provider,
+                model_id=model,
+                agent=self.agent,
+                variant=self.spec.variant,
+            )
+            part_kinds: dict[str, str] = {}
+            deadline = self._started + self.spec.timeout_s
+            last = time.monotonic()
+            errors: list[ErrorEvent] = []
+            retries: list[str] = []
+            busy_seen = False
+            while outcome is None:
+                now = time.monotonic()
+                wait = min(deadline, last + self.spec.stall_timeout_s) - now
+                getter = asyncio.ensure_future(queue.get())
+                cancel = asyncio.ensure_future(self._cancel.wait())
+                done, _ = await asyncio.wait({getter, cancel}, timeout=max(0.0, wait), return_when="FIRST_COMPLETED")
+                getter.cancel()
+                cancel.cancel()
+                now = time.monotonic()
+                if cancel in done:
+                    await self._abort()
+                    outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
+                    break
+                if getter not in done:
+                    await self._abort()
+                    if now >= deadline:
+                        outcome = self._outcome(
+                            FailureClass.TIMEOUT, f"no result within the {self.spec.timeout_s:g} s timeout"
+                        )
+                    else:
+                        outcome = self._outcome(
+                            FailureClass.STALLED, f"no event from OpenCode for {self.spec.stall_timeout_s:g} s"
+                        )
+                    break
+                payload = getter.result()
+                if payload is None:
+                    outcome = self._outcome(
+                        FailureClass.FAILED, "the OpenCode server ended its event stream (did it die?)"
+                    )
+                    break
+                last = now
+                if payload.get("type") == "session.status":
+                    busy_seen = True
+                event = map_event(payload, self.session_id, attempt=self.number, at=self._at(), part_kinds=part_kinds)
+                if event is None:
+                    continue
+                if len(collected) < KEPT_EVENTS_LIMIT and isinstance(event, _RUN_EVENT_TYPES):
+                    collected.append(event)
+                yield event
+                if isinstance(event, TextDelta):
+                    deltas.append(event.delta)
+                elif isinstance(event, Text) and event.text.strip():
+                    answer.append(event.text.strip())
+                elif isinstance(event, ErrorEvent):
+                    errors.append(event)
+                elif isinstance(event, SessionRetry):
+                    retries.append(event.message)
+                    if len(retries) > self.spec.max_gateway_retries:
+                        await self._abort()
+                        failure = _retry_class(event.message)
+                        outcome = self._outcome(
+                            failure, f"the gateway kept failing ({event.message}); {len(retries)} retries"
+                        )
+                elif isinstance(event, PermissionAsked):
+                    allowed = "all" in self.approve or event.permission in self.approve
+                    await self.client.reply_permission(
+                        self.session_id, event.permission_id, "once" if allowed else "reject"
+                    )
+                    if not allowed:
+                        pattern = ", ".join(event.patterns) or "*"
+                        outcome = self._outcome(
+                            FailureClass.PERMISSION,
+                            f"OpenCode asked for permission {event.permission!r} ({pattern}) and nobody allowed it",
+                            fix=PERMISSION_FIX.format(permission=event.permission),
+                        )
+                        await self._abort()
+                elif isinstance(event, SessionIdle) and busy_seen:
+                    if errors:
+                        failure, status = classify_error(errors[-1])
+                        outcome = self._outcome(failure, errors[-1].message, status=status)
+                    elif answer or "".join(deltas).strip():
+                        outcome = self._outcome(None, "finished")
+                    else:
+                        outcome = self._outcome(FailureClass.CUT_STREAM, "the session went idle without an answer")
+        except asyncio.CancelledError:
+            # The server may be shared (or attached): the session must stop, not only this reader.
+            await asyncio.shield(self._abort())
+            raise
+        except httpx.HTTPStatusError as exc:
+            if outcome is None and exc.response.status_code == 401:
+                outcome = self._outcome(
+                    FailureClass.AUTH,
+                    "the OpenCode server refused nexus's password (HTTP 401)",
+                    fix="Name the variable that holds the server's password with --password-env",
+                )
+            elif outcome is None:
+                outcome = self._outcome(FailureClass.FAILED, f"the OpenCode server refused a request ({exc})")
+        except (TimeoutError, OSError, Exception) as exc:
+            if outcome is None:
+                outcome = self._outcome(FailureClass.CONNECTION, f"the OpenCode server could not be reached ({exc})")
+        finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+        assert outcome is not None
+        text = "\n".join(answer) or "".join(deltas).strip()
+        self.result = AttemptResult(
+            attempt=self.number,
+            cli_model_name=self.spec.cli_model_name,
+            model_id=self.spec.model_id,
+            outcome=outcome,
+            text=text,
+            events=tuple(collected),  # type: ignore[arg-type]
+            session_id=self.session_id,
+        )
+        yield AttemptFinished(
+            attempt=self.number, at=self._at(), cli_model_name=self.spec.cli_model_name, outcome=outcome
+        )
+
+    async def _abort(self) -> None:
+        if self.session_id:
+            with contextlib.suppress(Exception):
+                await self.client.abort(self.session_id)
+
+    async def _read(self, queue: asyncio.Queue[dict[str, Any] | None], connected: asyncio.Event) -> None:
+        try:
+            async for payload in self.client.events():
+                connected.set()
+                await queue.put(payload)
+        finally:
+            connected.set()
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
