@@ -9,47 +9,61 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import signal
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, Static, TextArea
 from textual.worker import Worker, WorkerState
 
 from nexus_core.errors import NexusError
 from nexus_tui import backend
-from nexus_tui.screens import ConfirmQuitScreen, HelpScreen
+from nexus_tui.layout import LayoutControl
+from nexus_tui.run_control import RunControl
+from nexus_tui.screens import ConfirmQuitScreen, DetailsScreen, HelpScreen
 from nexus_tui.theme import NEXUS_THEME
+from nexus_tui.widgets.editor import TaskEditor
 from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.registry import RegistryPanel, registry_rows
-from nexus_tui.widgets.runs import STATUS_STYLE, RunStatus, RunView
-from nexus_tui.widgets.task import RunRequest, TaskPanel
+from nexus_tui.widgets.runs_area import RunsArea
+from nexus_tui.widgets.task import TaskPanel
 
 if TYPE_CHECKING:
-    from nexus_core.watch import ConfigWatcher, SnapshotUpdate
+    from nexus_core.config.watch import ConfigWatcher, SnapshotUpdate
 
-__all__ = ["NexusApp", "STYLES"]
-
-STYLES = Path(__file__).resolve().parents[2] / "styles"
+__all__ = ["STYLES", "NexusApp"]
 
 
-class NexusApp(App[int]):
+def _styles_dir() -> Path:
+    """The TCSS folder: ``nexus_tui/styles`` in an installed wheel (see setup.py), else the checkout's ``styles/``
+    (an editable install points at ``src/`` and cannot map the top-level folder into the package)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "styles"
+    return installed if installed.is_dir() else here.parents[1] / "styles"
+
+
+STYLES = _styles_dir()
+
+
+class NexusApp(RunControl, LayoutControl, App[int]):
     """The dashboard. ``test_mode`` freezes what changes by itself (cursor blink, elapsed times, timings);
     ``watch_config=False`` loads the config once instead of following edits; ``check_health=False``
     leaves the health checks to the Re-probe key."""
 
-    CSS_PATH = [str(STYLES / name) for name in ("app.tcss", "registry.tcss", "task.tcss", "runs.tcss", "health.tcss", "screens.tcss")]
+    CSS_PATH = [
+        str(STYLES / name)
+        for name in ("app.tcss", "registry.tcss", "task.tcss", "runs.tcss", "health.tcss", "screens.tcss")
+    ]
     TITLE = "nexus"
     SUB_TITLE = "delegate coding tasks through OpenCode"
     BINDINGS = [
@@ -58,6 +72,12 @@ class NexusApp(App[int]):
         Binding("f5", "reprobe", "Re-probe", id="app.reprobe"),
         Binding("ctrl+t", "focus_task", "Task", id="app.focus_task"),
         Binding("f8", "cancel_active_run", "Cancel run", id="app.cancel_run"),
+        Binding("f2", "toggle_models", "Models", priority=True, id="app.toggle_models"),
+        Binding("f3", "toggle_task", "Task", show=False, priority=True, id="app.toggle_task"),
+        Binding("f4", "toggle_health", "Health", priority=True, id="app.toggle_health"),
+        Binding("f7", "zoom", "Zoom", priority=True, id="app.zoom"),
+        Binding("slash", "filter_models", "Filter", show=False, id="app.filter"),
+        Binding("ctrl+f", "filter_models", "Filter", show=False, priority=True, id="app.filter_anywhere"),
     ]
 
     class ConfigReloaded(Message):
@@ -91,8 +111,9 @@ class NexusApp(App[int]):
         self.watcher: ConfigWatcher | None = None
         self.state: backend.DashboardState | None = None
         self.demo_environment: backend.DemoEnvironment | None = None
-        self.runs: dict[str, backend.RunHandle] = {}
-        self._run_numbers = count(1)
+        self.last_saved_log: Path | None = None
+        self._init_runs()
+        self._init_layout()
         self.register_theme(NEXUS_THEME)
         self.theme = NEXUS_THEME.name
         if demo:
@@ -101,24 +122,26 @@ class NexusApp(App[int]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False, icon="◆")
         if self.demo:
-            yield Static("DEMO  ·  a loopback reference gateway answers every model; nothing leaves this machine", id="demo-banner")
+            yield Static(
+                "DEMO  ·  a loopback reference gateway answers every model; nothing leaves this machine",
+                id="demo-banner",
+            )
         yield RegistryPanel(id="registry")
         yield TaskPanel(debounce=self.debounce, id="task")
         with Horizontal(id="bottom"):
-            with Vertical(id="runs-area"):
-                yield Static("No runs yet. Type a task and press Enter; each run gets its own tab here.", id="runs-empty")
-                yield TabbedContent(id="runs")
+            yield RunsArea(id="runs-area")
             yield HealthPanel(show_timings=not self.test_mode, id="health")
         yield Footer()
 
     async def on_mount(self) -> None:
         self.query_one("#registry", RegistryPanel).border_title = "Models"
-        self.query_one("#runs-area", Vertical).border_title = "Runs"
-        self.query_one("#runs", TabbedContent).display = False
         if self.test_mode:
             for text_input in self.query(Input):
                 text_input.cursor_blink = False
-        self.query_one("#task-input", Input).focus()
+            for text_area in self.query(TextArea):
+                text_area.cursor_blink = False
+        self.query_one("#task-input", TaskEditor).focus()
+        self.query_one("#task", TaskPanel).starter = lambda request: self.start_run(request) is not None
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._terminated)
         loop.add_signal_handler(signal.SIGHUP, self._hung_up)
@@ -133,6 +156,7 @@ class NexusApp(App[int]):
 
         Textual's exit would restore a terminal that no longer exists, and its writer blocks on it.
         """
+
         async def clean_up_and_leave() -> None:
             try:
                 await self.release()
@@ -145,12 +169,14 @@ class NexusApp(App[int]):
     async def start(self) -> None:
         """Set up demo mode if asked, load the routing state, then check health and watch the config."""
         if self.demo and self.demo_environment is None:
+            from nexus_core.gateway.tour import FAILING_MODEL
+
             self.demo_environment = await backend.start_demo(self.env)
             self.env = self.demo_environment.env
             self.project_dir = self.demo_environment.project_dir
             self.query_one("#demo-banner", Static).update(
-                f"DEMO  ·  loopback reference gateway at {self.demo_environment.gateway.base_url}  ·  "
-                f"edit {self.demo_environment.config_file} to see a reload"
+                f"DEMO  ·  gateway {self.demo_environment.gateway.base_url}  ·  try “explain …”, “read …”; "
+                f"{FAILING_MODEL} is down (watch the fallback)  ·  edit {self.demo_environment.config_file.name}"
             )
         if self.watch_config:
             self.watcher = backend.open_watcher(self.project_dir, self.env)
@@ -158,7 +184,9 @@ class NexusApp(App[int]):
             if snapshot is not None:
                 self.apply_state(backend.DashboardState(snapshot))
             elif self.watcher.error is not None:
-                self.show_config_error(backend.config_error_sentence(self.watcher.error, self.project_dir, self.env, kept=False))
+                self.show_config_error(
+                    backend.config_error_sentence(self.watcher.error, self.project_dir, self.env, kept=False)
+                )
             self.follow_config(self.watcher.updates())
         else:
             try:
@@ -178,8 +206,10 @@ class NexusApp(App[int]):
         """Draw a (new) routing state: the table in place, the breakdown for the current text."""
         self.state = state
         self.query_one("#registry", RegistryPanel).show_config_error(None)
-        self.query_one("#registry", RegistryPanel).show(registry_rows(state.registry, state.unavailable), state.problems)
-        self.score(self.query_one("#task-input", Input).value)
+        self.query_one("#registry", RegistryPanel).show(
+            registry_rows(state.registry, state.unavailable), state.problems
+        )
+        self.score(self.query_one("#task-input", TaskEditor).text)
 
     # Routing -----------------------------------------------------------------------------
 
@@ -195,96 +225,6 @@ class NexusApp(App[int]):
         self.query_one("#task", TaskPanel).show(backend.score(self.state, task))
 
     # Runs --------------------------------------------------------------------------------
-
-    @on(TaskPanel.RunRequested)
-    async def _run_requested(self, message: TaskPanel.RunRequested) -> None:
-        await self.start_run(message.request)
-
-    async def start_run(self, request: RunRequest) -> str | None:
-        """Open a pane for ``request`` and start it; the run id, or None when it could not start."""
-        if self.state is None:
-            self.notify("The config is not loaded yet; wait a moment and press Enter again.", severity="warning")
-            return None
-        try:
-            handle = backend.start_run(self.state, request, self.env, self.project_dir)
-        except NexusError as exc:
-            self.notify(exc.sentence(), title="Cannot run", severity="error", timeout=10)
-            return None
-        view = self.new_run_view(request.task)
-        self.runs[view.run_id] = handle
-        # OpenCode starts before the tab is mounted (one turn of the loop lets the worker reach the
-        # spawn); the view queues what arrives meanwhile.
-        self.drive_run(view.run_id, handle, view)
-        await asyncio.sleep(0)
-        await self.show_run_view(view, handle.label)
-        return view.run_id
-
-    def new_run_view(self, task: str) -> RunView:
-        """The view for the next run (not mounted yet)."""
-        run_id = f"run-{next(self._run_numbers)}"
-        return RunView(run_id, task, clock=self.clock, show_timings=not self.test_mode, id=f"{run_id}-view")
-
-    async def show_run_view(self, view: RunView, label: str) -> None:
-        """Mount ``view`` in a new tab and make it the active one."""
-        run_id = view.run_id
-        number = int(run_id.split("-")[1])
-        tabs = self.query_one("#runs", TabbedContent)
-        await tabs.add_pane(TabPane(self._tab_label(number, RunStatus.STARTING, label), view, id=run_id))
-        tabs.display = True
-        self.query_one("#runs-empty", Static).display = False
-        tabs.active = run_id
-
-    @staticmethod
-    def _tab_label(number: int, status: RunStatus, model: str) -> str:
-        return f"{STATUS_STYLE[status][0]} {number} {model}"
-
-    @work(group="runs", exit_on_error=False)
-    async def drive_run(self, run_id: str, handle: backend.RunHandle, view: RunView) -> None:
-        """Pass the run's events to its view until it ends."""
-        refused: str | None = None
-        try:
-            async for event in handle.events():
-                view.feed(event)
-        except NexusError as exc:
-            refused = exc.sentence()
-        finally:
-            status, verdict = (RunStatus.FAILED, refused) if refused else handle.verdict()
-            view.finish(status, verdict)
-            if self.watcher is not None:
-                for model_id in handle.rate_limited_models():
-                    self.watcher.note_rate_limit(model_id)
-
-    @on(RunView.StatusChanged)
-    def _run_status_changed(self, message: RunView.StatusChanged) -> None:
-        tabs = self.query_one("#runs", TabbedContent)
-        number = int(message.run_id.split("-")[1])
-        view = self.query_one(f"#{message.run_id}-view", RunView)
-        tabs.get_tab(message.run_id).label = self._tab_label(number, message.status, view.current_model)
-
-    @on(RunView.CancelRequested)
-    def _cancel_requested(self, message: RunView.CancelRequested) -> None:
-        self.cancel_run(message.run_id)
-
-    def cancel_run(self, run_id: str) -> None:
-        """End a run's whole process tree (its view shows it as cancelled)."""
-        handle = self.runs.get(run_id)
-        if handle is not None and not handle.finished:
-            for view in self.query(f"#{run_id}-view").results(RunView):
-                view.set_status(RunStatus.CANCELLING)
-            handle.cancel()
-
-    def action_cancel_active_run(self) -> None:
-        """Cancel the run whose tab is in view."""
-        active = self.query_one("#runs", TabbedContent).active
-        if active in self.running:
-            self.cancel_run(active)
-        else:
-            self.notify("No run in progress in the tab in view.", severity="warning", timeout=3)
-
-    @property
-    def running(self) -> list[str]:
-        """Ids of the runs still in progress."""
-        return [run_id for run_id, handle in self.runs.items() if not handle.finished]
 
     # Health ------------------------------------------------------------------------------
 
@@ -310,7 +250,7 @@ class NexusApp(App[int]):
     # Reload ------------------------------------------------------------------------------
 
     @work(exclusive=True, group="watch", exit_on_error=False)
-    async def follow_config(self, updates: AsyncIterator["SnapshotUpdate"]) -> None:
+    async def follow_config(self, updates: AsyncIterator[SnapshotUpdate]) -> None:
         """Follow config edits: a new state with a diff toast, or the error with the last good state kept."""
         async for update in updates:
             change = backend.change_of(update, self.project_dir, self.env)
@@ -334,14 +274,33 @@ class NexusApp(App[int]):
         yield SystemCommand("Pick model", "Choose the model for the next run", self.action_pick_model)
         yield SystemCommand("Re-probe", "Run the health checks (doctor) again", self.action_reprobe)
         yield SystemCommand("Open config path", "Open an OpenCode config file in your editor", self.action_open_config)
+        yield SystemCommand("Zoom run", "Show the run in view full screen, or go back (F7)", self.action_zoom)
+        yield SystemCommand("Collapse models", "Collapse or expand the Models panel (F2)", self.action_toggle_models)
+        yield SystemCommand("Collapse task", "Collapse or expand the Task breakdown (F3)", self.action_toggle_task)
+        yield SystemCommand("Toggle health", "Show or hide the Health panel (F4)", self.action_toggle_health)
+        yield SystemCommand("Health details", "Every health check in full, failures first", self.action_health_details)
+        yield SystemCommand("Copy reply", "Copy the answer of the run in view (y)", self.action_copy_reply)
+        yield SystemCommand("Save log", "Save the log of the run in view to a file (s)", self.action_save_log)
+        yield SystemCommand(
+            "Re-run on another model", "The run in view's task on a model you pick (r)", self.action_rerun
+        )
+        yield SystemCommand("Close run tab", "Close the finished run in view (x)", self.runs_area.action_close_active)
+        yield SystemCommand(
+            "Clear finished runs", "Close every finished run's tab (X)", self.runs_area.action_clear_finished
+        )
         yield SystemCommand("Help", "Keys and panels", self.action_help)
         yield from super().get_system_commands(screen)
 
+    def action_health_details(self) -> None:
+        """Every health check with its whole summary and fix, failures first."""
+        panel = self.query_one("#health", HealthPanel)
+        self.push_screen(DetailsScreen("Health checks", panel.details()))
+
     async def action_run_task(self) -> None:
-        task_input = self.query_one("#task-input", Input)
-        task_input.focus()
-        if task_input.value.strip():
-            await task_input.action_submit()
+        editor = self.query_one("#task-input", TaskEditor)
+        editor.focus()
+        if editor.text.strip():
+            editor.action_submit()
         else:
             self.notify("Type a task in the task box first.", severity="warning")
 
@@ -358,6 +317,9 @@ class NexusApp(App[int]):
 
     def action_open_config(self) -> None:
         paths = backend.config_paths(self.project_dir, self.env)
+        # Every file that exists, and of the absent ones only the project's own (where a new one goes).
+        project_file = self.project_dir / "opencode.json"
+        paths = [path for path in paths if path.exists() or path == project_file] or [project_file]
         commands = [
             (str(path), lambda path=path: self.open_in_editor(path), "exists" if path.exists() else "not created yet")
             for path in paths
@@ -378,12 +340,12 @@ class NexusApp(App[int]):
         self.push_screen(HelpScreen())
 
     def action_focus_task(self) -> None:
-        self.query_one("#task-input", Input).focus()
+        self.query_one("#task-input", TaskEditor).focus()
 
     @on(RegistryPanel.ModelChosen)
     def _registry_model_chosen(self, message: RegistryPanel.ModelChosen) -> None:
         self.query_one("#task", TaskPanel).pick(message.model_id)
-        self.query_one("#task-input", Input).focus()
+        self.query_one("#task-input", TaskEditor).focus()
 
     # Quitting ----------------------------------------------------------------------------
 

@@ -12,13 +12,12 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
+from nexus_core.config.loader import ConfigError, candidate_paths
 from nexus_core.errors import NexusError
-from nexus_core.opencode_config import ConfigError, candidate_paths
-from nexus_core.registry import Registry
-from nexus_core.routing import RoutingSnapshot, build_snapshot, profile_task, route
+from nexus_core.routing.registry import Registry
+from nexus_core.routing.score import RoutingSnapshot, build_snapshot, profile_task, route
 from nexus_tui.demo import DemoEnvironment, start_demo
 from nexus_tui.widgets.health import HealthCheck, HealthReport
 from nexus_tui.widgets.runs import RunStatus
@@ -27,9 +26,12 @@ from nexus_tui.widgets.task import Breakdown, RankedModel, RunRequest
 # The doctor (httpx), the watcher (watchfiles) and the delegation (psutil) are imported when first
 # used, after the first frame: importing them up front costs a third of a cold start.
 if TYPE_CHECKING:
-    from nexus_core.events import RunEvent
-    from nexus_core.runs import Delegation
-    from nexus_core.watch import ConfigWatcher, SnapshotUpdate
+    from nexus_core.config.watch import ConfigWatcher, SnapshotUpdate
+    from nexus_core.opencode.events import RunEvent
+    from nexus_core.routing.chain import Delegation
+    from nexus_core.routing.score import ObservedTerms
+    from nexus_core.store.recorder import DelegationRecorder
+    from nexus_core.store.runs import RunStore
 
 __all__ = [
     "ConfigChange",
@@ -40,15 +42,15 @@ __all__ = [
     "change_of",
     "config_error_sentence",
     "config_paths",
-    "shown_path",
     "health",
     "load_state",
     "open_watcher",
-    "warm_up",
     "score",
+    "shown_path",
     "start_demo",
     "start_run",
     "wait_all",
+    "warm_up",
 ]
 
 
@@ -87,9 +89,33 @@ def config_paths(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
     return candidate_paths(project_dir, env)
 
 
+# The run store of each state directory (one per dashboard, normally), and, per project directory,
+# what it observed after the latest run ended: routing uses it at once, not at the next config reload.
+_stores: dict[str, RunStore | None] = {}
+_latest_observed: dict[str, ObservedTerms] = {}
+
+
+def _history_store(env: Mapping[str, str]) -> RunStore | None:
+    from nexus_core.store.db import state_dir
+    from nexus_core.store.recorder import history_store
+
+    key = str(state_dir(env))
+    if key not in _stores:
+        _stores[key] = history_store(env, quiet=True)
+    return _stores[key]
+
+
+def _routed(snapshot: RoutingSnapshot) -> RoutingSnapshot:
+    """``snapshot`` with the newest observed terms (history off stays off)."""
+    latest = _latest_observed.get(snapshot.directory)
+    if snapshot.observed is None or latest is None:
+        return snapshot
+    return snapshot.with_observed(latest)
+
+
 def score(state: DashboardState, task: str) -> Breakdown:
     """Score every model for ``task``: the ranked with their terms, the skipped with their reasons."""
-    decision = route(state.snapshot, profile_task(task))
+    decision = route(_routed(state.snapshot), profile_task(task))
     ranked = [
         RankedModel(
             model_id=scored.id,
@@ -146,21 +172,47 @@ class ConfigChange:
 class RunHandle:
     """One delegation the dashboard started: its events, its cancel switch, and how it ended."""
 
-    def __init__(self, delegation: "Delegation", label: str) -> None:
+    def __init__(
+        self,
+        delegation: Delegation,
+        label: str,
+        recorder: DelegationRecorder | None = None,
+        env: Mapping[str, str] | None = None,
+        directory: str = "",
+    ) -> None:
         self.delegation = delegation
         self.label = label
+        self.recorder = recorder
         self.finished = False
+        self._env = env
+        self._directory = directory
         self._done = asyncio.Event()
 
-    async def events(self) -> AsyncIterator["RunEvent"]:
-        """The delegation's events as they come (the OpenCode process starts on the first one)."""
+    @property
+    def run_id(self) -> str | None:
+        """The run store's id of this run (None when history is off)."""
+        return self.recorder.run_id if self.recorder is not None else None
+
+    async def events(self) -> AsyncIterator[RunEvent]:
+        """The delegation's events as they come (the OpenCode process starts on the first one), recorded."""
+        from nexus_core.store.recorder import recorded
+
         try:
             async with self.delegation:
-                async for event in self.delegation.events():
+                async for event in recorded(self.delegation.events(), self.recorder, self.delegation):
                     yield event
         finally:
+            if self.recorder is not None:
+                await asyncio.to_thread(self._observe)
             self.finished = True
             self._done.set()
+
+    def _observe(self) -> None:
+        from nexus_core.store.observed import load_observed
+
+        assert self.recorder is not None
+        self.recorder.handle.store.flush()
+        _latest_observed[self._directory] = load_observed(self._env)
 
     def cancel(self) -> None:
         """End the run's process tree; the delegation tries no further model."""
@@ -172,7 +224,7 @@ class RunHandle:
 
     def rate_limited_models(self) -> list[str]:
         """Ids of the models whose attempt ended rate-limited (they cool down before the next routing)."""
-        from nexus_core.events import FailureClass
+        from nexus_core.opencode.events import FailureClass
 
         result = self.delegation.result
         attempts = result.attempts if result is not None else ()
@@ -180,7 +232,7 @@ class RunHandle:
 
     def verdict(self) -> tuple[RunStatus, str]:
         """The final status and a one-line verdict."""
-        from nexus_core.events import FailureClass
+        from nexus_core.opencode.events import FailureClass
 
         result = self.delegation.result
         if result is None:
@@ -198,15 +250,17 @@ def start_run(state: DashboardState, request: RunRequest, env: Mapping[str, str]
 
     The OpenCode process starts when the handle's events are first read.
     """
-    from nexus_core.runs import Delegation, DelegationSpec
+    from nexus_core.routing.chain import Delegation, DelegationSpec
 
-    decision = route(state.snapshot, profile_task(request.task), hint=request.model_id)
+    decision = route(_routed(state.snapshot), profile_task(request.task), hint=request.model_id)
     chosen = decision.chosen_or_raise()
     workdir = request.workdir
     if workdir is not None and not workdir.is_absolute():
         workdir = project_dir / workdir
     if workdir is not None and not workdir.is_dir():
-        raise NexusError(f"the working directory {workdir} does not exist", "Set an existing directory in the task options")
+        raise NexusError(
+            f"the working directory {workdir} does not exist", "Set an existing directory in the task options"
+        )
     spec = DelegationSpec(
         prompt=request.task,
         chain=decision.chain,
@@ -214,8 +268,19 @@ def start_run(state: DashboardState, request: RunRequest, env: Mapping[str, str]
         thinking=request.thinking,
         workdir=workdir or project_dir,
         env=dict(env),
+        # The run panel draws `opencode run`'s events (finished parts, process stats); it moves to serve
+        # once it draws text deltas and tool states.
+        transport="run",
     )
-    return RunHandle(Delegation(spec), chosen.id)
+    recorder = None
+    store = _history_store(env) if state.snapshot.observed is not None else None
+    if store is not None:
+        from nexus_core.store.recorder import DelegationRecorder
+
+        recorder = DelegationRecorder.begin(
+            store, spec, decision=decision, source="dashboard", project=project_dir, task=request.task
+        )
+    return RunHandle(Delegation(spec), chosen.id, recorder, env, state.snapshot.directory)
 
 
 async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:
@@ -235,7 +300,7 @@ class Health:
 
 async def health(project_dir: Path, env: Mapping[str, str]) -> Health:
     """Doctor's checks for ``project_dir`` (bounded: a dead gateway gets its verdict in seconds)."""
-    from nexus_core.doctor import run_doctor
+    from nexus_core.doctor.checks import run_doctor
 
     report = await run_doctor(project_dir, env)
     gateway_models = {
@@ -261,12 +326,12 @@ async def health(project_dir: Path, env: Mapping[str, str]) -> Health:
 
 def warm_up() -> None:
     """Import what the first run needs, once the first frame is drawn, so that Enter spawns at once."""
-    import nexus_core.runs  # noqa: F401
+    import nexus_core.routing.chain  # noqa: F401
 
 
-def open_watcher(project_dir: Path, env: Mapping[str, str]) -> "ConfigWatcher":
+def open_watcher(project_dir: Path, env: Mapping[str, str]) -> ConfigWatcher:
     """A watcher over every config file of ``project_dir`` (start it to get the first snapshot)."""
-    from nexus_core.watch import ConfigWatcher
+    from nexus_core.config.watch import ConfigWatcher
 
     return ConfigWatcher(project_dir, env)
 

@@ -1,6 +1,7 @@
 """Demo mode: the reference gateway on loopback and a throw-away OpenCode set-up pointing at it.
 
-Everything lives in one temporary directory (a home with its own XDG dirs, and a project
+The gateway is scripted as a tour (:mod:`nexus_core.gateway.tour`): "explain …" streams a long
+answer, "read …" makes a tool call, and one model is down so that fallbacks show. Everything lives in one temporary directory (a home with its own XDG dirs, and a project
 whose ``opencode.json`` names the gateway), so the user's own OpenCode config is neither
 read nor touched, no key is needed, and closing the demo removes it all.
 """
@@ -46,11 +47,12 @@ class DemoEnvironment:
 
 async def start_demo(base_env: Mapping[str, str]) -> DemoEnvironment:
     """Start the reference gateway on 127.0.0.1 and write a temporary OpenCode config for it."""
-    from nexus_core.gateway import ReferenceGateway, write_opencode_config
+    from nexus_core.gateway import write_opencode_config
+    from nexus_core.gateway.tour import TourGateway, install_tour
 
     root = Path(tempfile.mkdtemp(prefix="nexus-demo-"))
     try:
-        gateway = await ReferenceGateway(api_key=DEMO_KEY).start()
+        gateway = await TourGateway(api_key=DEMO_KEY).start()
         home = root / "home"
         project_dir = root / "project"
         env = {key: value for key, value in base_env.items() if not key.startswith(_LEAKY_PREFIXES)}
@@ -67,6 +69,7 @@ async def start_demo(base_env: Mapping[str, str]) -> DemoEnvironment:
         for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
             Path(env[key]).mkdir(parents=True, exist_ok=True)
         project_dir.mkdir()
+        install_tour(gateway, project_dir)
         config_file = write_opencode_config(
             project_dir, gateway.base_url, api_key_env=DEMO_KEY_VAR, default_model="claude-sonnet-4-5"
         )

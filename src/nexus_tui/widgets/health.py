@@ -9,12 +9,15 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Sparkline, Static
 
 __all__ = ["HealthCheck", "HealthPanel", "HealthReport"]
 
 LATENCY_HISTORY = 40
+# Failures first: what needs doing is never below the fold.
+STATUS_ORDER = {"fail": 0, "warn": 1, "ok": 2, "skipped": 3}
 
 STATUS_MARK = {
     "ok": ("✓", "bold green"),
@@ -46,9 +49,18 @@ class HealthReport:
     def failed(self) -> int:
         return sum(1 for check in self.checks if check.status == "fail")
 
+    def by_urgency(self) -> list[HealthCheck]:
+        """The checks, failures first, then warnings, then the rest (each group in doctor's order)."""
+        return sorted(self.checks, key=lambda check: STATUS_ORDER.get(check.status, 1))
+
 
 class HealthPanel(Vertical):
-    """Doctor's verdicts, re-run on demand (the Re-probe command) and after every config reload."""
+    """Doctor's verdicts, re-run on demand (the Re-probe command) and after every config reload.
+
+    Enter (or ``d``) in the panel opens every check in full.
+    """
+
+    BINDINGS = [Binding("enter,d", "app.health_details", "Details", id="health.details")]
 
     def __init__(self, *, show_timings: bool = True, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -72,7 +84,9 @@ class HealthPanel(Vertical):
         self.running = True
         self.border_subtitle = "checking…"
         if self.report is None:
-            self.query_one("#health-body", Static).update(Text("Checking OpenCode, the config and the gateway…", style="dim"))
+            self.query_one("#health-body", Static).update(
+                Text("Checking OpenCode, the config and the gateway…", style="dim")
+            )
 
     def failed_to_check(self, sentence: str) -> None:
         """Doctor itself could not run: say why, keep the last report's latency history."""
@@ -89,7 +103,7 @@ class HealthPanel(Vertical):
         table.add_column(ratio=1)
         if self.show_timings:
             table.add_column(justify="right", style="dim", width=7)
-        for check in report.checks:
+        for check in report.by_urgency():
             mark, style = STATUS_MARK.get(check.status, ("?", "magenta"))
             body = Text()
             body.append(check.check_id, style="bold")
@@ -110,6 +124,22 @@ class HealthPanel(Vertical):
         if report.gateway_latency_ms is not None:
             self.latency_ms.append(report.gateway_latency_ms)
         self._draw_latency()
+
+    def details(self) -> Text:
+        """Every check of the last report in full (summary and fix, never cut), failures first."""
+        if self.report is None:
+            return Text("Not checked yet: F5 runs the health checks.", style="dim")
+        text = Text()
+        for check in self.report.by_urgency():
+            mark, style = STATUS_MARK.get(check.status, ("?", "magenta"))
+            text.append(f"{mark} ", style=style)
+            text.append(check.check_id, style="bold")
+            text.append(f"  [{check.status}]\n", style=style)
+            text.append(f"  {check.summary}\n")
+            if check.fix:
+                text.append(f"  → {check.fix}\n", style="italic")
+            text.append("\n")
+        return text
 
     def _draw_latency(self) -> None:
         label = self.query_one("#health-latency-label", Static)

@@ -6,14 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import ColumnKey
 
-from nexus_core.registry import ModelProfile, Registry
+from nexus_core.routing.registry import ModelProfile, Registry
 
 __all__ = ["RegistryPanel", "RegistryRow", "registry_rows"]
 
@@ -90,10 +91,15 @@ def _sort_value(column: str, cell: str) -> tuple[int, float | str]:
 
 
 class RegistryPanel(Vertical):
-    """The model registry: a filter box over a table; click or press ``s`` on a column to sort by it."""
+    """The model registry: a filter box over a table; click a header (or ``s``) to sort, again to reverse.
+
+    The sorted column's header carries an arrow (▼ highest or A first, ▲ reversed); the border shows
+    how many models match the filter. In the filter box Esc clears it and Enter moves to the rows.
+    """
 
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort", id="registry.sort"),
+        Binding("S", "reverse_sort", "Reverse sort", show=False, id="registry.reverse"),
         Binding("slash", "focus_filter", "Filter", id="registry.filter"),
     ]
 
@@ -109,6 +115,7 @@ class RegistryPanel(Vertical):
         self._rows: dict[str, RegistryRow] = {}
         self._filter = ""
         self.sort_column = "id"
+        self.sort_reverse = False
 
     def compose(self) -> ComposeResult:
         yield Static("", id="registry-config-error")
@@ -143,13 +150,14 @@ class RegistryPanel(Vertical):
                     if not visible:
                         table.remove_row(row.model_id)
                     elif old is not None and old.cells != row.cells:
-                        for (key, _), before, after in zip(COLUMNS, old.cells, row.cells):
+                        for (key, _), before, after in zip(COLUMNS, old.cells, row.cells, strict=True):
                             if before != after:
                                 table.update_cell(row.model_id, key, self._cell(key, after, row.available))
                 elif visible:
                     table.add_row(*self._cells(row), key=row.model_id)
             self._rows = incoming
             self._sort()
+        self._draw_count()
         self.query_one("#registry-problems", Static).update("\n".join(problems))
         self.query_one("#registry-problems", Static).display = bool(problems)
 
@@ -160,7 +168,7 @@ class RegistryPanel(Vertical):
         line.display = bool(sentence)
 
     def _cells(self, row: RegistryRow) -> list[str | Text]:
-        return [self._cell(key, cell, row.available) for (key, _), cell in zip(COLUMNS, row.cells)]
+        return [self._cell(key, cell, row.available) for (key, _), cell in zip(COLUMNS, row.cells, strict=True)]
 
     @staticmethod
     def _cell(column: str, value: str, available: bool) -> str | Text:
@@ -174,6 +182,8 @@ class RegistryPanel(Vertical):
         column = self.sort_column
         index = [key for key, _ in COLUMNS].index(column)
         ranked = sorted(self._rows, key=lambda mid: (_sort_value(column, self._rows[mid].cells[index]), mid))
+        if self.sort_reverse:
+            ranked.reverse()
         order = {model_id: position for position, model_id in enumerate(ranked)}
         self.table.sort("id", key=lambda model_id: order.get(str(model_id), len(order)))
 
@@ -189,6 +199,26 @@ class RegistryPanel(Vertical):
                 elif not row.matches(self._filter) and present:
                     table.remove_row(row.model_id)
             self._sort()
+        self._draw_count()
+
+    @property
+    def filter_text(self) -> str:
+        return self._filter
+
+    def _draw_count(self) -> None:
+        shown, total = len(self.table.rows), len(self._rows)
+        label = dict(COLUMNS)[self.sort_column]
+        arrow = "▲" if self.sort_reverse else "▼"
+        matched = f"{shown} of {total} match “{self._filter}”" if self._filter else f"{total} models"
+        self.border_subtitle = f"{matched} · sorted by {label} {arrow}"
+
+    def _draw_headers(self) -> None:
+        arrow = " ▲" if self.sort_reverse else " ▼"
+        for key, label in COLUMNS:
+            column = self.table.columns.get(ColumnKey(key))
+            if column is not None:
+                column.label = Text(label + (arrow if key == self.sort_column else ""), style="bold")
+        self.table.refresh()
 
     @on(Input.Changed, "#registry-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -205,16 +235,43 @@ class RegistryPanel(Vertical):
         event.stop()
         self.post_message(self.ModelChosen(str(event.row_key.value)))
 
-    def sort_by(self, column: str) -> None:
-        """Order the rows by ``column`` (numbers highest first, text A to Z)."""
+    def sort_by(self, column: str, *, reverse: bool | None = None) -> None:
+        """Order the rows by ``column`` (numbers highest first, text A to Z); the same column again reverses.
+
+        ``reverse`` given sets the direction instead.
+        """
+        if reverse is None:
+            reverse = not self.sort_reverse if column == self.sort_column else False
         self.sort_column = column
+        self.sort_reverse = reverse
         with self.app.batch_update():
             self._sort()
-        self.table.border_subtitle = f"sorted by {dict(COLUMNS)[column]}"
+            self._draw_headers()
+        self._draw_count()
 
     def action_cycle_sort(self) -> None:
         keys = [key for key, _ in COLUMNS]
-        self.sort_by(keys[(keys.index(self.sort_column) + 1) % len(keys)])
+        self.sort_by(keys[(keys.index(self.sort_column) + 1) % len(keys)], reverse=False)
+
+    def action_reverse_sort(self) -> None:
+        self.sort_by(self.sort_column, reverse=not self.sort_reverse)
+
+    def on_mount(self) -> None:
+        self._draw_headers()
+        self._draw_count()
+
+    @on(Input.Submitted, "#registry-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.table.focus()
+
+    def on_key(self, event: events.Key) -> None:
+        # Esc in the filter box clears it (and leaves for the rows); elsewhere Esc is not ours.
+        if event.key == "escape" and self.app.focused is self.query_one("#registry-filter", Input):
+            event.stop()
+            self.query_one("#registry-filter", Input).value = ""
+            self.apply_filter("")
+            self.table.focus()
 
     def action_focus_filter(self) -> None:
         self.query_one("#registry-filter", Input).focus()

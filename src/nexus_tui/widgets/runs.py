@@ -1,14 +1,13 @@
-"""One run's live view: status, attempts, process stats with a sparkline, and its event stream.
+"""One run's live view: status, attempts, process stats with a sparkline, tool calls and its log.
 
-Events become lines in a pending buffer; a timer writes them to a :class:`~textual.widgets.Log`
-in batches (a few hundred thousand lines a second) with a line cap, so memory stays bounded
-however long the run. The view follows the tail only while it is scrolled to the bottom and
-otherwise counts the lines that arrived below ("N new").
+Events become lines (or, streamed, text deltas) queued in a :class:`RunLog`; a timer writes them
+in batches with a line cap, so memory stays bounded however long the run. The view follows the
+tail only while it is scrolled to the bottom and otherwise counts the lines that arrived below
+("N new").
 """
 
 from __future__ import annotations
 
-import textwrap
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -21,11 +20,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Log, Sparkline, Static
+from textual.widgets import Sparkline, Static
+
+from nexus_tui.widgets.run_log import RunLog
+from nexus_tui.widgets.tool_calls import ToolCalls
 
 __all__ = ["STATUS_STYLE", "RunStatus", "RunView", "event_lines"]
 
 LOG_LINE_CAP = 5_000
+# The reply kept for "Copy reply": its last quarter megabyte (a run may stream far more).
+REPLY_CHAR_CAP = 256 * 1024
 STATS_HISTORY = 60
 FLUSH_INTERVAL = 1 / 30
 
@@ -33,7 +37,7 @@ FLUSH_INTERVAL = 1 / 30
 class RunStatus(StrEnum):
     """Where a run is in its life."""
 
-    STARTING = "starting"
+    QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -46,13 +50,24 @@ class RunStatus(StrEnum):
 
 
 STATUS_STYLE = {
-    RunStatus.STARTING: ("◌", "dim"),
+    RunStatus.QUEUED: ("◌", "dim"),
     RunStatus.RUNNING: ("●", "bold cyan"),
     RunStatus.SUCCEEDED: ("✓", "bold green"),
     RunStatus.FAILED: ("✗", "bold red"),
     RunStatus.CANCELLING: ("◍", "yellow"),
     RunStatus.CANCELLED: ("■", "yellow"),
 }
+
+
+@dataclass(frozen=True)
+class _ToolLine:
+    """A finished tool call in the shape :func:`event_lines` reads."""
+
+    tool: str
+    status: str
+    title: str = ""
+    error: str | None = None
+    kind: str = "tool_use"
 
 
 @dataclass
@@ -126,6 +141,10 @@ class RunView(Vertical):
     BINDINGS = [
         Binding("c", "cancel", "Cancel run", id="run.cancel"),
         Binding("end", "follow", "Follow", show=False, id="run.follow"),
+        Binding("z", "app.zoom", "Zoom", id="run.zoom"),
+        Binding("y", "app.copy_reply", "Copy reply", id="run.copy"),
+        Binding("s", "app.save_log", "Save log", show=False, id="run.save"),
+        Binding("r", "app.rerun", "Re-run on…", show=False, id="run.rerun"),
     ]
 
     class CancelRequested(Message):
@@ -159,17 +178,22 @@ class RunView(Vertical):
         self.clock = clock
         self.show_timings = show_timings
         self.line_cap = line_cap
-        self.status = RunStatus.STARTING
+        self.status = RunStatus.QUEUED
+        self.waiting = False
         self.attempts: list[Attempt] = []
         self.started_at = clock()
         self.finished_at: float | None = None
         self.verdict = ""
         self.cpu_history: deque[float] = deque([0.0] * STATS_HISTORY, maxlen=STATS_HISTORY)
         self.rss_bytes = 0
-        self.unseen_lines = 0
-        self.lines_received = 0
-        self.lines_written = 0
-        self._pending: deque[str] = deque([f"$ {line}" for line in task.splitlines()[:3]], maxlen=line_cap)
+        # The current attempt's answer, as copied by "Copy reply".
+        self._reply: deque[str] = deque()
+        self._reply_chars = 0
+        self._tool_numbers = 0
+        # Made here, not in compose: a run's first events can arrive before its tab is mounted.
+        self._tools = ToolCalls(id="run-tools")
+        self._log = RunLog(line_cap=line_cap, id="run-log")
+        self._log.queue_lines(f"$ {line}" for line in task.splitlines()[:3])
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="run-head"):
@@ -177,8 +201,27 @@ class RunView(Vertical):
             yield Static("", id="run-proc")
             yield Sparkline(list(self.cpu_history), id="run-cpu", min_color="green", max_color="red")
         yield Static("", id="run-detail")
-        yield Log(max_lines=self.line_cap, auto_scroll=False, id="run-log")
+        yield self._tools
+        yield self._log
         yield Static("", id="run-new-lines")
+
+    @property
+    def number(self) -> int:
+        """The run's number (``run-3`` is 3)."""
+        return int(self.run_id.rsplit("-", 1)[-1])
+
+    @property
+    def unseen_lines(self) -> int:
+        return self._log.unseen_lines
+
+    @property
+    def lines_received(self) -> int:
+        return self._log.lines_received
+
+    @property
+    def reply_text(self) -> str:
+        """The answer of the current (last) attempt so far (its last :data:`REPLY_CHAR_CAP` characters)."""
+        return "".join(self._reply).strip()
 
     def on_mount(self) -> None:
         self.set_interval(FLUSH_INTERVAL, self.flush)
@@ -188,8 +231,8 @@ class RunView(Vertical):
         self._draw_stats()
 
     @property
-    def log_widget(self) -> Log:
-        return self.query_one("#run-log", Log)
+    def log_widget(self) -> RunLog:
+        return self._log
 
     @property
     def current_model(self) -> str:
@@ -203,7 +246,22 @@ class RunView(Vertical):
             self.rss_bytes = int(event.rss_bytes)
             self._draw_stats()
             return
+        if kind == "text":
+            self._keep_reply(event.text if not self._reply else "\n" + event.text)
+        elif kind == "tool_use":
+            self._tool_numbers += 1
+            self.tool_call(
+                f"tool-{self._tool_numbers}",
+                event.tool,
+                event.status,
+                title=event.title,
+                output=event.output,
+                error=event.error,
+                log=False,
+            )
         if kind == "attempt_started":
+            self._reply.clear()
+            self._reply_chars = 0
             self.attempts.append(Attempt(number=event.attempt, cli_model_name=event.cli_model_name))
             # Announced even when already running: the tab label names the model being tried.
             self.status = RunStatus.RUNNING
@@ -216,39 +274,50 @@ class RunView(Vertical):
             self._draw_status()
         self.write_lines(event_lines(event))
 
-    def _wrap(self, lines: list[str]) -> list[str]:
-        width = self.log_widget.scrollable_content_region.width - 1
-        if width < 20 or all(len(line) <= width for line in lines):
-            return lines
-        wrapped: list[str] = []
-        for line in lines:
-            wrapped.extend(textwrap.wrap(line, width, replace_whitespace=False, drop_whitespace=False) or [""] if len(line) > width else [line])
-        return wrapped
+    def _keep_reply(self, piece: str) -> None:
+        self._reply.append(piece)
+        self._reply_chars += len(piece)
+        while self._reply_chars > REPLY_CHAR_CAP and len(self._reply) > 1:
+            self._reply_chars -= len(self._reply.popleft())
 
     def write_lines(self, lines: Iterable[str]) -> None:
         """Queue lines for the next batched write (the oldest queued ones drop beyond the cap)."""
-        batch = list(lines)
-        self.lines_received += len(batch)
-        self._pending.extend(batch)
+        self._log.queue_lines(lines)
+
+    def stream_text(self, delta: str, *, reasoning: bool = False) -> None:
+        """Append a streamed piece of the answer (or of its reasoning, which the copied reply leaves out)."""
+        if not reasoning:
+            self._keep_reply(delta)
+        self._log.queue_text(delta)
+
+    def tool_call(
+        self,
+        call_id: str,
+        tool: str,
+        state: str,
+        *,
+        title: str = "",
+        output: str | None = None,
+        error: str | None = None,
+        log: bool = True,
+    ) -> None:
+        """A tool call started or moved on: its row updates in place; a finished one is also logged."""
+        row = self._tools.update_call(call_id, tool, state, title=title, output=output, error=error)
+        if log and row.finished:
+            self._log.queue_lines(event_lines(_ToolLine(tool=tool, status=row.state, title=row.title, error=error)))
+
+    def set_waiting(self, waiting: bool) -> None:
+        """Whether a permission question of this run waits for the user (the tab shows it)."""
+        if waiting != self.waiting:
+            self.waiting = waiting
+            self.post_message(self.StatusChanged(self.run_id, self.status))
+            self._draw_status()
 
     def flush(self) -> None:
-        """Write the queued lines in one batch; follow the tail only if the view is at the bottom."""
+        """Write the queued lines and text in one batch (see :meth:`RunLog.flush`)."""
         if not self.is_mounted:
             return
-        if not self._pending:
-            if self.unseen_lines and self.log_widget.is_vertical_scroll_end:
-                self.action_follow()
-            return
-        lines = self._wrap(list(self._pending))
-        self._pending.clear()
-        log = self.log_widget
-        follow = log.is_vertical_scroll_end or log.max_scroll_y == 0
-        log.write_lines(lines, scroll_end=follow)
-        self.lines_written += len(lines)
-        if follow:
-            self.unseen_lines = 0
-        else:
-            self.unseen_lines += len(lines)
+        self._log.flush()
         self._draw_new_lines()
 
     def finish(self, status: RunStatus, verdict: str) -> None:
@@ -271,6 +340,8 @@ class RunView(Vertical):
         icon, style = STATUS_STYLE[self.status]
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(f"{icon} {self.status.value}", style=style)
+        if self.waiting:
+            line.append("  ? waiting for your answer", style="bold yellow")
         if self.show_timings:
             end = self.finished_at if self.finished_at is not None else self.clock()
             line.append(f"  {_elapsed(end - self.started_at)}", style="dim")
@@ -281,10 +352,13 @@ class RunView(Vertical):
         self.query_one("#run-status", Static).update(line)
         detail = Text()
         if len(self.attempts) > 1:
-            detail.append(" → ".join(
-                f"{a.cli_model_name}{'' if a.verdict is None else (' ✓' if a.ok else f' ✗ {a.verdict}')}"
-                for a in self.attempts
-            ), style="magenta")
+            detail.append(
+                " → ".join(
+                    f"{a.cli_model_name}{'' if a.verdict is None else (' ✓' if a.ok else f' ✗ {a.verdict}')}"
+                    for a in self.attempts
+                ),
+                style="magenta",
+            )
         if self.verdict and self.status.finished:
             if detail:
                 detail.append("\n")
@@ -309,8 +383,7 @@ class RunView(Vertical):
         label.display = bool(self.unseen_lines)
 
     def action_follow(self) -> None:
-        self.log_widget.scroll_end(animate=False)
-        self.unseen_lines = 0
+        self._log.follow()
         self._draw_new_lines()
 
     def action_cancel(self) -> None:

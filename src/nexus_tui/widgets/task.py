@@ -1,7 +1,8 @@
-"""The task input, the run options, and the live score breakdown of every model for the task typed."""
+"""The task editor, the run options, and the live score breakdown of every model for the task typed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Checkbox, DataTable, Input, Select, Static
 
-__all__ = ["Breakdown", "RankedModel", "RunRequest", "TaskPanel", "VARIANTS"]
+from nexus_tui.widgets.editor import TaskEditor, TaskHistory
+
+__all__ = ["VARIANTS", "Breakdown", "RankedModel", "RunRequest", "TaskPanel"]
 
 VARIANTS = ("high", "max", "minimal")
 
@@ -72,7 +75,7 @@ class TaskPanel(Vertical):
             self.task = task
 
     class RunRequested(Message):
-        """The user pressed Enter on a task."""
+        """The user pressed Enter on a task (posted whether or not the run could start)."""
 
         def __init__(self, request: RunRequest) -> None:
             super().__init__()
@@ -85,9 +88,12 @@ class TaskPanel(Vertical):
             super().__init__()
             self.model_id = model_id
 
-    def __init__(self, *, debounce: float = 0.12, id: str | None = None) -> None:
+    def __init__(self, *, debounce: float = 0.12, history: TaskHistory | None = None, id: str | None = None) -> None:
         super().__init__(id=id)
         self.debounce = debounce
+        self.history = history
+        # Starts a run for a request, synchronously: True if it started (the app sets this).
+        self.starter: Callable[[RunRequest], bool] | None = None
         self.picked_model: str | None = None
         self.breakdown: Breakdown | None = None
         self._debounce_timer: Timer | None = None
@@ -95,10 +101,16 @@ class TaskPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="task-row"):
-            yield Input(placeholder="Describe a task — Enter runs it on the top-ranked model", id="task-input")
-            yield Select([(v, v) for v in VARIANTS], prompt="variant", id="task-variant", allow_blank=True)
-            yield Checkbox("thinking", id="task-thinking")
-            yield Input(placeholder="working dir (default: project)", id="task-workdir")
+            yield TaskEditor(
+                self.history,
+                accept=self._accept,
+                placeholder="Describe a task — Enter runs it, Ctrl+J adds a line, Up recalls earlier tasks",
+                id="task-input",
+            )
+            with Horizontal(id="task-options"):
+                yield Select([(v, v) for v in VARIANTS], prompt="variant", id="task-variant", allow_blank=True)
+                yield Checkbox("thinking", id="task-thinking")
+                yield Input(placeholder="working dir (default: project)", id="task-workdir")
         yield Static("", id="task-chosen")
         table: DataTable[str | Text] = DataTable(id="breakdown", cursor_type="row", zebra_stripes=True, cell_padding=1)
         yield table
@@ -108,30 +120,26 @@ class TaskPanel(Vertical):
         self._draw_chosen()
 
     @property
-    def task_input(self) -> Input:
-        return self.query_one("#task-input", Input)
+    def task_input(self) -> TaskEditor:
+        return self.query_one("#task-input", TaskEditor)
 
     @property
     def table(self) -> DataTable[str | Text]:
         return self.query_one("#breakdown", DataTable)
 
-    @on(Input.Changed, "#task-input")
-    def _task_changed(self, event: Input.Changed) -> None:
+    @on(TaskEditor.Changed, "#task-input")
+    def _task_changed(self, event: TaskEditor.Changed) -> None:
         event.stop()
         if self._debounce_timer is not None:
             self._debounce_timer.stop()
-        text = event.value
+        text = event.text_area.text
         self._debounce_timer = self.set_timer(self.debounce, lambda: self.post_message(self.ScoreWanted(text)))
 
-    @on(Input.Submitted, "#task-input")
-    def _task_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        task = event.value.strip()
-        if not task:
-            self.app.bell()
-            return
-        self.post_message(self.RunRequested(self.request(task)))
-        event.input.clear()
+    def _accept(self, text: str) -> bool:
+        """The editor's Enter: post the request and start it; False (the text stays) when refused."""
+        request = self.request(text)
+        self.post_message(self.RunRequested(request))
+        return self.starter(request) if self.starter is not None else True
 
     def request(self, task: str) -> RunRequest:
         """The run request for ``task`` with the options as set now."""
@@ -154,6 +162,8 @@ class TaskPanel(Vertical):
     def pick(self, model_id: str | None) -> None:
         """Run the next task on ``model_id`` instead of the top-ranked model (None: back to automatic)."""
         self.picked_model = model_id
+        if self.breakdown is not None:
+            self.show(self.breakdown)
         self._draw_chosen()
         self.post_message(self.ModelPicked(model_id))
 
@@ -192,15 +202,25 @@ class TaskPanel(Vertical):
                         Text(ranked.skipped, style="yellow"),
                     ]
                 else:
-                    style = "bold" if ranked.model_id == breakdown.chosen else ""
+                    picked = ranked.model_id == self.picked_model
+                    style = "bold" if ranked.model_id == breakdown.chosen or picked else ""
                     cells = [
-                        Text(str(position), style=style),
-                        Text(ranked.model_id, style=style),
+                        Text(f"▶{position}" if picked else str(position), style="bold magenta" if picked else style),
+                        Text(ranked.model_id + ("  (picked)" if picked else ""), style=style),
                         Text(f"{ranked.total:g}", style=f"{style} cyan".strip(), justify="right"),
-                        *[Text(f"{terms[name]:+g}" if name in terms else "", justify="right", style="dim" if not terms.get(name) else "") for name in names],
+                        *[
+                            Text(
+                                f"{terms[name]:+g}" if name in terms else "",
+                                justify="right",
+                                style="dim" if not terms.get(name) else "",
+                            )
+                            for name in names
+                        ],
                         Text(""),
                     ]
                 table.add_row(*cells, key=ranked.model_id)
+            if self.picked_model in table.rows:
+                table.move_cursor(row=table.get_row_index(self.picked_model), animate=False)
         self._draw_chosen()
 
     def _draw_chosen(self) -> None:

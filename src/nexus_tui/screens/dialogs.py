@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-__all__ = ["ConfirmQuitScreen", "HelpScreen", "HELP_TEXT"]
+__all__ = ["HELP_TEXT", "ConfirmQuitScreen", "HelpScreen"]
 
 HELP_TEXT = """\
 # nexus dashboard
@@ -20,16 +20,21 @@ chain. **Enter** runs the task on the top-ranked model.
 
 ## Keys
 
-- `Enter` in the task box: run the task
+- `Enter` in the task box: run the task; `Ctrl+J` (or `Shift+Enter`): a new line; a paste keeps its lines
+- `Up` / `Down` on the first / last line of the task box: earlier tasks
 - `Tab` / `Shift+Tab`: move between the task box, the options, the breakdown, the registry, the runs
-- `Enter` on a breakdown or registry row: pick that model for the next run
-- `Esc` in the task box: back to the top-ranked model
+- `Enter` on a breakdown or registry row: pick that model for the next run; `Esc` in the task box: automatic again
+- `F2` / `F3`: collapse or open the Models / Task panels; `F4`: Health; `F7` (or `z` in a run): zoom the run
 - `F8` (or `c` in a run): cancel the run in view (its whole OpenCode process tree ends)
-- `End` in a run: follow the tail again
-- `/` in the registry: filter the models; `s`: sort by the next column (or click a header)
+- In a run: `y` copy the reply, `s` save the log, `r` re-run on another model, `End` follow the tail,
+  `1`…`9` and `[` / `]` switch tabs, `x` close a finished tab, `X` clear every finished one
+- Permission question: `y` allow once, `a` allow always (this session), `n` reject
+- `/` (outside text boxes) or `Ctrl+F` (anywhere): filter the models; `Esc` clears, `Enter` goes to the rows
+- `s` in the registry: sort by the next column; a click on a header sorts by it, a second click reverses
+- `Enter` in the Health panel: every check in full
 - `F5`: run the health checks (doctor) again
 - `Ctrl+T`: back to the task box
-- `Ctrl+P`: command palette — run task, pick model, re-probe, open config path, theme
+- `Ctrl+P`: command palette — run task, pick model, zoom, copy, save, re-run, tabs, health, config path, theme
 - `F1`: this help
 - `Ctrl+Q`: quit (asks first while runs are in progress; no OpenCode process is left)
 
@@ -67,7 +72,10 @@ class ConfirmQuitScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         runs = "1 run is" if self.running == 1 else f"{self.running} runs are"
         with Vertical(id="quit-dialog"):
-            yield Static(f"{runs} still in progress.\nQuit and cancel them? Their OpenCode processes will be ended.", id="quit-question")
+            yield Static(
+                f"{runs} still in progress.\nQuit and cancel them? Their OpenCode processes will be ended.",
+                id="quit-question",
+            )
             with Horizontal(id="quit-buttons"):
                 yield Button("Cancel runs and quit (y)", variant="error", id="quit-yes")
                 yield Button("Stay (n)", variant="primary", id="quit-no")
