@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from nexus_core.adapter import (
-    DEPTH_VAR,
+from nexus_core.errors import NexusError
+from nexus_core.opencode import locate
+from nexus_core.opencode.attempt import (
     _PROCESSOR_ERROR,
+    DEPTH_VAR,
     allowed_variant,
     build_argv,
     check_model_name,
@@ -18,8 +20,7 @@ from nexus_core.adapter import (
     find_opencode,
     native_opencode,
 )
-from nexus_core.errors import NexusError
-from nexus_core.events import ErrorEvent, FailureClass
+from nexus_core.opencode.events import ErrorEvent, FailureClass
 
 
 def test_argv_has_model_and_no_prompt() -> None:
@@ -33,7 +34,7 @@ def test_argv_has_model_and_no_prompt() -> None:
 
 @pytest.mark.parametrize("variant", ["high; rm -rf /", "HIGH", "low", " high", "--help", "$(reboot)", "max\n"])
 def test_variant_outside_allowlist_is_dropped_with_a_debug_log(variant: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="nexus_core.adapter")
+    caplog.set_level(logging.DEBUG, logger="nexus_core.opencode.attempt")
     argv = build_argv("opencode", "custom/m", variant=variant)
     assert "--variant" not in argv
     assert not any(variant in arg for arg in argv)
@@ -72,9 +73,16 @@ def test_child_env_increments_depth_and_keeps_the_gateway_key() -> None:
         (ErrorEvent(name="ContextOverflowError", message="prompt is too long"), FailureClass.BAD_REQUEST),
         (ErrorEvent(name="APIError", message="Too Many Requests", status_code=429), FailureClass.RATE_LIMITED),
         (ErrorEvent(name="APIError", message="Bad Gateway", status_code=502), FailureClass.GATEWAY_ERROR),
-        (ErrorEvent(name="UnknownError", message="Error: Unable to connect. Is the computer able to access the url?"),
-         FailureClass.CONNECTION),
-        (ErrorEvent(name="UnknownError", message="Error: Was there a typo in the url or port?"), FailureClass.CONNECTION),
+        (
+            ErrorEvent(
+                name="UnknownError", message="Error: Unable to connect. Is the computer able to access the url?"
+            ),
+            FailureClass.CONNECTION,
+        ),
+        (
+            ErrorEvent(name="UnknownError", message="Error: Was there a typo in the url or port?"),
+            FailureClass.CONNECTION,
+        ),
         (ErrorEvent(name="ProviderInitError", message="init"), FailureClass.CONFIG_INVALID),
         (ErrorEvent(name="MessageAbortedError", message="aborted"), FailureClass.CANCELLED),
         (ErrorEvent(name="UnknownError", message="something odd"), FailureClass.FAILED),
@@ -85,11 +93,16 @@ def test_error_events_are_classified(event: ErrorEvent, expected: FailureClass) 
 
 
 def test_processor_error_log_line_is_recognised() -> None:
-    line = ('ERROR 2026-11-25T03:22:28 +2ms service=session.processor error=Internal Server Error '
-            'stack="Error: x\\n  at y" process')
+    line = (
+        "ERROR 2026-11-25T03:22:28 +2ms service=session.processor error=Internal Server Error "
+        'stack="Error: x\\n  at y" process'
+    )
     match = _PROCESSOR_ERROR.match(line)
     assert match and match.group("error") == "Internal Server Error"
-    assert _PROCESSOR_ERROR.match("ERROR 2026-11-25T03:22:28 +1ms service=session.prompt error=x failed to generate title") is None
+    assert (
+        _PROCESSOR_ERROR.match("ERROR 2026-11-25T03:22:28 +1ms service=session.prompt error=x failed to generate title")
+        is None
+    )
 
 
 def _fake_launcher(root: Path, with_binary: bool = True) -> Path:
@@ -114,10 +127,12 @@ def test_the_npm_launcher_is_skipped_for_the_binary_it_would_run(tmp_path: Path)
     assert native_opencode(str(link), {}) == binary
     assert native_opencode(str(link), {"OPENCODE_BIN_PATH": "/opt/oc"}) == "/opt/oc"
     assert find_opencode({"PATH": str(link.parent)}) == binary
-    assert find_opencode({"PATH": str(link.parent), "NEXUS_OPENCODE": str(link)}) == str(link)
+    # A launcher named by NEXUS_OPENCODE is resolved too: ending the process must end OpenCode itself.
+    assert find_opencode({"PATH": str(tmp_path / "nowhere"), "NEXUS_OPENCODE": str(link)}) == binary
 
 
-def test_other_executables_are_run_as_they_are(tmp_path: Path) -> None:
+def test_other_executables_are_run_as_they_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(locate, "_CHECKOUT", tmp_path)  # no .tools fallback from the checkout
     link = _fake_launcher(tmp_path, with_binary=False)
     assert native_opencode(str(link), {}) == str(link)
     script = tmp_path / "opencode"

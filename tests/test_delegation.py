@@ -22,8 +22,9 @@ import psutil
 import pytest
 
 from conftest import opencode_path, run_cli
-from nexus_core.adapter import Attempt, AttemptResult, AttemptSpec, run_attempt
-from nexus_core.events import (
+from nexus_core.gateway import ReferenceGateway, write_opencode_config
+from nexus_core.opencode.attempt import Attempt, AttemptResult, AttemptSpec, run_attempt
+from nexus_core.opencode.events import (
     AttemptFinished,
     AttemptStarted,
     FailureClass,
@@ -35,9 +36,8 @@ from nexus_core.events import (
     Text,
     ToolUse,
 )
-from nexus_core.gateway import ReferenceGateway, write_opencode_config
-from nexus_core.registry import BUILTIN_MODELS, ModelProfile
-from nexus_core.runs import DelegationSpec, delegate
+from nexus_core.routing.chain import DelegationSpec, delegate
+from nexus_core.routing.registry import BUILTIN_MODELS, ModelProfile
 
 pytestmark = pytest.mark.opencode
 
@@ -99,13 +99,23 @@ def env(hermetic_env: dict[str, str]) -> dict[str, str]:
 
 
 def spec(env: dict[str, str], project: Path, prompt: str = "say hi", model: str = OPUS, **overrides) -> AttemptSpec:
-    fields = dict(cli_model_name=model, prompt=prompt, env=env, workdir=project, timeout_s=60,
-                  stall_timeout_s=20, max_gateway_retries=1, stats_interval_s=0.2)
+    fields = dict(
+        cli_model_name=model,
+        prompt=prompt,
+        env=env,
+        workdir=project,
+        timeout_s=60,
+        stall_timeout_s=20,
+        max_gateway_retries=1,
+        stats_interval_s=0.2,
+    )
     fields.update(overrides)
     return AttemptSpec(**fields)
 
 
-async def test_success_streams_typed_events_and_leaves_nothing(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+async def test_success_streams_typed_events_and_leaves_nothing(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     gateway.script("ping", "pong")
     events = []
     async with Attempt(spec(env, project, "ping")) as attempt:
@@ -146,11 +156,18 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(("fault", "model", "expected", "extra", "slack"), FAULTS,
-                         ids=[f"{f or m}" for f, m, _, _, _ in FAULTS])
+@pytest.mark.parametrize(
+    ("fault", "model", "expected", "extra", "slack"), FAULTS, ids=[f"{f or m}" for f, m, _, _, _ in FAULTS]
+)
 async def test_every_fault_ends_classified_in_bounded_time(
-    gateway: ReferenceGateway, project: Path, env: dict[str, str],
-    fault: str | None, model: str, expected: FailureClass | tuple[FailureClass, ...], extra: dict, slack: float,
+    gateway: ReferenceGateway,
+    project: Path,
+    env: dict[str, str],
+    fault: str | None,
+    model: str,
+    expected: FailureClass | tuple[FailureClass, ...],
+    extra: dict,
+    slack: float,
 ) -> None:
     allowed = expected if isinstance(expected, tuple) else (expected,)
     if fault:
@@ -188,21 +205,26 @@ async def test_invalid_config_names_the_file_and_line(tmp_path: Path, env: dict[
 
 
 async def test_missing_opencode_is_classified(project: Path, env: dict[str, str]) -> None:
-    result = await run_attempt(spec({**env, "PATH": str(project)}, project))
+    result = await run_attempt(spec({**env, "PATH": str(project), "NEXUS_OPENCODE": str(project / "absent")}, project))
     assert result.outcome.failure is FailureClass.OPENCODE_NOT_FOUND
     missing = await run_attempt(spec(env, project, opencode=str(project / "no-such-opencode")))
     assert missing.outcome.failure is FailureClass.OPENCODE_NOT_FOUND
 
 
-async def test_missing_key_reaches_the_gateway_as_no_key(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+async def test_missing_key_reaches_the_gateway_as_no_key(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     result = await run_attempt(spec({k: v for k, v in env.items() if k != "CUSTOM_API_KEY"}, project))
     assert result.outcome.failure is FailureClass.AUTH
     assert all(r.bearer != "expected" for r in gateway.requests if r.kind == "chat")
 
 
-@pytest.mark.parametrize("prompt", ["x" * 200_000 + " END", "--help", "-m custom/other --variant max"],
-                         ids=["200KB", "--help", "flags"])
-async def test_prompts_reach_the_gateway_intact(gateway: ReferenceGateway, project: Path, env: dict[str, str], prompt: str) -> None:
+@pytest.mark.parametrize(
+    "prompt", ["x" * 200_000 + " END", "--help", "-m custom/other --variant max"], ids=["200KB", "--help", "flags"]
+)
+async def test_prompts_reach_the_gateway_intact(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str], prompt: str
+) -> None:
     result = await run_attempt(spec(env, project, prompt))
     assert result.outcome.ok, result.outcome
     chat = [r for r in gateway.requests if r.kind == "chat"]
@@ -212,7 +234,9 @@ async def test_prompts_reach_the_gateway_intact(gateway: ReferenceGateway, proje
     assert result.text == "Reply to: " + " ".join(prompt.split())[:60]
 
 
-async def test_variant_outside_the_allowlist_never_reaches_opencode(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+async def test_variant_outside_the_allowlist_never_reaches_opencode(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     gateway.add_fault("latency=2")
     seen_cmdlines: list[list[str]] = []
     depths: set[str | None] = set()
@@ -232,18 +256,22 @@ async def test_variant_outside_the_allowlist_never_reaches_opencode(gateway: Ref
     assert seen_cmdlines, "the process tree was never sampled"
     assert "--variant" not in attempt.argv
     for cmdline in seen_cmdlines:
-        assert not any("rm -rf" in arg or "--variant" == arg for arg in cmdline), cmdline
+        assert not any("rm -rf" in arg or arg == "--variant" for arg in cmdline), cmdline
     assert root_depths == {"1"}, "OpenCode must run with NEXUS_DELEGATION_DEPTH one above ours"
     assert depths <= {"1", None}, "no process of the run may claim another delegation depth"
 
 
-async def test_eight_concurrent_runs_each_get_their_own_text(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+async def test_eight_concurrent_runs_each_get_their_own_text(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     # A fresh HOME: the eight race to migrate OpenCode's database; the losers are started again.
     prompts = [f"concurrent task number {i} of eight" for i in range(8)]
-    results: list[AttemptResult] = await asyncio.gather(*(
-        run_attempt(spec(env, project, prompt, timeout_s=120, stall_timeout_s=60, stats_interval_s=None), attempt=i)
-        for i, prompt in enumerate(prompts)
-    ))
+    results: list[AttemptResult] = await asyncio.gather(
+        *(
+            run_attempt(spec(env, project, prompt, timeout_s=120, stall_timeout_s=60, stats_interval_s=None), attempt=i)
+            for i, prompt in enumerate(prompts)
+        )
+    )
     for prompt, result in zip(prompts, results):
         assert result.outcome.ok, result.outcome
         assert result.text == f"Reply to: {prompt}"
@@ -251,15 +279,26 @@ async def test_eight_concurrent_runs_each_get_their_own_text(gateway: ReferenceG
 
 
 def _profiles(*cli_names: str) -> tuple[ModelProfile, ...]:
-    return tuple(ModelProfile(id=name.split("/")[1], name=name, provider="custom", cli_model_name=name) for name in cli_names)
+    return tuple(
+        ModelProfile(id=name.split("/")[1], name=name, provider="custom", cli_model_name=name) for name in cli_names
+    )
 
 
-async def test_fallback_moves_on_after_gateway_error(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+async def test_fallback_moves_on_after_gateway_error(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     gateway.add_fault("500,model=claude-opus-4-5")
     events = []
     result = await delegate(
-        DelegationSpec(prompt="fall back please", chain=_profiles(OPUS, SONNET), env=env, workdir=project,
-                       timeout_s=60, stall_timeout_s=20, max_gateway_retries=0),
+        DelegationSpec(
+            prompt="fall back please",
+            chain=_profiles(OPUS, SONNET),
+            env=env,
+            workdir=project,
+            timeout_s=60,
+            stall_timeout_s=20,
+            max_gateway_retries=0,
+        ),
         events.append,
     )
     assert result.ok, result.outcome
@@ -278,32 +317,42 @@ async def test_a_model_that_failed_is_not_tried_again_under_another_id(tmp_path:
     project = write_project(tmp_path / "refused", base_url)
     default = next(m for m in BUILTIN_MODELS if m.id == "opencode-default").model_copy(update={"cli_model_name": OPUS})
     events = []
-    result = await delegate(DelegationSpec(prompt="hello", chain=(*_profiles(OPUS), default), env=env, workdir=project,
-                                           timeout_s=60), events.append)
+    result = await delegate(
+        DelegationSpec(prompt="hello", chain=(*_profiles(OPUS), default), env=env, workdir=project, timeout_s=60),
+        events.append,
+    )
     assert [a.cli_model_name for a in result.attempts] == [OPUS], result.attempts
     assert result.outcome.failure is FailureClass.CONNECTION
     assert not any(isinstance(e, FallbackTaken) for e in events)
 
 
-async def test_fallback_moves_on_after_model_not_found(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
-    result = await delegate(DelegationSpec(prompt="hello", chain=_profiles("custom/ghost", SONNET), env=env,
-                                           workdir=project, timeout_s=60))
+async def test_fallback_moves_on_after_model_not_found(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
+    result = await delegate(
+        DelegationSpec(prompt="hello", chain=_profiles("custom/ghost", SONNET), env=env, workdir=project, timeout_s=60)
+    )
     assert result.ok and [a.outcome.failure for a in result.attempts] == [FailureClass.MODEL_NOT_FOUND, None]
     assert [r.model for r in gateway.requests if r.kind == "chat"] == ["ghost", "claude-sonnet-4-5"]
 
 
 async def test_no_fallback_on_auth_failure(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
     gateway.add_fault("401")
-    result = await delegate(DelegationSpec(prompt="hello", chain=_profiles(OPUS, SONNET), env=env,
-                                           workdir=project, timeout_s=60))
+    result = await delegate(
+        DelegationSpec(prompt="hello", chain=_profiles(OPUS, SONNET), env=env, workdir=project, timeout_s=60)
+    )
     assert not result.ok and len(result.attempts) == 1
     assert result.outcome.failure is FailureClass.AUTH
     assert {r.model for r in gateway.requests if r.kind == "chat"} == {"claude-opus-4-5"}
 
 
-async def test_builtin_chain_never_falls_back_silently(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+async def test_builtin_chain_never_falls_back_silently(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     opus = next(m for m in BUILTIN_MODELS if m.id == "opencode-custom-opus")
-    result = await delegate(DelegationSpec(prompt="hello", chain=(opus,), env=env, workdir=project, timeout_s=60))
+    result = await delegate(
+        DelegationSpec(prompt="hello", chain=(opus,), env=env, workdir=project, timeout_s=60, transport="run")
+    )
     assert result.ok
     assert [r.model for r in gateway.requests if r.kind == "chat"] == ["claude-opus-4-5"]
     assert result.final.argv[result.final.argv.index("--model") + 1] == OPUS
@@ -324,7 +373,9 @@ async def _wait_for_tree(attempt: Attempt, timeout: float = 20.0) -> list[int]:
 
 
 @pytest.mark.parametrize("through_launcher", [False, True], ids=["binary", "node-launcher"])
-async def test_cancel_ends_the_whole_tree(gateway: ReferenceGateway, project: Path, env: dict[str, str], through_launcher: bool) -> None:
+async def test_cancel_ends_the_whole_tree(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str], through_launcher: bool
+) -> None:
     gateway.add_fault("silent")
     opencode = opencode_path() if through_launcher else None
     attempt = Attempt(spec(env, project, stall_timeout_s=60, opencode=opencode))
@@ -347,7 +398,9 @@ async def test_cancel_ends_the_whole_tree(gateway: ReferenceGateway, project: Pa
     assert_nothing_left(env["NEXUS_TEST_RUN"])
 
 
-async def test_cancelling_the_task_ends_the_whole_tree(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+async def test_cancelling_the_task_ends_the_whole_tree(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     gateway.add_fault("silent")
     attempt = Attempt(spec(env, project, stall_timeout_s=60))
 
@@ -368,17 +421,25 @@ async def test_cancelling_the_task_ends_the_whole_tree(gateway: ReferenceGateway
 # ---------------------------------------------------------------- the CLI
 
 
-def test_cli_orchestrate_prints_the_answer_and_exits_0(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+def test_cli_orchestrate_prints_the_answer_and_exits_0(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     gateway.script("write a haiku", "five seven five")
-    done = run_cli(["orchestrate", "--model", "opus", "--dir", str(project), "--timeout", "60", "write a haiku"], env, project)
+    done = run_cli(
+        ["orchestrate", "--model", "opus", "--dir", str(project), "--timeout", "60", "write a haiku"], env, project
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "five seven five"
     assert "attempt 1: opencode-custom-opus" in done.stderr and "step finished (stop)" in done.stderr
     assert KEY not in done.stdout + done.stderr
 
 
-def test_cli_orchestrate_json_task_from_stdin_and_dash_dash(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
-    done = run_cli(["orchestrate", "--json", "--model", SONNET, "--dir", str(project)], env, project, stdin="from stdin\n")
+def test_cli_orchestrate_json_task_from_stdin_and_dash_dash(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
+    done = run_cli(
+        ["orchestrate", "--json", "--model", SONNET, "--dir", str(project)], env, project, stdin="from stdin\n"
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert lines[0]["kind"] == "attempt_started" and lines[-1]["kind"] == "result"
@@ -389,14 +450,19 @@ def test_cli_orchestrate_json_task_from_stdin_and_dash_dash(gateway: ReferenceGa
     assert dashed.stdout.strip() == "Reply to: --help"
 
 
-def test_cli_orchestrate_failure_prints_cause_and_fix(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+def test_cli_orchestrate_failure_prints_cause_and_fix(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     gateway.add_fault("401")
     done = run_cli(["orchestrate", "--model", "opus", "--dir", str(project), "hello"], env, project)
     assert done.returncode == 1
     assert "failed (auth)" in done.stderr and "CUSTOM_API_KEY" in done.stderr
     assert "Traceback" not in done.stderr
-    summary = json.loads(run_cli(["orchestrate", "--json", "--model", "opus", "--dir", str(project), "hello"],
-                                 env, project).stdout.splitlines()[-1])
+    summary = json.loads(
+        run_cli(
+            ["orchestrate", "--json", "--model", "opus", "--dir", str(project), "hello"], env, project
+        ).stdout.splitlines()[-1]
+    )
     assert summary["ok"] is False and summary["outcome"]["failure"] == "auth" and len(summary["attempts"]) == 1
 
 
@@ -407,17 +473,30 @@ def test_cli_orchestrate_bad_input_is_one_sentence(project: Path, env: dict[str,
     assert empty.returncode == 2 and "the task is empty" in empty.stderr
     for bad_seconds in ("nan", "inf", "0"):
         refused = run_cli(["orchestrate", "--timeout", bad_seconds, "--model", SONNET, "x"], env, project)
-        assert refused.returncode == 2 and f"argument --timeout: '{bad_seconds}' is not a number of seconds" in refused.stderr
+        assert (
+            refused.returncode == 2
+            and f"argument --timeout: '{bad_seconds}' is not a number of seconds" in refused.stderr
+        )
         assert len(refused.stderr.strip().splitlines()[-1]) < 120 and "pydantic" not in refused.stderr
     for done in (unknown, empty):
         assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "sigterm", "sighup"])
-def test_cli_interrupted_leaves_no_process(gateway: ReferenceGateway, project: Path, env: dict[str, str], sig: signal.Signals) -> None:
+def test_cli_interrupted_leaves_no_process(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str], sig: signal.Signals
+) -> None:
     gateway.add_fault("silent")
     exe = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "nexus-agents"
-    argv = [str(exe) if exe.exists() else "nexus-agents", "orchestrate", "--model", "opus", "--dir", str(project), "hang"]
+    argv = [
+        str(exe) if exe.exists() else "nexus-agents",
+        "orchestrate",
+        "--model",
+        "opus",
+        "--dir",
+        str(project),
+        "hang",
+    ]
     proc = subprocess.Popen(argv, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -435,7 +514,9 @@ def test_cli_interrupted_leaves_no_process(gateway: ReferenceGateway, project: P
     assert_nothing_left(env["NEXUS_TEST_RUN"])
 
 
-def test_cli_orchestrate_without_model_uses_the_routing_choice(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+def test_cli_orchestrate_without_model_uses_the_routing_choice(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     done = run_cli(["orchestrate", "--dir", str(project), "refactor the parser"], env, project)
     assert done.returncode == 0, done.stderr
     assert "routed:" in done.stderr and "chain: " in done.stderr
@@ -444,10 +525,16 @@ def test_cli_orchestrate_without_model_uses_the_routing_choice(gateway: Referenc
     assert len(chat) == 1 and chat[0] in GATEWAY_MODELS
 
 
-async def test_tool_calls_reasoning_and_length_finish_come_through_typed(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+async def test_tool_calls_reasoning_and_length_finish_come_through_typed(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     (project / "notes.txt").write_text("the secret word is pelican\n")
-    gateway.script("read the notes", tool_calls=[("read", {"filePath": str(project / "notes.txt")})],
-                   then="The word is pelican.", reasoning="I should read the file first.")
+    gateway.script(
+        "read the notes",
+        tool_calls=[("read", {"filePath": str(project / "notes.txt")})],
+        then="The word is pelican.",
+        reasoning="I should read the file first.",
+    )
     result = await run_attempt(spec(env, project, "read the notes", thinking=True))
     assert result.outcome.ok, result.outcome
     tools = [e for e in result.events if isinstance(e, ToolUse)]
@@ -462,12 +549,19 @@ async def test_tool_calls_reasoning_and_length_finish_come_through_typed(gateway
     assert cut_short.outcome.ok and cut_short.outcome.message == "finished at the output limit"
 
 
-async def test_cancel_also_ends_mcp_servers_even_in_their_own_session(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+async def test_cancel_also_ends_mcp_servers_even_in_their_own_session(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     config_path = project / "opencode.json"
     config = json.loads(config_path.read_text())
     # An MCP server that never answers and leaves OpenCode's process group (so killpg alone misses it).
-    config["mcp"] = {"stuck": {"type": "local", "timeout": 60_000,
-                               "command": [sys.executable, "-c", "import os, time; os.setsid(); time.sleep(120)"]}}
+    config["mcp"] = {
+        "stuck": {
+            "type": "local",
+            "timeout": 60_000,
+            "command": [sys.executable, "-c", "import os, time; os.setsid(); time.sleep(120)"],
+        }
+    }
     config_path.write_text(json.dumps(config))
     attempt = Attempt(spec(env, project, stall_timeout_s=60))
 
@@ -498,12 +592,16 @@ async def test_cancel_also_ends_mcp_servers_even_in_their_own_session(gateway: R
     assert_nothing_left(env["NEXUS_TEST_RUN"])
 
 
-async def test_a_daemonised_grandchild_is_ended_after_success(gateway: ReferenceGateway, project: Path, env: dict[str, str]) -> None:
+async def test_a_daemonised_grandchild_is_ended_after_success(
+    gateway: ReferenceGateway, project: Path, env: dict[str, str]
+) -> None:
     config_path = project / "opencode.json"
     config = json.loads(config_path.read_text())
     # An "MCP server" that forks a daemon in a new session and exits: nobody's child any more.
-    daemon = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    null = os.open(os.devnull, os.O_RDWR)\n"
-              "    for fd in (0, 1, 2):\n        os.dup2(null, fd)\n    time.sleep(120)\n")
+    daemon = (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    null = os.open(os.devnull, os.O_RDWR)\n"
+        "    for fd in (0, 1, 2):\n        os.dup2(null, fd)\n    time.sleep(120)\n"
+    )
     config["mcp"] = {"daemon": {"type": "local", "timeout": 2_000, "command": [sys.executable, "-c", daemon]}}
     config_path.write_text(json.dumps(config))
     result = await run_attempt(spec(env, project, "hello"))

@@ -12,13 +12,14 @@ import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 
 import psutil
 import pytest
 
 from conftest import opencode_path, run_cli
-from nexus_core.doctor import DoctorReport, opencode_smoke, run_doctor
+from nexus_core.doctor.checks import DoctorReport, opencode_smoke, run_doctor
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
 
 KEY = "sk-doctor-" + secrets.token_hex(12)
@@ -74,9 +75,16 @@ async def test_healthy_gateway_every_step_ok(project: Path, env: dict[str, str],
     report = await run_doctor(project, env)
     statuses = {c.id: c.status for c in report.checks}
     assert statuses == {
-        "opencode": "ok", "config": "ok", "provider.custom.base_url": "ok", "provider.custom.api_key": "ok",
-        "gateway.custom": "ok", "models.custom": "ok", "registry": "ok", "mcp": "warn",
-        "probe.chat.custom": "skipped", "probe.opencode_run": "skipped",
+        "opencode": "ok",
+        "config": "ok",
+        "provider.custom.base_url": "ok",
+        "provider.custom.api_key": "ok",
+        "gateway.custom": "ok",
+        "models.custom": "ok",
+        "registry": "ok",
+        "mcp": "warn",
+        "probe.chat.custom": "skipped",
+        "probe.opencode_run": "skipped",
     }
     assert "--probe" in report.get("probe.chat.custom").summary
     assert report.ok and report.exit_code == 0
@@ -138,7 +146,9 @@ async def test_gateway_fault_is_named_with_its_fix(
     assert key.status == ("fail" if spec in ("401", "403") else "ok")
 
 
-async def test_silent_gateway_verdict_within_bound(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_silent_gateway_verdict_within_bound(
+    project: Path, env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     gateway.add_fault("silent")
     configure(project, gateway.base_url)
     began = time.perf_counter()
@@ -197,12 +207,14 @@ async def test_https_to_plain_http_is_tls_error(project: Path, env: dict[str, st
 class TinyServer:
     """A loopback HTTP/1.1 server with one handler: (path, headers) -> (status, content type, body)."""
 
-    def __init__(self, handler: Callable[[str, dict[str, str]], tuple[int, str, str]], tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, handler: Callable[[str, dict[str, str]], tuple[int, str, str]], tls: ssl.SSLContext | None = None
+    ) -> None:
         self.handler = handler
         self.tls = tls
         self.server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> "TinyServer":
+    async def __aenter__(self) -> TinyServer:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         return self
 
@@ -226,7 +238,8 @@ class TinyServer:
             status, kind, body = self.handler(path, headers)
             data = body.encode()
             writer.write(
-                f"HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\ncontent-length: {len(data)}\r\nconnection: close\r\n\r\n".encode() + data
+                f"HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\ncontent-length: {len(data)}\r\nconnection: close\r\n\r\n".encode()
+                + data
             )
             await writer.drain()
         finally:
@@ -235,7 +248,11 @@ class TinyServer:
 
 def v1_only(path: str, headers: dict[str, str]) -> tuple[int, str, str]:
     if path == "/v1/models":
-        return 200, "application/json", json.dumps({"object": "list", "data": [{"id": "claude-opus-4-5"}, {"id": "claude-sonnet-4-5"}]})
+        return (
+            200,
+            "application/json",
+            json.dumps({"object": "list", "data": [{"id": "claude-opus-4-5"}, {"id": "claude-sonnet-4-5"}]}),
+        )
     return 404, "application/json", json.dumps({"error": {"message": f"no route {path}"}})
 
 
@@ -251,7 +268,9 @@ async def test_missing_v1_is_wrong_base_path_with_the_exact_url(project: Path, e
     assert_honest(report, ["gateway.custom"])
 
 
-async def test_wrong_base_path_never_guesses_v1_when_that_is_not_found_either(project: Path, env: dict[str, str]) -> None:
+async def test_wrong_base_path_never_guesses_v1_when_that_is_not_found_either(
+    project: Path, env: dict[str, str]
+) -> None:
     async with TinyServer(lambda path, headers: (404, "application/json", "{}")) as server:
         root = server.root
         configure(project, root)
@@ -279,7 +298,9 @@ async def test_error_body_echoing_headers_never_shows_the_key(project: Path, env
 # ---------------------------------------------------------------- config-level problems
 
 
-async def test_unset_key_variable_fails_when_the_gateway_needs_a_key(project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_unset_key_variable_fails_when_the_gateway_needs_a_key(
+    project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     configure(project, gateway.base_url)
     report = await run_doctor(project, hermetic_env)
     key = report.get("provider.custom.api_key")
@@ -293,7 +314,9 @@ async def test_unset_key_variable_fails_when_the_gateway_needs_a_key(project: Pa
     assert gateway.requests[-1].bearer == "absent"
 
 
-async def test_unset_key_variable_is_a_warning_when_the_gateway_needs_none(project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_unset_key_variable_is_a_warning_when_the_gateway_needs_none(
+    project: Path, hermetic_env: dict[str, str]
+) -> None:
     async with ReferenceGateway() as open_gateway:
         configure(project, open_gateway.base_url)
         report = await run_doctor(project, hermetic_env)
@@ -326,7 +349,10 @@ async def test_registry_name_mismatch_gets_the_exact_suggestion(project: Path, e
         "opencode-custom-opus uses custom/claude-opus-4-5; opencode.json declares claude-opus-4-6; "
         "the gateway serves claude-opus-4-6"
     )
-    assert f"set cli_model_name of opencode-custom-opus to custom/claude-opus-4-6 in {project}/.nexus/models.json" in check.fix
+    assert (
+        f"set cli_model_name of opencode-custom-opus to custom/claude-opus-4-6 in {project}/.nexus/models.json"
+        in check.fix
+    )
     # The gateway does not serve claude-opus-4-5: renaming the declared key to it would break the path.
     assert "rename the key claude-opus-4-6 to claude-opus-4-5" not in check.fix
 
@@ -339,10 +365,14 @@ async def test_registry_name_mismatch_gets_the_exact_suggestion(project: Path, e
     assert fixed.get("models.custom").status == "ok", fixed.get("models.custom")
 
 
-async def test_declared_name_the_gateway_lacks_gets_only_fixes_that_land_on_a_served_model(project: Path, env: dict[str, str]) -> None:
+async def test_declared_name_the_gateway_lacks_gets_only_fixes_that_land_on_a_served_model(
+    project: Path, env: dict[str, str]
+) -> None:
     """opencode.json declares (and defaults to) claude-opus-4-6; registry and gateway say claude-opus-4-5."""
     async with ReferenceGateway(api_key=KEY, models=["claude-opus-4-5", "claude-sonnet-4-5"]) as gw:
-        configure(project, gw.base_url, models=["claude-opus-4-6", "claude-sonnet-4-5"], default_model="claude-opus-4-6")
+        configure(
+            project, gw.base_url, models=["claude-opus-4-6", "claude-sonnet-4-5"], default_model="claude-opus-4-6"
+        )
         report = await run_doctor(project, env)
     check = report.get("models.custom")
     assert check.status == "fail" and check.cause == "model_not_served"
@@ -353,10 +383,19 @@ async def test_declared_name_the_gateway_lacks_gets_only_fixes_that_land_on_a_se
 
 
 async def test_unset_base_url_variable(project: Path, env: dict[str, str]) -> None:
-    (project / "opencode.json").write_text(json.dumps({
-        "provider": {"custom": {"npm": "@ai-sdk/openai-compatible", "options": {"baseURL": "{env:CUSTOM_API_BASE_URL}", "apiKey": "{env:CUSTOM_API_KEY}"},
-                                "models": {"claude-opus-4-5": {}}}},
-    }))
+    (project / "opencode.json").write_text(
+        json.dumps(
+            {
+                "provider": {
+                    "custom": {
+                        "npm": "@ai-sdk/openai-compatible",
+                        "options": {"baseURL": "{env:CUSTOM_API_BASE_URL}", "apiKey": "{env:CUSTOM_API_KEY}"},
+                        "models": {"claude-opus-4-5": {}},
+                    }
+                },
+            }
+        )
+    )
     report = await run_doctor(project, env)
     check = report.get("provider.custom.base_url")
     assert check.cause == "base_url_unset" and "export CUSTOM_API_BASE_URL=" in check.fix
@@ -387,12 +426,17 @@ async def test_mcp_entry_present(project: Path, env: dict[str, str], gateway: Re
     assert report.get("mcp").cause == "mcp_command_missing"
 
 
-async def test_no_opencode_on_path(project: Path, env: dict[str, str], gateway: ReferenceGateway, tmp_path: Path) -> None:
+async def test_no_opencode_on_path(
+    project: Path, env: dict[str, str], gateway: ReferenceGateway, tmp_path: Path
+) -> None:
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
     configure(project, gateway.base_url)
-    report = await run_doctor(project, {**env, "PATH": str(empty_bin)}, probe=True)
+    # NEXUS_OPENCODE names nothing, so the checkout's .tools (the locator's last resort) is not used either.
+    missing = str(tmp_path / "no-opencode")
+    report = await run_doctor(project, {**env, "PATH": str(empty_bin), "NEXUS_OPENCODE": missing}, probe=True)
     check = report.get("opencode")
+    assert missing in check.summary
     assert check.status == "fail" and check.cause == "opencode_missing"
     assert "No model adapter configured" in check.summary
     assert "npm install -g opencode-ai@1.2.15" in check.fix
@@ -412,8 +456,17 @@ async def test_probe_streams_a_chat_completion(project: Path, env: dict[str, str
     assert gateway.requests[-1].stream and gateway.requests[-1].include_usage
 
 
-@pytest.mark.parametrize(("spec", "cause"), [("cut", "stream_cut"), ("malformed-sse", "malformed_stream"), ("status=500,path=/chat/completions", "server_error")])
-async def test_probe_names_stream_faults(project: Path, env: dict[str, str], gateway: ReferenceGateway, spec: str, cause: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "cause"),
+    [
+        ("cut", "stream_cut"),
+        ("malformed-sse", "malformed_stream"),
+        ("status=500,path=/chat/completions", "server_error"),
+    ],
+)
+async def test_probe_names_stream_faults(
+    project: Path, env: dict[str, str], gateway: ReferenceGateway, spec: str, cause: str
+) -> None:
     gateway.add_fault(spec)
     configure(project, gateway.base_url)
     report = await _probe_without_smoke(project, env)
@@ -456,7 +509,9 @@ async def test_probe_smoke_through_real_opencode(project: Path, env: dict[str, s
 
 
 @pytest.mark.opencode
-async def test_smoke_reads_the_error_event_not_the_exit_code(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_smoke_reads_the_error_event_not_the_exit_code(
+    project: Path, env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     gateway.add_fault("401,path=/chat/completions")
     configure(project, gateway.base_url, default_model="claude-sonnet-4-5")
     smoke = await opencode_smoke(opencode_path(), "custom/claude-sonnet-4-5", str(project), env, timeout=45)
@@ -482,7 +537,17 @@ def test_cli_json_and_text_exit_codes(project: Path, env: dict[str, str]) -> Non
         data = json.loads(ok.stdout)
         assert data["schema_version"] == 1 and data["ok"] is True
         assert {c["id"] for c in data["checks"]} >= {"opencode", "config", "gateway.custom", "models.custom", "mcp"}
-        assert set(data["checks"][0]) >= {"id", "title", "status", "summary", "detail", "fix", "cause", "duration_ms", "data"}
+        assert set(data["checks"][0]) >= {
+            "id",
+            "title",
+            "status",
+            "summary",
+            "detail",
+            "fix",
+            "cause",
+            "duration_ms",
+            "data",
+        }
         gw.add_fault("403")
         text = run_cli(["doctor"], env, project)
         assert text.returncode == 1
@@ -513,7 +578,9 @@ def blackholed_port() -> Iterator[int]:
         sock.close()
 
 
-async def test_dead_gateway_is_connect_timeout_within_bound(project: Path, env: dict[str, str], blackholed_port: int) -> None:
+async def test_dead_gateway_is_connect_timeout_within_bound(
+    project: Path, env: dict[str, str], blackholed_port: int
+) -> None:
     configure(project, f"http://127.0.0.1:{blackholed_port}/v1")
     began = time.perf_counter()
     report = await run_doctor(project, env)
@@ -544,7 +611,9 @@ def fake_opencode(tmp_path: Path, body: str) -> Path:
         ("print('boom', file=sys.stderr); sys.exit(3)", "fail", "opencode_broken"),
     ],
 )
-async def test_opencode_versions(project: Path, env: dict[str, str], tmp_path: Path, body: str, status: str, cause: str) -> None:
+async def test_opencode_versions(
+    project: Path, env: dict[str, str], tmp_path: Path, body: str, status: str, cause: str
+) -> None:
     bin_dir = fake_opencode(tmp_path, body)
     report = await run_doctor(project, {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
     check = report.get("opencode")
@@ -559,7 +628,9 @@ async def test_hung_opencode_is_bounded_and_killed(project: Path, env: dict[str,
     assert time.perf_counter() - began < VERDICT_BOUND_S + 1
     check = report.get("opencode")
     assert check.status == "warn" and check.cause == "opencode_slow"
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(bin_dir / "opencode") in " ".join(p.info["cmdline"] or [])]
+    leftovers = [
+        p for p in psutil.process_iter(["cmdline"]) if str(bin_dir / "opencode") in " ".join(p.info["cmdline"] or [])
+    ]
     assert leftovers == []
 
 
@@ -571,7 +642,9 @@ def write_config(project: Path, options: dict, **extra) -> None:
     (project / "opencode.json").write_text(json.dumps({"provider": {"custom": provider}, **extra}))
 
 
-async def test_literal_key_is_used_and_never_shown(project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_literal_key_is_used_and_never_shown(
+    project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     write_config(project, {"baseURL": gateway.base_url, "apiKey": KEY})
     report = await run_doctor(project, hermetic_env)
     check = report.get("provider.custom.api_key")
@@ -580,7 +653,9 @@ async def test_literal_key_is_used_and_never_shown(project: Path, hermetic_env: 
     assert_no_key(report)
 
 
-async def test_key_from_opencode_auth_login(project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_key_from_opencode_auth_login(
+    project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     auth = Path(hermetic_env["XDG_DATA_HOME"]) / "opencode" / "auth.json"
     auth.parent.mkdir(parents=True)
     auth.write_text(json.dumps({"custom": {"type": "api", "key": KEY}}))
@@ -593,7 +668,9 @@ async def test_key_from_opencode_auth_login(project: Path, hermetic_env: dict[st
 
 
 async def test_undeclared_default_model_fails(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
-    write_config(project, {"baseURL": gateway.base_url, "apiKey": "{env:CUSTOM_API_KEY}"}, model="custom/claude-sonet-4-5")
+    write_config(
+        project, {"baseURL": gateway.base_url, "apiKey": "{env:CUSTOM_API_KEY}"}, model="custom/claude-sonet-4-5"
+    )
     report = await run_doctor(project, env)
     check = report.get("models.custom")
     assert check.status == "fail" and check.cause == "default_model_undeclared"
@@ -611,7 +688,10 @@ async def test_no_gateway_provider_is_a_warning(project: Path, env: dict[str, st
 def test_cli_missing_project_dir_is_one_sentence(tmp_path: Path, env: dict[str, str]) -> None:
     result = run_cli(["--dir", str(tmp_path / "nowhere"), "doctor"], env, tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"nexus-agents: The project directory {tmp_path / 'nowhere'} does not exist. Pass an existing directory with --dir."
+    assert (
+        result.stderr.strip()
+        == f"nexus-agents: The project directory {tmp_path / 'nowhere'} does not exist. Pass an existing directory with --dir."
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -622,7 +702,7 @@ def test_cli_missing_project_dir_is_one_sentence(tmp_path: Path, env: dict[str, 
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A certificate for localhost (and 127.0.0.1) that no trust store knows, and its key."""
     crypto = pytest.importorskip("cryptography")
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     from ipaddress import ip_address
 
     from cryptography import x509
@@ -633,18 +713,28 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     assert crypto
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     directory = tmp_path_factory.mktemp("tls")
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -654,7 +744,9 @@ def tls_server(self_signed: tuple[Path, Path]) -> TinyServer:
     return TinyServer(v1_only, tls=context)
 
 
-async def test_untrusted_certificate_names_the_ca_fix(project: Path, env: dict[str, str], self_signed: tuple[Path, Path]) -> None:
+async def test_untrusted_certificate_names_the_ca_fix(
+    project: Path, env: dict[str, str], self_signed: tuple[Path, Path]
+) -> None:
     clean = {k: v for k, v in env.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS")}
     async with tls_server(self_signed) as server:
         configure(project, server.root + "/v1")
@@ -665,7 +757,9 @@ async def test_untrusted_certificate_names_the_ca_fix(project: Path, env: dict[s
     assert_honest(report, ["gateway.custom"])
 
 
-async def test_ca_from_node_extra_ca_certs_is_trusted_and_tls_is_timed(project: Path, env: dict[str, str], self_signed: tuple[Path, Path]) -> None:
+async def test_ca_from_node_extra_ca_certs_is_trusted_and_tls_is_timed(
+    project: Path, env: dict[str, str], self_signed: tuple[Path, Path]
+) -> None:
     trusted = {k: v for k, v in env.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
     trusted["NODE_EXTRA_CA_CERTS"] = str(self_signed[0])
     async with tls_server(self_signed) as server:
@@ -679,7 +773,9 @@ async def test_ca_from_node_extra_ca_certs_is_trusted_and_tls_is_timed(project: 
     assert "DNS" in check.summary and "TLS" in check.summary
 
 
-async def test_a_dead_proxy_is_named_as_the_proxy(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_a_dead_proxy_is_named_as_the_proxy(
+    project: Path, env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     port = closed_port()
     configure(project, gateway.base_url)
     proxied = {**env, "HTTP_PROXY": f"http://user:pw-secret@127.0.0.1:{port}", "NO_PROXY": "example.com"}
@@ -693,10 +789,20 @@ async def test_a_dead_proxy_is_named_as_the_proxy(project: Path, env: dict[str, 
     assert bypassed.get("gateway.custom").status == "ok"
 
 
-async def test_config_check_names_the_winning_file_per_value(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_config_check_names_the_winning_file_per_value(
+    project: Path, env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     global_file = Path(env["XDG_CONFIG_HOME"]) / "opencode" / "opencode.json"
     global_file.parent.mkdir(parents=True)
-    global_file.write_text(json.dumps({"provider": {"custom": {"options": {"apiKey": "{env:CUSTOM_API_KEY}", "baseURL": "http://127.0.0.1:9/v1"}}}}))
+    global_file.write_text(
+        json.dumps(
+            {
+                "provider": {
+                    "custom": {"options": {"apiKey": "{env:CUSTOM_API_KEY}", "baseURL": "http://127.0.0.1:9/v1"}}
+                }
+            }
+        )
+    )
     write_config(project, {"baseURL": gateway.base_url})
     report = await run_doctor(project, env)
     detail = report.get("config").detail
@@ -715,7 +821,9 @@ async def test_opencode_that_cannot_start(project: Path, env: dict[str, str], tm
     assert "cannot be started" in check.summary
 
 
-async def test_credentials_in_the_base_url_are_never_shown(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_credentials_in_the_base_url_are_never_shown(
+    project: Path, env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     password, query_key = "pw-" + secrets.token_hex(8), "qk" + secrets.token_hex(8)
     base_url = gateway.base_url.replace("http://", f"http://user:{password}@") + f"?api-key={query_key}"
     configure(project, base_url)
@@ -725,7 +833,9 @@ async def test_credentials_in_the_base_url_are_never_shown(project: Path, env: d
     assert "user:[redacted]@" in report.get("provider.custom.base_url").summary
 
 
-async def test_openai_sdk_on_a_gateway_warns_that_opencode_calls_responses(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_openai_sdk_on_a_gateway_warns_that_opencode_calls_responses(
+    project: Path, env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     configure(project, gateway.base_url)
     config = json.loads((project / "opencode.json").read_text())
     config["provider"]["custom"]["npm"] = "@ai-sdk/openai"
@@ -735,3 +845,22 @@ async def test_openai_sdk_on_a_gateway_warns_that_opencode_calls_responses(proje
     assert check.status == "warn" and check.cause == "responses_api"
     assert f"{gateway.base_url}/responses" in check.summary
     assert "@ai-sdk/openai-compatible" in check.fix
+
+
+@pytest.mark.parametrize(
+    ("printed", "status"), [("1.18.33", "ok"), ("1.9.4", "ok"), ("1.19.0", "warn"), ("1.2.14", "warn")]
+)
+async def test_the_tested_releases_are_named_and_a_version_outside_them_warns(
+    project: Path, env: dict[str, str], tmp_path: Path, printed: str, status: str
+) -> None:
+    bin_dir = fake_opencode(tmp_path, f"print({printed!r})")
+    report = await run_doctor(project, {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
+    check = report.get("opencode")
+    assert check.status == status
+    assert check.data["supported"] == "tested with 1.2.15 and 1.18.33"
+    if status == "warn":
+        assert check.cause == "opencode_version_untested"
+        assert "1.2.15" in check.summary and "1.18.33" in check.summary and printed in check.summary
+        assert "opencode-ai@1.2.15" in check.fix and "1.18.33" in check.fix
+    else:
+        assert "tested with 1.2.15 and 1.18.33" in check.summary

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from nexus_core.adapter import AttemptSpec, run_attempt
+from nexus_core.opencode.attempt import AttemptSpec, run_attempt
 
 # Like OpenCode: a run that finds no database spends a moment starting, then migrates; a second
 # run migrating at the same time fails (OpenCode's losers do not always say "database is locked").
@@ -30,12 +30,21 @@ for kind, part in (("step_start", {{"type": "step-start"}}), ("text", {{"type": 
 """
 
 
-async def test_concurrent_first_runs_of_a_fresh_data_dir_do_not_race(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+async def test_concurrent_first_runs_of_a_fresh_data_dir_do_not_race(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     opencode = tmp_path / "opencode"
     opencode.write_text(STAND_IN.format(python=sys.executable))
     opencode.chmod(0o755)
-    spec = AttemptSpec(cli_model_name="custom/m", prompt="hi", env=hermetic_env, opencode=str(opencode),
-                       timeout_s=30, stats_interval_s=None, workdir=tmp_path)
+    spec = AttemptSpec(
+        cli_model_name="custom/m",
+        prompt="hi",
+        env=hermetic_env,
+        opencode=str(opencode),
+        timeout_s=30,
+        stats_interval_s=None,
+        workdir=tmp_path,
+    )
     results = await asyncio.gather(*(run_attempt(spec) for _ in range(4)))
     assert [r.outcome.failure for r in results] == [None] * 4, [r.outcome.sentence() for r in results]
     assert [r.text for r in results] == ["ok"] * 4

@@ -16,17 +16,27 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import opencode_path
+from nexus_core.config.loader import load_config
 from nexus_core.errors import NexusError
 from nexus_core.gateway import Fault, ReferenceGateway, ToolCall, parse_fault_spec, write_opencode_config
-from nexus_core.opencode_config import load_config
-
-from conftest import opencode_path
 
 KEY = "sk-test-gw-0123456789abcdef"
 
 
-def chat(content: str = "hello gateway", *, model: str = "claude-sonnet-4-5", stream: bool = False, usage: bool = True, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": content}], "stream": stream}
+def chat(
+    content: str = "hello gateway",
+    *,
+    model: str = "claude-sonnet-4-5",
+    stream: bool = False,
+    usage: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": content}],
+        "stream": stream,
+    }
     if stream and usage:
         body["stream_options"] = {"include_usage": True}
     body.update(extra)
@@ -34,7 +44,7 @@ def chat(content: str = "hello gateway", *, model: str = "claude-sonnet-4-5", st
 
 
 async def read_sse(response: httpx.Response) -> list[str]:
-    return [line[len("data: "):] async for line in response.aiter_lines() if line.startswith("data: ")]
+    return [line[len("data: ") :] async for line in response.aiter_lines() if line.startswith("data: ")]
 
 
 @pytest.fixture
@@ -85,7 +95,9 @@ async def test_streamed_reply_has_chunks_usage_and_done(client: httpx.AsyncClien
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == "Reply to: stream this answer"
     assert len([c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]) > 1
-    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == ["stop"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == [
+        "stop"
+    ]
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
 
 
@@ -97,8 +109,12 @@ async def test_streamed_reply_without_include_usage_has_no_usage_chunk(client: h
 
 
 async def test_concurrent_requests_get_their_own_replies(client: httpx.AsyncClient) -> None:
-    responses = await asyncio.gather(*(client.post("/chat/completions", json=chat(f"task number {n}")) for n in range(8)))
-    assert [r.json()["choices"][0]["message"]["content"] for r in responses] == [f"Reply to: task number {n}" for n in range(8)]
+    responses = await asyncio.gather(
+        *(client.post("/chat/completions", json=chat(f"task number {n}")) for n in range(8))
+    )
+    assert [r.json()["choices"][0]["message"]["content"] for r in responses] == [
+        f"Reply to: task number {n}" for n in range(8)
+    ]
 
 
 async def test_unknown_model_gets_an_openai_404(client: httpx.AsyncClient) -> None:
@@ -133,7 +149,10 @@ async def test_malformed_http_gets_400_and_expect_100_continue_is_honoured(gw: R
     writer.close()
     body = json.dumps(chat("after continue")).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
-    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: %d\r\n\r\n" % len(body))
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: %d\r\n\r\n"
+        % len(body)
+    )
     assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 \r\n"
     assert await asyncio.wait_for(reader.readline(), 5) == b"\r\n"
     writer.write(body)
@@ -148,10 +167,21 @@ async def test_malformed_http_gets_400_and_expect_100_continue_is_honoured(gw: R
 async def test_api_key_is_required_and_never_recorded() -> None:
     async with ReferenceGateway(api_key=KEY) as gw, httpx.AsyncClient(base_url=gw.base_url) as http:
         missing = await http.post("/chat/completions", json=chat())
-        wrong = await http.post("/chat/completions", json=chat(), headers={"Authorization": "Bearer sk-wrong-key-00000000"})
-        right = await http.post("/chat/completions", json=chat(), headers={"Authorization": f"Bearer {KEY}", "X-Api-Key": KEY, "Cookie": "sso=abc123"})
+        wrong = await http.post(
+            "/chat/completions", json=chat(), headers={"Authorization": "Bearer sk-wrong-key-00000000"}
+        )
+        right = await http.post(
+            "/chat/completions",
+            json=chat(),
+            headers={"Authorization": f"Bearer {KEY}", "X-Api-Key": KEY, "Cookie": "sso=abc123"},
+        )
         models_without_key = await http.get("/models")
-    assert (missing.status_code, wrong.status_code, right.status_code, models_without_key.status_code) == (401, 401, 200, 401)
+    assert (missing.status_code, wrong.status_code, right.status_code, models_without_key.status_code) == (
+        401,
+        401,
+        200,
+        401,
+    )
     assert missing.json()["error"]["code"] == "invalid_api_key"
     assert [r.bearer for r in gw.requests] == ["absent", "other", "expected", "absent"]
     recorded = json.dumps([r.model_dump() for r in gw.requests])
@@ -172,30 +202,45 @@ async def test_scripted_text_reply_matches_a_substring(client: httpx.AsyncClient
 
 
 async def test_tool_call_script_then_follow_up_gets_text(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
-    gw.script(match="list files", tool_calls=[ToolCall(name="bash", arguments={"command": "ls", "description": "list"})], then="Two files.")
+    gw.script(
+        match="list files",
+        tool_calls=[ToolCall(name="bash", arguments={"command": "ls", "description": "list"})],
+        then="Two files.",
+    )
     async with client.stream("POST", "/chat/completions", json=chat("please list files", stream=True)) as response:
         chunks = [json.loads(line) for line in (await read_sse(response))[:-1]]
     calls = [tc for c in chunks if c["choices"] for tc in c["choices"][0]["delta"].get("tool_calls", [])]
     assert len(calls) == 1
     assert calls[0]["function"]["name"] == "bash"
     assert json.loads(calls[0]["function"]["arguments"]) == {"command": "ls", "description": "list"}
-    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == ["tool_calls"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == [
+        "tool_calls"
+    ]
     follow_up = chat("please list files")
     follow_up["messages"] += [
-        {"role": "assistant", "content": None, "tool_calls": [{"id": calls[0]["id"], "type": "function", "function": calls[0]["function"]}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": calls[0]["id"], "type": "function", "function": calls[0]["function"]}],
+        },
         {"role": "tool", "tool_call_id": calls[0]["id"], "content": "a.txt\nb.txt"},
     ]
     answer = (await client.post("/chat/completions", json=follow_up)).json()["choices"][0]
     assert answer["finish_reason"] == "stop" and answer["message"]["content"] == "Two files."
 
 
-async def test_tool_call_follow_up_without_then_quotes_the_tool_result(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
+async def test_tool_call_follow_up_without_then_quotes_the_tool_result(
+    client: httpx.AsyncClient, gw: ReferenceGateway
+) -> None:
     gw.script(match="read it", tool_calls=[("read", {"filePath": "/x"})])
     first = (await client.post("/chat/completions", json=chat("read it"))).json()["choices"][0]
     assert first["finish_reason"] == "tool_calls"
     call = first["message"]["tool_calls"][0]
     follow_up = chat("read it")
-    follow_up["messages"] += [{"role": "assistant", "content": None, "tool_calls": [call]}, {"role": "tool", "tool_call_id": call["id"], "content": "line one\nline two"}]
+    follow_up["messages"] += [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "line one\nline two"},
+    ]
     answer = (await client.post("/chat/completions", json=follow_up)).json()["choices"][0]["message"]["content"]
     assert answer == "Tool read returned: line one line two"
 
@@ -203,7 +248,11 @@ async def test_tool_call_follow_up_without_then_quotes_the_tool_result(client: h
 async def test_scripted_reasoning_streams_before_the_text(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
     gw.script(match="ponder", reply="Yes.", reasoning="Let me weigh both options carefully.")
     async with client.stream("POST", "/chat/completions", json=chat("ponder this", stream=True)) as response:
-        deltas = [json.loads(line)["choices"][0]["delta"] for line in (await read_sse(response))[:-1] if json.loads(line)["choices"]]
+        deltas = [
+            json.loads(line)["choices"][0]["delta"]
+            for line in (await read_sse(response))[:-1]
+            if json.loads(line)["choices"]
+        ]
     kinds = [k for d in deltas for k in d if k in ("reasoning_content", "content") and d[k]]
     assert kinds == sorted(kinds, key=lambda k: k == "content") and "reasoning_content" in kinds
     assert "".join(d.get("reasoning_content", "") for d in deltas) == "Let me weigh both options carefully."
@@ -215,12 +264,17 @@ async def test_scripted_length_finish(client: httpx.AsyncClient, gw: ReferenceGa
     gw.script(match="too long", reply="cut at the lim", finish="length")
     async with client.stream("POST", "/chat/completions", json=chat("too long", stream=True)) as response:
         chunks = [json.loads(line) for line in (await read_sse(response))[:-1]]
-    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == ["length"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == [
+        "length"
+    ]
 
 
 async def test_script_times_limits_it_to_the_next_runs(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
     gw.script(match="again", reply="scripted", times=1)
-    replies = [(await client.post("/chat/completions", json=chat("again"))).json()["choices"][0]["message"]["content"] for _ in range(2)]
+    replies = [
+        (await client.post("/chat/completions", json=chat("again"))).json()["choices"][0]["message"]["content"]
+        for _ in range(2)
+    ]
     assert replies == ["scripted", "Reply to: again"]
 
 
@@ -228,19 +282,34 @@ async def test_a_used_up_script_still_answers_its_follow_up(client: httpx.AsyncC
     gw.script(match="once", tool_calls=[("bash", {"command": "true"})], then="finished", times=1)
     call = (await client.post("/chat/completions", json=chat("once"))).json()["choices"][0]["message"]["tool_calls"][0]
     follow_up = chat("once")
-    follow_up["messages"] += [{"role": "assistant", "content": None, "tool_calls": [call]}, {"role": "tool", "tool_call_id": call["id"], "content": ""}]
-    assert (await client.post("/chat/completions", json=follow_up)).json()["choices"][0]["message"]["content"] == "finished"
-    assert (await client.post("/chat/completions", json=chat("once"))).json()["choices"][0]["message"]["content"] == "Reply to: once"
+    follow_up["messages"] += [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": ""},
+    ]
+    assert (await client.post("/chat/completions", json=follow_up)).json()["choices"][0]["message"][
+        "content"
+    ] == "finished"
+    assert (await client.post("/chat/completions", json=chat("once"))).json()["choices"][0]["message"][
+        "content"
+    ] == "Reply to: once"
 
 
 # -- faults --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("spec", "status", "code"), [
-    ("401", 401, "invalid_api_key"), ("403", 403, "permission_denied"), ("404", 404, "not_found"),
-    ("status=500", 500, "internal_error"), ("status=503", 503, "overloaded"),
-])
-async def test_status_faults_send_openai_error_bodies(client: httpx.AsyncClient, gw: ReferenceGateway, spec: str, status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "status", "code"),
+    [
+        ("401", 401, "invalid_api_key"),
+        ("403", 403, "permission_denied"),
+        ("404", 404, "not_found"),
+        ("status=500", 500, "internal_error"),
+        ("status=503", 503, "overloaded"),
+    ],
+)
+async def test_status_faults_send_openai_error_bodies(
+    client: httpx.AsyncClient, gw: ReferenceGateway, spec: str, status: int, code: str
+) -> None:
     gw.add_fault(spec)
     response = await client.post("/chat/completions", json=chat(stream=True))
     assert response.status_code == status
@@ -288,7 +357,11 @@ async def test_cut_stream_ends_mid_answer(client: httpx.AsyncClient, gw: Referen
                 received.append(line)
     data = [line[6:] for line in received if line.startswith("data: ")]
     assert data and "[DONE]" not in data
-    text = "".join(json.loads(d)["choices"][0]["delta"].get("content", "") for d in data if d.endswith("}") and json.loads(d)["choices"])
+    text = "".join(
+        json.loads(d)["choices"][0]["delta"].get("content", "")
+        for d in data
+        if d.endswith("}") and json.loads(d)["choices"]
+    )
     assert text and text != "one two three four five six seven eight nine ten eleven twelve"
 
 
@@ -379,11 +452,14 @@ async def test_faults_can_be_cleared_while_running(client: httpx.AsyncClient, gw
 
 
 async def test_title_requests_are_spared_unless_asked(client: httpx.AsyncClient, gw: ReferenceGateway) -> None:
-    title = {"model": "claude-sonnet-4-5", "messages": [
-        {"role": "system", "content": "You are a title generator."},
-        {"role": "user", "content": "Generate a title for this conversation:\n"},
-        {"role": "user", "content": "fix the bug"},
-    ]}
+    title = {
+        "model": "claude-sonnet-4-5",
+        "messages": [
+            {"role": "system", "content": "You are a title generator."},
+            {"role": "user", "content": "Generate a title for this conversation:\n"},
+            {"role": "user", "content": "fix the bug"},
+        ],
+    }
     gw.add_fault("500,times=1")
     first = await client.post("/chat/completions", json=title)
     assert first.status_code == 200 and first.json()["choices"][0]["message"]["content"] == "Gateway test session"
@@ -399,10 +475,19 @@ async def test_title_requests_are_spared_unless_asked(client: httpx.AsyncClient,
 async def test_record_keeps_a_big_prompt_intact_and_is_bounded() -> None:
     prompt = "--help " + "x" * 200_000 + " ünïcødé"
     async with ReferenceGateway(record_limit=3) as gw, httpx.AsyncClient(base_url=gw.base_url) as http:
-        await http.post("/chat/completions", json=chat(prompt, stream=True, tools=[{"type": "function", "function": {"name": "read"}}]))
+        await http.post(
+            "/chat/completions",
+            json=chat(prompt, stream=True, tools=[{"type": "function", "function": {"name": "read"}}]),
+        )
         record = gw.requests[-1]
         assert record.last_user_text == prompt
-        assert (record.path, record.model, record.stream, record.include_usage, record.tools) == ("/v1/chat/completions", "claude-sonnet-4-5", True, True, ["read"])
+        assert (record.path, record.model, record.stream, record.include_usage, record.tools) == (
+            "/v1/chat/completions",
+            "claude-sonnet-4-5",
+            True,
+            True,
+            ["read"],
+        )
         for n in range(4):
             await http.post("/chat/completions", json=chat(f"n{n}"))
         assert [r.last_user_text for r in gw.requests] == ["n1", "n2", "n3"]
@@ -443,14 +528,17 @@ def test_port_in_use_is_a_clear_error() -> None:
 # -- fault specs and the OpenCode config ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    ("429", Fault(kind="status", code=429)),
-    ("status=429,retry_after=5,times=2", Fault(kind="status", code=429, retry_after=5, times=2)),
-    ("latency=1.5,model=claude-opus-4-5", Fault(kind="latency", seconds=1.5, model="claude-opus-4-5")),
-    ("drop,path=/chat/completions", Fault(kind="drop", path="/chat/completions")),
-    ("bad-models=shape", Fault(kind="bad-models", shape=True)),
-    ("silent,include_title=true", Fault(kind="silent", include_title=True)),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("429", Fault(kind="status", code=429)),
+        ("status=429,retry_after=5,times=2", Fault(kind="status", code=429, retry_after=5, times=2)),
+        ("latency=1.5,model=claude-opus-4-5", Fault(kind="latency", seconds=1.5, model="claude-opus-4-5")),
+        ("drop,path=/chat/completions", Fault(kind="drop", path="/chat/completions")),
+        ("bad-models=shape", Fault(kind="bad-models", shape=True)),
+        ("silent,include_title=true", Fault(kind="silent", include_title=True)),
+    ],
+)
 def test_fault_specs_parse(spec: str, expected: Fault) -> None:
     assert parse_fault_spec(spec) == expected
 
@@ -462,7 +550,9 @@ def test_bad_fault_specs_are_one_clear_sentence(spec: str) -> None:
     assert "is not valid" in str(caught.value) and "KIND" in str(caught.value)
 
 
-def test_written_config_is_what_opencode_config_loader_reads(tmp_path: Path, hermetic_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_written_config_is_what_opencode_config_loader_reads(
+    tmp_path: Path, hermetic_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for key, value in hermetic_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("GW_TEST_KEY", KEY)
@@ -488,8 +578,23 @@ def test_cli_serves_until_interrupted(tmp_path: Path, hermetic_env: dict[str, st
     assert exe
     env = {**hermetic_env, "GW_CLI_KEY": KEY}
     process = subprocess.Popen(
-        [exe, "gateway", "--json", "--print-config", "--model", "acme-large", "--fault", "429,times=1", "--api-key-env", "GW_CLI_KEY"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            exe,
+            "gateway",
+            "--json",
+            "--print-config",
+            "--model",
+            "acme-large",
+            "--fault",
+            "429,times=1",
+            "--api-key-env",
+            "GW_CLI_KEY",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -498,7 +603,9 @@ def test_cli_serves_until_interrupted(tmp_path: Path, hermetic_env: dict[str, st
         assert facts["opencode_config"]["provider"]["custom"]["options"]["apiKey"] == "{env:GW_CLI_KEY}"
         auth = {"Authorization": f"Bearer {KEY}"}
         assert httpx.get(f"{facts['base_url']}/models", headers=auth, timeout=5).status_code == 429
-        assert [m["id"] for m in httpx.get(f"{facts['base_url']}/models", headers=auth, timeout=5).json()["data"]] == ["acme-large"]
+        assert [m["id"] for m in httpx.get(f"{facts['base_url']}/models", headers=auth, timeout=5).json()["data"]] == [
+            "acme-large"
+        ]
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=10)
     finally:
@@ -513,20 +620,47 @@ def test_cli_serves_until_interrupted(tmp_path: Path, hermetic_env: dict[str, st
 def test_cli_rejects_a_bad_fault_and_a_missing_key(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     exe = shutil.which("nexus-agents")
     assert exe
-    bad = subprocess.run([exe, "gateway", "--fault", "explode"], env=hermetic_env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    bad = subprocess.run(
+        [exe, "gateway", "--fault", "explode"],
+        env=hermetic_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert bad.returncode == 2 and "not a fault kind" in bad.stderr and "Traceback" not in bad.stderr
-    missing = subprocess.run([exe, "gateway", "--api-key-env", "GW_UNSET_KEY"], env=hermetic_env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    missing = subprocess.run(
+        [exe, "gateway", "--api-key-env", "GW_UNSET_KEY"],
+        env=hermetic_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert missing.returncode == 2 and "GW_UNSET_KEY is not set" in missing.stderr
 
 
 # -- the real OpenCode 1.2.15 against the gateway -----------------------------------------
 
 
-async def start_opencode(project: Path, env: dict[str, str], prompt: str, *args: str, model: str = "custom/claude-sonnet-4-5") -> asyncio.subprocess.Process:
+async def start_opencode(
+    project: Path, env: dict[str, str], prompt: str, *args: str, model: str = "custom/claude-sonnet-4-5"
+) -> asyncio.subprocess.Process:
     """``opencode run --format json`` in its own process group, the prompt written to stdin."""
     process = await asyncio.create_subprocess_exec(
-        opencode_path(), "run", "--format", "json", "--model", model, *args, cwd=project, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+        opencode_path(),
+        "run",
+        "--format",
+        "json",
+        "--model",
+        model,
+        *args,
+        cwd=project,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
     )
     assert process.stdin is not None
     process.stdin.write(prompt.encode())
@@ -543,12 +677,19 @@ def end_process_group(process: asyncio.subprocess.Process) -> None:
         pass
 
 
-async def run_opencode(project: Path, env: dict[str, str], prompt: str, *args: str, model: str = "custom/claude-sonnet-4-5", timeout: float = 60) -> tuple[int, list[dict[str, Any]]]:
+async def run_opencode(
+    project: Path,
+    env: dict[str, str],
+    prompt: str,
+    *args: str,
+    model: str = "custom/claude-sonnet-4-5",
+    timeout: float = 60,
+) -> tuple[int, list[dict[str, Any]]]:
     """Run OpenCode to the end; its exit code and its JSON events."""
     process = await start_opencode(project, env, prompt, *args, model=model)
     try:
         out, _ = await asyncio.wait_for(process.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pytest.fail(f"opencode run did not finish within {timeout:g}s")
     finally:
         end_process_group(process)
@@ -565,7 +706,9 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.mark.opencode
-async def test_opencode_completes_a_scripted_run(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_completes_a_scripted_run(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url)
     gw.script(match="say the password", reply="The password is swordfish.")
     code, events = await run_opencode(project, hermetic_env, "Please say the password")
@@ -577,7 +720,9 @@ async def test_opencode_completes_a_scripted_run(gw: ReferenceGateway, project: 
 
 
 @pytest.mark.opencode
-async def test_opencode_title_request_stays_on_the_gateway(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_title_request_stays_on_the_gateway(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url)
     # OpenCode does not wait for the title; slowing the agent's turn lets the title request land first.
     gw.add_fault("latency=1,path=/chat/completions")
@@ -589,7 +734,9 @@ async def test_opencode_title_request_stays_on_the_gateway(gw: ReferenceGateway,
 
 
 @pytest.mark.opencode
-async def test_opencode_delivers_a_200kb_prompt_and_a_flag_like_prompt_intact(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_delivers_a_200kb_prompt_and_a_flag_like_prompt_intact(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url)
     big = "Review this:\n" + "".join(f"line {n:06d} " + "y" * 40 + "\n" for n in range(4000))
     assert len(big) > 200_000
@@ -602,7 +749,9 @@ async def test_opencode_delivers_a_200kb_prompt_and_a_flag_like_prompt_intact(gw
 
 
 @pytest.mark.opencode
-async def test_opencode_runs_a_scripted_tool_call_and_sends_its_result_back(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_runs_a_scripted_tool_call_and_sends_its_result_back(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url)
     notes = project / "notes.txt"
     notes.write_text("the secret word is pelican\n")
@@ -621,12 +770,19 @@ async def test_opencode_runs_a_scripted_tool_call_and_sends_its_result_back(gw: 
 
 
 @pytest.mark.opencode
-@pytest.mark.parametrize(("fault", "model", "status"), [
-    ("401", "custom/claude-sonnet-4-5", 401),
-    (None, "custom/claude-nope", 404),
-])
+@pytest.mark.parametrize(
+    ("fault", "model", "status"),
+    [
+        ("401", "custom/claude-sonnet-4-5", 401),
+        (None, "custom/claude-nope", 404),
+    ],
+)
 async def test_opencode_reports_auth_and_unknown_model_as_an_error_event(
-    project: Path, hermetic_env: dict[str, str], fault: str | None, model: str, status: int,
+    project: Path,
+    hermetic_env: dict[str, str],
+    fault: str | None,
+    model: str,
+    status: int,
 ) -> None:
     async with ReferenceGateway(faults=[fault] if fault else []) as gw:
         write_opencode_config(project, gw.base_url, models=["claude-opus-4-5", "claude-sonnet-4-5", "claude-nope"])
@@ -638,7 +794,9 @@ async def test_opencode_reports_auth_and_unknown_model_as_an_error_event(
 
 
 @pytest.mark.opencode
-async def test_opencode_retries_a_429_silently_then_succeeds(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_retries_a_429_silently_then_succeeds(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url)
     gw.add_fault("status=429,retry_after=0,times=2")
     code, events = await run_opencode(project, hermetic_env, "rate limited")
@@ -667,18 +825,23 @@ async def test_opencode_sends_no_key_when_the_env_var_is_unset(project: Path, he
 
 
 @pytest.mark.opencode
-async def test_opencode_shows_scripted_reasoning_with_thinking(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_shows_scripted_reasoning_with_thinking(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url)
     gw.script(match="think first", reply="Answer: 42.", reasoning="Six times seven is forty-two.")
     code, events = await run_opencode(project, hermetic_env, "think first", "--thinking")
     assert code == 0
     assert [(e["type"], e["part"]["text"]) for e in events if e["type"] in ("reasoning", "text")] == [
-        ("reasoning", "Six times seven is forty-two."), ("text", "Answer: 42."),
+        ("reasoning", "Six times seven is forty-two."),
+        ("text", "Answer: 42."),
     ]
 
 
 @pytest.mark.opencode
-async def test_opencode_ends_on_a_length_finish(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_ends_on_a_length_finish(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url)
     gw.script(match="go on forever", reply="This answer stops in the mid", finish="length")
     code, events = await run_opencode(project, hermetic_env, "go on forever")
@@ -689,7 +852,9 @@ async def test_opencode_ends_on_a_length_finish(gw: ReferenceGateway, project: P
 
 
 @pytest.mark.opencode
-async def test_opencode_fails_on_malformed_sse_with_an_error_event(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_fails_on_malformed_sse_with_an_error_event(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url)
     gw.add_fault("malformed-sse")
     code, events = await run_opencode(project, hermetic_env, "hello")
@@ -700,7 +865,9 @@ async def test_opencode_fails_on_malformed_sse_with_an_error_event(gw: Reference
 
 
 @pytest.mark.opencode
-async def test_opencode_retries_a_dropped_connection_then_succeeds(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_retries_a_dropped_connection_then_succeeds(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url)
     gw.add_fault("drop,times=1")
     code, events = await run_opencode(project, hermetic_env, "after a drop")
@@ -711,7 +878,9 @@ async def test_opencode_retries_a_dropped_connection_then_succeeds(gw: Reference
 
 
 @pytest.mark.opencode
-async def test_opencode_gives_up_on_a_silent_gateway_only_at_the_provider_timeout(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_gives_up_on_a_silent_gateway_only_at_the_provider_timeout(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url, timeout_ms=1500)
     gw.add_fault("silent")
     started = time.monotonic()
@@ -723,7 +892,9 @@ async def test_opencode_gives_up_on_a_silent_gateway_only_at_the_provider_timeou
 
 
 @pytest.mark.opencode
-async def test_opencode_loops_on_empty_steps_on_an_html_login_page(gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_opencode_loops_on_empty_steps_on_an_html_login_page(
+    gw: ReferenceGateway, project: Path, hermetic_env: dict[str, str]
+) -> None:
     write_opencode_config(project, gw.base_url)
     gw.add_fault("html")
     process = await start_opencode(project, hermetic_env, "behind a proxy")

@@ -10,7 +10,9 @@ import nexus_core
 
 
 def test_nexus_core_never_imports_textual_or_the_dashboard() -> None:
-    modules = [m.name for m in pkgutil.walk_packages(nexus_core.__path__, "nexus_core.") if not m.name.endswith("__main__")]
+    modules = [
+        m.name for m in pkgutil.walk_packages(nexus_core.__path__, "nexus_core.") if not m.name.endswith("__main__")
+    ]
     assert len(modules) >= 5
     code = (
         "import importlib, sys\n"

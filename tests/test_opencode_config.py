@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import opencode_path
-from nexus_core import jsonc
-from nexus_core.opencode_config import ConfigError, candidate_paths, load_config
+from nexus_core.config import jsonc
+from nexus_core.config.loader import ConfigError, candidate_paths, load_config
 
 
 def write(path: Path, text: str) -> Path:
@@ -41,7 +41,13 @@ def test_jsonc_rejects_json5_extras_like_opencode() -> None:
 
 @pytest.mark.parametrize(
     ("text", "line", "column"),
-    [('{"plugin": [,]}', 1, 13), ("{,}", 1, 2), ('{\n "share": ,\n}', 2, 11), ('{"a": 1,,}', 1, 9), ("[ // c\n , ]", 2, 2)],
+    [
+        ('{"plugin": [,]}', 1, 13),
+        ("{,}", 1, 2),
+        ('{\n "share": ,\n}', 2, 11),
+        ('{"a": 1,,}', 1, 9),
+        ("[ // c\n , ]", 2, 2),
+    ],
 )
 def test_jsonc_comma_after_no_value_is_an_error_at_the_comma(text: str, line: int, column: int) -> None:
     # jsonc-parser's allowTrailingComma only forgives a comma that follows a value.
@@ -55,7 +61,10 @@ def test_jsonc_comma_after_no_value_is_an_error_at_the_comma(text: str, line: in
 
 def test_env_substitution_remembers_unset_variables(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     project = tmp_path / "p"
-    write(project / "opencode.json", '{"provider": {"custom": {"options": {"apiKey": "{env:GW_KEY}", "baseURL": "{env:GW_URL}"}}}}')
+    write(
+        project / "opencode.json",
+        '{"provider": {"custom": {"options": {"apiKey": "{env:GW_KEY}", "baseURL": "{env:GW_URL}"}}}}',
+    )
     env = {**hermetic_env, "GW_URL": "http://127.0.0.1:9/v1"}
     config = load_config(project, env)
     options = config.data["provider"]["custom"]["options"]
@@ -66,11 +75,16 @@ def test_env_substitution_remembers_unset_variables(tmp_path: Path, hermetic_env
     assert config.origin("provider", "custom", "options", "apiKey") == str(project / "opencode.json")
 
 
-def test_file_substitution_is_relative_to_the_config_and_expands_home(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_file_substitution_is_relative_to_the_config_and_expands_home(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     project = tmp_path / "p"
     write(project / "secrets" / "key.txt", 'k"ey\n')
     write(Path(hermetic_env["HOME"]) / "url.txt", "http://gw/v1")
-    write(project / "opencode.json", '{"provider": {"c": {"options": {"apiKey": "{file:secrets/key.txt}", "baseURL": "{file:~/url.txt}"}}}}')
+    write(
+        project / "opencode.json",
+        '{"provider": {"c": {"options": {"apiKey": "{file:secrets/key.txt}", "baseURL": "{file:~/url.txt}"}}}}',
+    )
     options = load_config(project, hermetic_env).data["provider"]["c"]["options"]
     assert options == {"apiKey": 'k"ey', "baseURL": "http://gw/v1"}
 
@@ -92,7 +106,9 @@ def test_a_dot_opencode_file_is_a_clear_error_like_opencode_s(tmp_path: Path, he
 
 
 @pytest.mark.parametrize("where", ["project", "OPENCODE_CONFIG"])
-def test_a_directory_where_a_config_file_belongs_is_a_clear_error(where: str, tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_a_directory_where_a_config_file_belongs_is_a_clear_error(
+    where: str, tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     (tmp_path / ".git").mkdir()
     env = dict(hermetic_env)
     if where == "project":
@@ -115,7 +131,10 @@ def test_syntax_error_names_file_line_and_column(tmp_path: Path, hermetic_env: d
 
 
 def test_origins_follow_the_layer_that_set_each_value(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    glob = write(Path(hermetic_env["XDG_CONFIG_HOME"]) / "opencode" / "opencode.json", '{"model": "g/m", "provider": {"c": {"options": {"baseURL": "http://a"}}}}')
+    glob = write(
+        Path(hermetic_env["XDG_CONFIG_HOME"]) / "opencode" / "opencode.json",
+        '{"model": "g/m", "provider": {"c": {"options": {"baseURL": "http://a"}}}}',
+    )
     proj = write(tmp_path / "opencode.json", '{"provider": {"c": {"models": {"x": {}}}}}')
     config = load_config(tmp_path, hermetic_env)
     assert config.origin("model") == str(glob)
@@ -194,7 +213,13 @@ LAYOUTS: dict[str, dict[str, str]] = {
 def _materialise(layout: dict[str, str], tmp_path: Path, env: dict[str, str]) -> Path:
     project = tmp_path / "proj"
     (project / ".git").mkdir(parents=True)
-    roots = {"G": Path(env["XDG_CONFIG_HOME"]) / "opencode", "P": project, "C": tmp_path / "custom", "H": Path(env["HOME"]), "D": tmp_path / "config-dir"}
+    roots = {
+        "G": Path(env["XDG_CONFIG_HOME"]) / "opencode",
+        "P": project,
+        "C": tmp_path / "custom",
+        "H": Path(env["HOME"]),
+        "D": tmp_path / "config-dir",
+    }
     for key, text in layout.items():
         if key == "INLINE":
             env["OPENCODE_CONFIG_CONTENT"] = text
@@ -217,7 +242,9 @@ def test_merged_config_equals_opencode_debug_config(name: str, tmp_path: Path, h
     env = dict(hermetic_env, NEXUS_T_KEY="sk-test-not-a-real-key")
     workdir = _materialise(LAYOUTS[name], tmp_path, env)
     ours = load_config(workdir, env).data
-    result = subprocess.run([opencode_path(), "debug", "config"], cwd=workdir, env=env, capture_output=True, text=True, timeout=90)
+    result = subprocess.run(
+        [opencode_path(), "debug", "config"], cwd=workdir, env=env, capture_output=True, text=True, timeout=90
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     theirs = json.loads(result.stdout)
     assert ours, "the layout loaded nothing"

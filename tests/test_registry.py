@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from conftest import run_cli
-from nexus_core.opencode_config import load_config
-from nexus_core.registry import build_registry
+from nexus_core.config.loader import load_config
+from nexus_core.routing.registry import build_registry
 
 ACME = """// the team's gateway
 {
@@ -56,12 +56,18 @@ def test_overlay_sets_scores_and_aliases_and_skips_bad_entries(tmp_path: Path, h
     project = _project(tmp_path)
     overlay = project / ".nexus" / "models.json"
     overlay.parent.mkdir()
-    overlay.write_text(json.dumps({"models": {
-        "opencode-custom-acme-large": {"quality": {"code": 8}, "aliases": ["acme"]},
-        "opencode-custom-opus": {"cli_model_name": "custom/claude-opus-4-6"},
-        "broken": {"quality": {"code": 42}},
-        "no-cli": {"name": "x"},
-    }}))
+    overlay.write_text(
+        json.dumps(
+            {
+                "models": {
+                    "opencode-custom-acme-large": {"quality": {"code": 8}, "aliases": ["acme"]},
+                    "opencode-custom-opus": {"cli_model_name": "custom/claude-opus-4-6"},
+                    "broken": {"quality": {"code": 42}},
+                    "no-cli": {"name": "x"},
+                }
+            }
+        )
+    )
     config = load_config(project, hermetic_env)
     registry = build_registry(config, [overlay])
     acme = registry.find("acme")
@@ -72,14 +78,22 @@ def test_overlay_sets_scores_and_aliases_and_skips_bad_entries(tmp_path: Path, h
     assert "cli_model_name" in reasons["no-cli"]
 
 
-def test_an_id_wins_over_another_models_alias_and_an_alias_over_a_cli_model_name(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_an_id_wins_over_another_models_alias_and_an_alias_over_a_cli_model_name(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     project = _project(tmp_path)
     overlay = project / ".nexus" / "models.json"
     overlay.parent.mkdir()
-    overlay.write_text(json.dumps({"models": {
-        "opencode-custom-opus": {"aliases": ["opencode-custom-sonnet"]},
-        "opencode-custom-sonnet": {"aliases": ["custom/acme-large"]},
-    }}))
+    overlay.write_text(
+        json.dumps(
+            {
+                "models": {
+                    "opencode-custom-opus": {"aliases": ["opencode-custom-sonnet"]},
+                    "opencode-custom-sonnet": {"aliases": ["custom/acme-large"]},
+                }
+            }
+        )
+    )
     registry = build_registry(load_config(project, hermetic_env), [overlay])
     assert registry.find("opencode-custom-sonnet").id == "opencode-custom-sonnet"
     assert registry.find("OPENCODE-CUSTOM-SONNET").id == "opencode-custom-sonnet"
@@ -87,10 +101,26 @@ def test_an_id_wins_over_another_models_alias_and_an_alias_over_a_cli_model_name
     assert registry.find("custom/claude-opus-4-5").id == "opencode-custom-opus"
 
 
-def test_a_config_model_nexus_cannot_take_is_reported_not_dropped_silently(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    project = _project(tmp_path, json.dumps({"provider": {"custom": {"models": {
-        "llama3 8b": {}, "acme-large": {}, "Acme-Large": {},
-    }}}}), name="opencode.json")
+def test_a_config_model_nexus_cannot_take_is_reported_not_dropped_silently(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
+    project = _project(
+        tmp_path,
+        json.dumps(
+            {
+                "provider": {
+                    "custom": {
+                        "models": {
+                            "llama3 8b": {},
+                            "acme-large": {},
+                            "Acme-Large": {},
+                        }
+                    }
+                }
+            }
+        ),
+        name="opencode.json",
+    )
     result = run_cli(["models", "--json"], hermetic_env, project)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
@@ -105,7 +135,11 @@ def test_a_config_model_nexus_cannot_take_is_reported_not_dropped_silently(tmp_p
 
 
 def test_malformed_config_is_one_line_with_file_line_column(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    project = _project(tmp_path, '{\n  "provider": {\n    "custom": { "models": { "a": {} } \n  }\n  "model": "x/y"\n}\n', "opencode.json")
+    project = _project(
+        tmp_path,
+        '{\n  "provider": {\n    "custom": { "models": { "a": {} } \n  }\n  "model": "x/y"\n}\n',
+        "opencode.json",
+    )
     for command in (["models"], ["models", "--json"], ["config"]):
         result = run_cli(command, hermetic_env, project)
         assert result.returncode != 0
@@ -130,11 +164,29 @@ def test_no_command_prints_the_api_key(tmp_path: Path, hermetic_env: dict[str, s
     assert api_key["source"] == str(project / "opencode.jsonc")
 
 
-def test_config_describes_credentials_substituted_inside_text_or_from_files(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    project = _project(tmp_path, json.dumps({"provider": {"custom": {"options": {
-        "baseURL": "https://gw.example/{env:CUSTOM_API_KEY}/v1",
-        "headers": {"Authorization": "Bearer {env:GW_BEARER}", "X-Gateway-Pass": "{file:pass.txt}", "X-Team": "platform"},
-    }}}}), name="opencode.json")
+def test_config_describes_credentials_substituted_inside_text_or_from_files(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
+    project = _project(
+        tmp_path,
+        json.dumps(
+            {
+                "provider": {
+                    "custom": {
+                        "options": {
+                            "baseURL": "https://gw.example/{env:CUSTOM_API_KEY}/v1",
+                            "headers": {
+                                "Authorization": "Bearer {env:GW_BEARER}",
+                                "X-Gateway-Pass": "{file:pass.txt}",
+                                "X-Team": "platform",
+                            },
+                        }
+                    }
+                }
+            }
+        ),
+        name="opencode.json",
+    )
     (project / "pass.txt").write_text("file-held-pass-4321")
     env = {**hermetic_env, "CUSTOM_API_KEY": "tenantkey8765abcd", "GW_BEARER": "bearer-value-1357"}
     result = run_cli(["config", "--json"], env, project)
@@ -159,8 +211,12 @@ def test_config_reports_an_unset_key_variable(tmp_path: Path, hermetic_env: dict
 
 def test_tables_show_bracketed_text_literally(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     # Rich would read "[redacted]" or "[bold]" as markup and drop it from the table.
-    project = _project(tmp_path, '{"provider": {"custom": {"options": {"baseURL": "http://me:hunter22@gw.local/v1"}, '
-                                 '"models": {"m[bold]x": {"name": "Odd [red]name"}}}}}', "opencode.json")
+    project = _project(
+        tmp_path,
+        '{"provider": {"custom": {"options": {"baseURL": "http://me:hunter22@gw.local/v1"}, '
+        '"models": {"m[bold]x": {"name": "Odd [red]name"}}}}}',
+        "opencode.json",
+    )
     config = run_cli(["config"], hermetic_env, project)
     assert config.returncode == 0, config.stderr
     assert "hunter22" not in config.stdout

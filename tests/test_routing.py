@@ -11,7 +11,7 @@ import pytest
 
 from conftest import run_cli
 from nexus_core.errors import NexusError
-from nexus_core.routing import (
+from nexus_core.routing.score import (
     TERM_NAMES,
     WEIGHTS,
     build_snapshot,
@@ -47,9 +47,9 @@ def _project(tmp_path: Path, config: dict | None = None) -> Path:
 
 
 def _without_opencode(env: dict[str, str]) -> dict[str, str]:
-    """The environment with every PATH directory that holds an `opencode` removed."""
+    """No `opencode` anywhere: none on PATH, and NEXUS_OPENCODE naming nothing (so the checkout's .tools is not used)."""
     dirs = [d for d in env["PATH"].split(os.pathsep) if d and not shutil.which("opencode", path=d)]
-    return {**env, "PATH": os.pathsep.join(dirs)}
+    return {**env, "PATH": os.pathsep.join(dirs), "NEXUS_OPENCODE": os.path.join(env["HOME"], "no-such-opencode")}
 
 
 def _route_json(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, dict]:
@@ -65,7 +65,9 @@ def test_profile_is_deterministic_and_reads_keywords_size_and_tokens() -> None:
     first = profile_task(REASONING_TASK)
     assert first == profile_task(REASONING_TASK)
     assert first.token_estimate == -(-len(REASONING_TASK) // WEIGHTS.chars_per_token)
-    assert {"architect*", "design*", "concurren*", "analy*", "deadlock*", "tradeoff*"} <= set(first.keywords["reasoning"])
+    assert {"architect*", "design*", "concurren*", "analy*", "deadlock*", "tradeoff*"} <= set(
+        first.keywords["reasoning"]
+    )
     assert first.size == "small"
     assert first.weights["reasoning"] > first.weights["code"] > first.weights["speed"]
     assert sum(first.weights.values()) == pytest.approx(1.0)
@@ -127,34 +129,43 @@ def test_a_model_whose_context_is_too_small_ranks_last(tmp_path: Path, hermetic_
 # ---------------------------------------------------------------- availability
 
 
-def test_without_opencode_on_path_no_model_is_chosen_and_the_output_says_why(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_without_opencode_on_path_no_model_is_chosen_and_the_output_says_why(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     project = _project(tmp_path)
     env = _without_opencode(hermetic_env)
     code, shown = _route_json([TYPO_TASK], env, project)
     assert code == 1
     assert shown["chosen"] is None and shown["models"] == [] and shown["chain"] == []
-    assert "opencode is not on PATH" in shown["reason"]
+    assert "OpenCode was not found" in shown["reason"]
     assert {s["id"] for s in shown["skipped"]} >= {"opencode-custom-opus", "opencode-custom-sonnet", "opencode-default"}
-    assert all("opencode is not on PATH" in s["reason"] for s in shown["skipped"])
+    assert all("OpenCode was not found" in s["reason"] for s in shown["skipped"])
     text = run_cli(["route", "--explain", TYPO_TASK], env, project)
     assert text.returncode == 1
-    assert "No model chosen" in text.stdout and "opencode is not on PATH" in text.stdout
-    assert "opencode-custom-opus: opencode is not on PATH" in text.stdout
+    assert "No model chosen" in text.stdout and "OpenCode was not found" in text.stdout
+    assert "opencode-custom-opus: OpenCode was not found" in text.stdout
 
 
-def test_models_missing_from_config_or_gateway_are_skipped_with_reasons(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_models_missing_from_config_or_gateway_are_skipped_with_reasons(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     config = json.loads(json.dumps(GATEWAY))
     del config["provider"]["custom"]["models"]["claude-sonnet-4-5"]
     snapshot = build_snapshot(_project(tmp_path, config), hermetic_env)
     assert snapshot.opencode_path is not None
     reasons = {s.id: s.reason for s in route(snapshot, profile_task(TYPO_TASK)).skipped}
-    assert "custom/claude-sonnet-4-5 is not declared in the merged OpenCode config" in reasons["opencode-custom-sonnet"]
+    # Worded as the doctor words it (routing/crosscheck.py): what disagrees, then the one fix.
+    assert (
+        "uses custom/claude-sonnet-4-5; opencode.json does not declare claude-sonnet-4-5"
+        in reasons["opencode-custom-sonnet"]
+    )
+    assert "declare claude-sonnet-4-5 under provider.custom.models" in reasons["opencode-custom-sonnet"]
     assert "names no default model" in reasons["opencode-default"]
 
     listed = snapshot.with_gateway_models("custom", ["claude-opus-4-5"])
     decision = route(listed, profile_task(TYPO_TASK))
     reasons = {s.id: s.reason for s in decision.skipped}
-    assert "does not list 'acme-haiku' in /v1/models" in reasons["opencode-custom-acme-haiku"]
+    assert "the gateway does not serve acme-haiku" in reasons["opencode-custom-acme-haiku"]
     assert [s.id for s in decision.ranked] == ["opencode-custom-opus"]
     assert decision.ranked[0].term("availability").value == WEIGHTS.gateway_listed_points
 
@@ -165,7 +176,9 @@ def test_the_default_model_is_routable_once_the_config_names_one(tmp_path: Path,
     decision = route(snapshot, profile_task(TYPO_TASK))
     assert "opencode-default" in {s.id for s in decision.ranked}
     assert [m.id for m in fallback_chain(snapshot, "opencode-custom-opus")] == [
-        "opencode-custom-opus", "opencode-custom-sonnet", "opencode-default",
+        "opencode-custom-opus",
+        "opencode-custom-sonnet",
+        "opencode-default",
     ]
 
 
@@ -189,7 +202,9 @@ def test_a_rate_limited_model_cools_down_on_the_injected_clock(tmp_path: Path, h
 
 
 @pytest.mark.parametrize("hint", ["opencode-custom-opus", "OPUS", "custom/claude-opus-4-5"])
-def test_a_hint_by_id_alias_or_cli_name_forces_the_model(tmp_path: Path, hermetic_env: dict[str, str], hint: str) -> None:
+def test_a_hint_by_id_alias_or_cli_name_forces_the_model(
+    tmp_path: Path, hermetic_env: dict[str, str], hint: str
+) -> None:
     snapshot = build_snapshot(_project(tmp_path), hermetic_env)
     decision = route(snapshot, profile_task(TYPO_TASK), hint=hint)
     assert decision.chosen.id == "opencode-custom-opus"
@@ -218,7 +233,9 @@ def test_a_hint_naming_an_unavailable_model_says_why(tmp_path: Path, hermetic_en
 # ---------------------------------------------------------------- CLI
 
 
-def test_route_explain_shows_the_breakdown_for_the_top_n_and_the_skipped(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_route_explain_shows_the_breakdown_for_the_top_n_and_the_skipped(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     result = run_cli(["route", "--explain", "--top", "2", REASONING_TASK], hermetic_env, _project(tmp_path))
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -239,13 +256,23 @@ def test_route_reads_the_task_from_stdin_and_rejects_an_empty_one(tmp_path: Path
     assert empty.returncode == 2 and "the task is empty" in empty.stderr and "Traceback" not in empty.stderr
 
 
-def test_fallback_chains_follow_overlay_ids_and_skip_unknown_repeated_and_unavailable(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_fallback_chains_follow_overlay_ids_and_skip_unknown_repeated_and_unavailable(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     project = _project(tmp_path)
     overlay = project / ".nexus" / "models.json"
     overlay.parent.mkdir()
-    overlay.write_text(json.dumps({"models": {
-        "opencode-custom-acme-haiku": {"fallback": ["no-such-model", "opencode-custom-opus", "opencode-custom-acme-haiku"]},
-    }}))
+    overlay.write_text(
+        json.dumps(
+            {
+                "models": {
+                    "opencode-custom-acme-haiku": {
+                        "fallback": ["no-such-model", "opencode-custom-opus", "opencode-custom-acme-haiku"]
+                    },
+                }
+            }
+        )
+    )
     snapshot = build_snapshot(project, hermetic_env)
     chain = [m.id for m in fallback_chain(snapshot, "opencode-custom-acme-haiku")]
     # opus, then opus's own fallbacks; the default is skipped (no default model), the cycle is cut.

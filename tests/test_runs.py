@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from nexus_core.events import AttemptFinished, AttemptStarted, FailureClass, Outcome
-from nexus_core.registry import BUILTIN_MODELS, ModelProfile
-from nexus_core.runs import CURABLE_BY_FALLBACK, DelegationSpec, chain_of, curable_by_fallback, delegate
+from nexus_core.opencode.events import AttemptFinished, AttemptStarted, FailureClass, Outcome
+from nexus_core.routing.chain import CURABLE_BY_FALLBACK, DelegationSpec, chain_of, curable_by_fallback, delegate
+from nexus_core.routing.registry import BUILTIN_MODELS, ModelProfile
 
 DEFAULT = next(m for m in BUILTIN_MODELS if m.id == "opencode-default")
 
 
 @pytest.mark.parametrize("failure", list(FailureClass))
 def test_the_fallback_rule(failure: FailureClass) -> None:
-    curable = {FailureClass.MODEL_NOT_FOUND, FailureClass.CONNECTION, FailureClass.GATEWAY_ERROR,
-               FailureClass.STALLED, FailureClass.RATE_LIMITED, FailureClass.CUT_STREAM}
+    curable = {
+        FailureClass.MODEL_NOT_FOUND,
+        FailureClass.CONNECTION,
+        FailureClass.GATEWAY_ERROR,
+        FailureClass.STALLED,
+        FailureClass.RATE_LIMITED,
+        FailureClass.CUT_STREAM,
+    }
     assert curable_by_fallback(Outcome(failure=failure, message="m")) is (failure in curable)
-    assert CURABLE_BY_FALLBACK == curable
+    assert curable == CURABLE_BY_FALLBACK
     assert not curable_by_fallback(Outcome(message="finished"))
 
 

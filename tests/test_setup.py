@@ -10,12 +10,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from nexus_core import jsonc
-from nexus_core.errors import NexusError
-from nexus_core.opencode_config import ConfigError
-from nexus_core.setup import apply_entry, desired_entry, resolve_target, server_command
 from tests.conftest import opencode_path, run_cli
+
+from nexus_core.config import jsonc
+from nexus_core.config.loader import ConfigError
+from nexus_core.config.setup import apply_entry, desired_entry, resolve_target, server_command
+from nexus_core.errors import NexusError
 
 ENTRY = desired_entry(["/opt/nexus/bin/nexus-agents", "--mode=server"])
 
@@ -139,13 +139,18 @@ def test_target_prefers_jsonc_and_honours_opencode_config(tmp_path: Path) -> Non
     assert resolve_target(None, None, tmp_path, {"OPENCODE_CONFIG": str(custom)}) == (custom, "env")
     assert resolve_target("project", None, tmp_path, {"OPENCODE_CONFIG": str(custom)})[0] == tmp_path / "opencode.jsonc"
     xdg = tmp_path / "xdg"
-    assert resolve_target("global", None, tmp_path, {"XDG_CONFIG_HOME": str(xdg)}) == (xdg / "opencode" / "opencode.json", "global")
+    assert resolve_target("global", None, tmp_path, {"XDG_CONFIG_HOME": str(xdg)}) == (
+        xdg / "opencode" / "opencode.json",
+        "global",
+    )
 
 
 # ---------------------------------------------------------------- the command, as a user runs it
 
 
-def test_cli_project_writes_backup_keeps_mode_and_second_run_writes_nothing(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_cli_project_writes_backup_keeps_mode_and_second_run_writes_nothing(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     project = tmp_path / "project"
     project.mkdir()
     config = project / "opencode.jsonc"
@@ -153,7 +158,7 @@ def test_cli_project_writes_backup_keeps_mode_and_second_run_writes_nothing(tmp_
     config.chmod(0o600)
     first = run_cli(["setup", "--project"], hermetic_env, project)
     assert first.returncode == 0, first.stderr
-    assert "+  \"mcp\": {" in first.stdout and "Added mcp.nexus-agents" in first.stdout
+    assert '+  "mcp": {' in first.stdout and "Added mcp.nexus-agents" in first.stdout
     text = config.read_text()
     only_insertions(USER_JSONC, text)
     assert jsonc.loads(text)["mcp"]["nexus-agents"]["command"][0] == server_command()[0]
@@ -197,13 +202,17 @@ def test_cli_opencode_config_env_is_the_default_target(tmp_path: Path, hermetic_
     assert not (tmp_path / "opencode.json").exists()
 
 
-def test_cli_broken_file_is_one_line_with_position_and_nothing_written(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_cli_broken_file_is_one_line_with_position_and_nothing_written(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     config = tmp_path / "opencode.json"
     config.write_text('{\n  "model": "custom/x"\n  "provider": {}\n}\n')
     before = config.read_bytes()
     result = run_cli(["setup", "--project"], hermetic_env, tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"nexus-agents: {config}:3:3: Expecting ',' delimiter. Fix the file and save it again."
+    assert (
+        result.stderr.strip() == f"nexus-agents: {config}:3:3: Expecting ',' delimiter. Fix the file and save it again."
+    )
     assert result.stdout == ""
     assert config.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "opencode.json"]
@@ -213,7 +222,8 @@ def test_cli_force_replaces_and_redacts_secrets_in_the_diff(tmp_path: Path, herm
     config = tmp_path / "opencode.json"
     secret = "literal-gateway-key-1234567"
     config.write_text(
-        '{\n  "provider": {"custom": {"options": {"apiKey": "%s"}}},\n  "mcp": {\n    "nexus-agents": {"type": "local", "command": ["old"]}\n  }\n}\n' % secret
+        '{\n  "provider": {"custom": {"options": {"apiKey": "%s"}}},\n  "mcp": {\n    "nexus-agents": {"type": "local", "command": ["old"]}\n  }\n}\n'
+        % secret
     )
     refused = run_cli(["setup"], hermetic_env, tmp_path)
     assert refused.returncode == 2 and "--force" in refused.stderr
@@ -236,14 +246,18 @@ def test_refusal_names_what_the_entry_runs_but_never_its_headers(tmp_path: Path,
 
 
 @pytest.mark.opencode
-def test_forced_replacement_of_a_remote_entry_is_a_config_opencode_accepts(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_forced_replacement_of_a_remote_entry_is_a_config_opencode_accepts(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     config = tmp_path / "opencode.json"
     config.write_text(REMOTE_ENTRY % "zz-header-value-98765")
     replaced = run_cli(["setup", "--project", "--force"], hermetic_env, tmp_path)
     assert replaced.returncode == 0, replaced.stderr
     entry = jsonc.loads(config.read_text())["mcp"]["nexus-agents"]
     assert set(entry) == {"type", "command", "enabled", "timeout"} and entry["timeout"] == 9000
-    result = subprocess.run([opencode_path(), "debug", "config"], cwd=tmp_path, env=hermetic_env, capture_output=True, text=True, timeout=90)
+    result = subprocess.run(
+        [opencode_path(), "debug", "config"], cwd=tmp_path, env=hermetic_env, capture_output=True, text=True, timeout=90
+    )
     assert result.returncode == 0, result.stderr[-1500:]
     assert json.loads(result.stdout)["mcp"]["nexus-agents"]["type"] == "local"
 
@@ -265,11 +279,18 @@ def test_the_example_config_declares_the_gateway_and_the_mcp_entry(hermetic_env:
     example = jsonc.loads((ROOT / "opencode.json").read_text())
     custom = example["provider"]["custom"]
     assert custom["options"] == {"baseURL": "{env:CUSTOM_API_BASE_URL}", "apiKey": "{env:CUSTOM_API_KEY}"}
-    assert example["mcp"]["nexus-agents"] == {"type": "local", "command": ["nexus-agents", "--mode=server"], "enabled": True}
+    assert example["mcp"]["nexus-agents"] == {
+        "type": "local",
+        "command": ["nexus-agents", "--mode=server"],
+        "enabled": True,
+    }
 
 
 def test_cli_config_in_a_missing_directory_is_refused(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     result = run_cli(["setup", "--config", str(tmp_path / "typo" / "opencode.json")], hermetic_env, tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"nexus-agents: the directory of {tmp_path / 'typo' / 'opencode.json'} does not exist. Create it first, or name another file with --config."
+    assert (
+        result.stderr.strip()
+        == f"nexus-agents: the directory of {tmp_path / 'typo' / 'opencode.json'} does not exist. Create it first, or name another file with --config."
+    )
     assert not (tmp_path / "typo").exists()

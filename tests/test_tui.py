@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Input, Log
 
 from nexus_tui.app import NexusApp
 from nexus_tui.screens import ConfirmQuitScreen, HelpScreen
+from nexus_tui.widgets.editor import TaskEditor
 from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.registry import RegistryPanel
 from nexus_tui.widgets.runs import RunView
@@ -25,14 +26,20 @@ def make_app(tmp_path: Path, env: dict[str, str], **kwargs) -> RecordingApp:
     return RecordingApp(project, env=env, **options)
 
 
-async def test_task_input_has_focus_and_the_breakdown_follows_typing(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+async def test_task_input_has_focus_and_the_breakdown_follows_typing(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     app = make_app(tmp_path, hermetic_env, debounce=0.5)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        assert app.focused is app.query_one("#task-input", Input)
+        assert app.focused is app.query_one("#task-input", TaskEditor)
         await pilot.press(*"refactor the parser module")
         panel = app.query_one(TaskPanel)
-        await until(pilot, lambda: panel.breakdown is not None and panel.breakdown.task == "refactor the parser module", what="the breakdown")
+        await until(
+            pilot,
+            lambda: panel.breakdown is not None and panel.breakdown.task == "refactor the parser module",
+            what="the breakdown",
+        )
         wanted = app.seen(TaskPanel.ScoreWanted)
         # Debounced: far fewer scorings than key presses, the last one for the whole text.
         assert wanted and len(wanted) < len("refactor the parser module")
@@ -44,7 +51,7 @@ async def test_task_input_has_focus_and_the_breakdown_follows_typing(tmp_path: P
                 assert sum(value for _, value in ranked.terms) == ranked.total
                 assert {"reasoning", "code", "speed", "cost", "context"} <= {name for name, _ in ranked.terms}
         table = app.query_one("#breakdown", DataTable)
-        assert [str(row.key.value) for row in table.ordered_rows][0] == breakdown.chosen
+        assert next(str(row.key.value) for row in table.ordered_rows) == breakdown.chosen
         assert {"term:reasoning", "term:code", "total"} <= {str(key.value) for key in table.columns}
         chosen_line = str(app.query_one("#task-chosen").render())
         assert breakdown.chosen in chosen_line and "fallback" in chosen_line
@@ -62,7 +69,7 @@ async def test_a_model_is_picked_from_the_keyboard(tmp_path: Path, hermetic_env:
         await pilot.press("down", "enter")
         assert panel.picked_model == second
         assert [m.model_id for m in app.seen(TaskPanel.ModelPicked)] == [second]
-        assert app.focused is app.query_one("#task-input", Input)
+        assert app.focused is app.query_one("#task-input", TaskEditor)
         assert panel.request("write tests").model_id == second
         await pilot.press("escape")
         assert panel.picked_model is None
@@ -80,8 +87,10 @@ async def test_run_options_reach_the_request(tmp_path: Path, hermetic_env: dict[
         assert (request.variant, request.thinking, request.workdir) == ("high", True, tmp_path)
 
 
-async def test_enter_with_no_usable_model_says_why_and_starts_nothing(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    env = hermetic_env | {"PATH": str(tmp_path / "empty-bin")}
+async def test_enter_with_no_usable_model_says_why_and_starts_nothing(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
+    env = hermetic_env | {"PATH": str(tmp_path / "empty-bin"), "NEXUS_OPENCODE": str(tmp_path / "no-opencode")}
     app = make_app(tmp_path, env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -93,7 +102,7 @@ async def test_enter_with_no_usable_model_says_why_and_starts_nothing(tmp_path: 
         assert errors and "opencode" in errors[-1].message.lower()
         assert "Traceback" not in errors[-1].message
         availability = app.query_one(RegistryPanel).table.get_cell("opencode-custom-opus", "availability")
-        assert "PATH" in str(availability)
+        assert "not found" in str(availability)
 
 
 async def test_registry_filters_and_sorts(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
@@ -115,7 +124,9 @@ async def test_registry_filters_and_sorts(tmp_path: Path, hermetic_env: dict[str
         assert len(registry.shown_ids) == 3
 
 
-async def test_reload_updates_rows_in_place_and_a_broken_edit_keeps_the_last_good_state(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+async def test_reload_updates_rows_in_place_and_a_broken_edit_keeps_the_last_good_state(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     app = make_app(tmp_path, hermetic_env, watch_config=True)
     config_file = app.project_dir / "opencode.json"
     async with app.run_test(size=SIZE) as pilot:
@@ -129,6 +140,7 @@ async def test_reload_updates_rows_in_place_and_a_broken_edit_keeps_the_last_goo
         models["claude-sonnet-4-5"]["limit"]["context"] = 1_000_000
         models["acme-large"] = {"name": "Acme Large", "limit": {"context": 64000, "output": 8000}}
         config_file.write_text(json.dumps(project_config("http://127.0.0.1:9/v1", models), indent=2))
+
         def reloads() -> list:
             return [m.change for m in app.seen(NexusApp.ConfigReloaded)]
 
@@ -191,7 +203,11 @@ async def test_help_screen_and_palette_commands(tmp_path: Path, hermetic_env: di
         app.action_pick_model()
         await pilot.pause()
         await pilot.press(*"sonnet")
-        await until(pilot, lambda: app.screen.query(CommandList) and app.screen.query_one(CommandList).option_count == 1, what="the model list")
+        await until(
+            pilot,
+            lambda: app.screen.query(CommandList) and app.screen.query_one(CommandList).option_count == 1,
+            what="the model list",
+        )
         await pilot.press("enter")
         await until(pilot, lambda: app.query_one(TaskPanel).picked_model == "opencode-custom-sonnet", what="the pick")
 
@@ -199,7 +215,11 @@ async def test_help_screen_and_palette_commands(tmp_path: Path, hermetic_env: di
         app.action_open_config()
         await pilot.pause()
         await pilot.press(*"project/opencode.json")
-        await until(pilot, lambda: app.screen.query(CommandList) and app.screen.query_one(CommandList).option_count >= 1, what="the paths")
+        await until(
+            pilot,
+            lambda: app.screen.query(CommandList) and app.screen.query_one(CommandList).option_count >= 1,
+            what="the paths",
+        )
         await pilot.press("enter")
         config_file = str(app.project_dir / "opencode.json")
         await until(pilot, lambda: any(config_file in n.message for n in app._notifications), what="the path notice")
@@ -230,7 +250,9 @@ async def test_quit_without_runs_exits_at_once(tmp_path: Path, hermetic_env: dic
 
 
 @pytest.mark.parametrize("answer", ["n", "y"])
-async def test_quit_with_a_run_in_progress_asks_first(tmp_path: Path, hermetic_env: dict[str, str], answer: str) -> None:
+async def test_quit_with_a_run_in_progress_asks_first(
+    tmp_path: Path, hermetic_env: dict[str, str], answer: str
+) -> None:
     app = make_app(tmp_path, hermetic_env)
 
     class EndlessRun:

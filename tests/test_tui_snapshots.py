@@ -14,7 +14,7 @@ from pytest_textual_snapshot import SVGImageExtension
 from textual._doc import take_svg_screenshot
 from textual.pilot import Pilot
 
-from nexus_core.events import (
+from nexus_core.opencode.events import (
     AttemptFinished,
     AttemptStarted,
     FailureClass,
@@ -28,6 +28,7 @@ from nexus_core.events import (
     ToolUse,
 )
 from nexus_tui.app import NexusApp
+from nexus_tui.live import PermissionAsked, PermissionQuestion, TextDelta
 from nexus_tui.screens import ConfirmQuitScreen
 from nexus_tui.widgets.health import HealthCheck, HealthPanel, HealthReport
 from nexus_tui.widgets.runs import RunStatus
@@ -39,10 +40,19 @@ HEALTH = HealthReport(
     checks=(
         HealthCheck("opencode", "ok", "OpenCode 1.2.15 on PATH (supported >=1.2.15,<1.3)", duration_ms=120),
         HealthCheck("config", "ok", "1 file(s) parsed; custom (opencode.json)", duration_ms=4),
-        HealthCheck("provider.custom.api_key", "warn", "NOT SET, from {env:CUSTOM_API_KEY}", fix="export CUSTOM_API_KEY", duration_ms=0),
         HealthCheck(
-            "gateway.custom", "fail", "http://127.0.0.1:9/v1/models: connection refused",
-            fix="start the gateway or correct baseURL in opencode.json", duration_ms=3,
+            "provider.custom.api_key",
+            "warn",
+            "NOT SET, from {env:CUSTOM_API_KEY}",
+            fix="export CUSTOM_API_KEY",
+            duration_ms=0,
+        ),
+        HealthCheck(
+            "gateway.custom",
+            "fail",
+            "http://127.0.0.1:9/v1/models: connection refused",
+            fix="start the gateway or correct baseURL in opencode.json",
+            duration_ms=3,
         ),
     ),
     gateway_latency_ms=None,
@@ -63,8 +73,10 @@ def snap(snapshot: Any, tmp_path: Path, hermetic_env: dict[str, str]):
     snapshot = snapshot.use_extension(DashboardSVG)
     project = write_project(tmp_path)
 
-    def compare(run_before, app: NexusApp | None = None) -> bool:
-        app = app or NexusApp(project, env=hermetic_env, test_mode=True, watch_config=False, check_health=False, debounce=0.01)
+    def compare(run_before, app: NexusApp | None = None, size: tuple[int, int] = SIZE) -> bool:
+        app = app or NexusApp(
+            project, env=hermetic_env, test_mode=True, watch_config=False, check_health=False, debounce=0.01
+        )
 
         async def prepare(pilot: Pilot[Any]) -> None:
             await pilot.app.workers.wait_for_complete()
@@ -73,7 +85,7 @@ def snap(snapshot: Any, tmp_path: Path, hermetic_env: dict[str, str]):
             await pilot.app.workers.wait_for_complete()
             await pilot.pause()
 
-        return snapshot == take_svg_screenshot(app=app, terminal_size=SIZE, run_before=prepare)
+        return snapshot == take_svg_screenshot(app=app, terminal_size=size, run_before=prepare)
 
     return compare
 
@@ -106,11 +118,18 @@ def test_runs_with_a_fallback_and_new_lines(snap) -> None:
         app: NexusApp = pilot.app  # type: ignore[assignment]
         first = app.new_run_view("fix the failing test in tests/test_parser.py")
         await app.show_run_view(first, "opencode-custom-opus")
-        failed = Outcome(failure=FailureClass.CONNECTION, message="the gateway refused the connection", fix="check baseURL")
+        failed = Outcome(
+            failure=FailureClass.CONNECTION, message="the gateway refused the connection", fix="check baseURL"
+        )
         for event in (
             AttemptStarted(attempt=1, model_id="opencode-custom-opus", cli_model_name="custom/claude-opus-4-5"),
             AttemptFinished(attempt=1, cli_model_name="custom/claude-opus-4-5", outcome=failed),
-            FallbackTaken(attempt=1, from_model="opencode-custom-opus", to_model="opencode-custom-sonnet", reason=FailureClass.CONNECTION),
+            FallbackTaken(
+                attempt=1,
+                from_model="opencode-custom-opus",
+                to_model="opencode-custom-sonnet",
+                reason=FailureClass.CONNECTION,
+            ),
             AttemptStarted(attempt=2, model_id="opencode-custom-sonnet", cli_model_name="custom/claude-sonnet-4-5"),
             StepStart(attempt=2),
             ToolUse(attempt=2, tool="read", status="completed", title="tests/test_parser.py"),
@@ -125,7 +144,9 @@ def test_runs_with_a_fallback_and_new_lines(snap) -> None:
 
         second = app.new_run_view("summarise the changelog")
         await app.show_run_view(second, "opencode-custom-sonnet")
-        second.feed(AttemptStarted(attempt=1, model_id="opencode-custom-sonnet", cli_model_name="custom/claude-sonnet-4-5"))
+        second.feed(
+            AttemptStarted(attempt=1, model_id="opencode-custom-sonnet", cli_model_name="custom/claude-sonnet-4-5")
+        )
         for cpu in (5.0, 40.0, 80.0, 35.0, 60.0):
             second.feed(ProcessStats(cpu_percent=cpu, rss_bytes=96 * 1_048_576, pids=(1,)))
         second.write_lines(f"line {i}" for i in range(60))
@@ -163,3 +184,69 @@ def test_broken_config_at_start(snap, tmp_path: Path, hermetic_env: dict[str, st
         await pilot.pause()
 
     assert snap(run_before, app)
+
+
+async def a_finished_run(pilot: Pilot[Any]) -> None:
+    """One run with a tool call, some output and a reply, finished."""
+    app: NexusApp = pilot.app  # type: ignore[assignment]
+    view = app.new_run_view("fix the failing test in tests/test_parser.py")
+    await app.show_run_view(view)
+    view.feed(AttemptStarted(attempt=1, model_id="opencode-custom-sonnet", cli_model_name="custom/claude-sonnet-4-5"))
+    view.feed(ToolUse(attempt=1, tool="read", status="completed", title="tests/test_parser.py", output="def test_x():"))
+    view.write_lines(f"output line {i}" for i in range(30))
+    view.feed(
+        Text(attempt=1, text="The test expected a trailing newline; the parser now keeps it.\nAll 14 tests pass.")
+    )
+    view.feed(StepFinish(attempt=1, reason="stop", tokens=TokenUsage(input=2301, output=112)))
+    view.feed(AttemptFinished(attempt=1, cli_model_name="custom/claude-sonnet-4-5", outcome=Outcome(message="ok")))
+    view.finish(RunStatus.SUCCEEDED, "custom/claude-sonnet-4-5 answered")
+    await pilot.pause()
+
+
+def test_small_terminal_80x24_shows_the_reply(snap) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await a_finished_run(pilot)
+
+    assert snap(run_before, size=(80, 24))
+
+
+def test_100x30_with_a_streaming_run(snap) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app: NexusApp = pilot.app  # type: ignore[assignment]
+        await a_finished_run(pilot)
+        view = app.new_run_view("explain the parser")
+        await app.show_run_view(view)
+        view.feed(
+            AttemptStarted(attempt=1, model_id="opencode-custom-sonnet", cli_model_name="custom/claude-sonnet-4-5")
+        )
+        view.tool_call("call-1", "bash", "running", title="pytest -q tests/test_parser.py")
+        for piece in ("Here is a walk ", "through the parser, ", "step by step.\n\n## 1. What it does\nIt reads"):
+            app.post_message(TextDelta(view.run_id, piece))
+        await pilot.pause()
+
+    assert snap(run_before, size=(100, 30))
+
+
+def test_zoomed_run(snap) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await a_finished_run(pilot)
+        await pilot.press("f7")
+
+    assert snap(run_before)
+
+
+def test_permission_question(snap) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app: NexusApp = pilot.app  # type: ignore[assignment]
+        view = app.new_run_view("clean the build folder and rebuild")
+        await app.show_run_view(view)
+        view.feed(
+            AttemptStarted(attempt=1, model_id="opencode-custom-sonnet", cli_model_name="custom/claude-sonnet-4-5")
+        )
+        for detail in ("rm -rf build/ && make all", "git push --force"):
+            question = PermissionQuestion(run_id=view.run_id, tool="bash", detail=detail, answer=lambda reply: None)
+            app.post_message(PermissionAsked(question))
+        await pilot.pause()
+        await pilot.pause()
+
+    assert snap(run_before, size=(100, 30))

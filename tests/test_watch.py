@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import opencode_path
-from nexus_core.watch import ConfigWatcher, SnapshotUpdate
+from nexus_core.config.watch import ConfigWatcher, SnapshotUpdate
 
 WAIT_S = 10
 
@@ -85,7 +85,9 @@ async def test_an_edit_and_a_rename_over_add_models(project: Path, hermetic_env:
 
         _rename_over(project / "opencode.json", _config("alpha", "beta", "gamma", base_url="http://127.0.0.1:8/v1"))
         update = await _next(updates, lambda u: bool(u.diff.gateways))
-        assert [(g.provider, g.before, g.after) for g in update.diff.gateways] == [("custom", "http://127.0.0.1:9/v1", "http://127.0.0.1:8/v1")]
+        assert [(g.provider, g.before, g.after) for g in update.diff.gateways] == [
+            ("custom", "http://127.0.0.1:9/v1", "http://127.0.0.1:8/v1")
+        ]
 
 
 async def test_delete_and_recreate(project: Path, hermetic_env: dict[str, str]) -> None:
@@ -99,7 +101,9 @@ async def test_delete_and_recreate(project: Path, hermetic_env: dict[str, str]) 
         assert set(update.diff.added) == {"opencode-custom-alpha", "opencode-custom-delta"}
 
 
-async def test_a_symlinked_config_follows_edits_of_its_target(project: Path, tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+async def test_a_symlinked_config_follows_edits_of_its_target(
+    project: Path, tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     dotfiles = tmp_path / "dotfiles"
     dotfiles.mkdir()
     target = dotfiles / "opencode.json"
@@ -117,7 +121,9 @@ async def test_a_symlinked_config_follows_edits_of_its_target(project: Path, tmp
         assert update.diff.removed == ("opencode-custom-linked",)
 
 
-async def test_a_broken_edit_keeps_the_last_good_snapshot_and_a_fix_recovers(project: Path, hermetic_env: dict[str, str]) -> None:
+async def test_a_broken_edit_keeps_the_last_good_snapshot_and_a_fix_recovers(
+    project: Path, hermetic_env: dict[str, str]
+) -> None:
     path = project / "opencode.json"
     async with ConfigWatcher(project, hermetic_env) as watcher:
         good = watcher.snapshot
@@ -158,8 +164,13 @@ async def test_the_real_opencode_adding_schema_is_survived(project: Path, hermet
         watcher.subscribe(published.append)
         reloads = watcher.reloads
         proc = await asyncio.create_subprocess_exec(
-            opencode_path(), "debug", "config", cwd=project, env=hermetic_env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            opencode_path(),
+            "debug",
+            "config",
+            cwd=project,
+            env=hermetic_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         async with asyncio.timeout(60):
             await proc.wait()
@@ -204,7 +215,7 @@ async def test_cooldowns_and_gateway_lists_survive_a_reload(project: Path, herme
         _write(project / "opencode.json", _config("alpha", "beta"))
         update = await _next(updates, lambda u: bool(u.diff.added))
         assert update.snapshot.cooling_for("opencode-custom-alpha") > 500
-        assert "does not list 'beta'" in update.snapshot.unavailable_reason("opencode-custom-beta")
+        assert "the gateway does not serve beta" in update.snapshot.unavailable_reason("opencode-custom-beta")
 
 
 async def test_stop_ends_iterators_and_leaves_no_thread_or_task(project: Path, hermetic_env: dict[str, str]) -> None:

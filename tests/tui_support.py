@@ -19,7 +19,9 @@ SIZE = (140, 45)
 CLOSED_GATEWAY = "http://127.0.0.1:9/v1"
 
 
-def write_project(root: Path, base_url: str = CLOSED_GATEWAY, models: dict[str, Any] | None = None, default: str | None = None) -> Path:
+def write_project(
+    root: Path, base_url: str = CLOSED_GATEWAY, models: dict[str, Any] | None = None, default: str | None = None
+) -> Path:
     """A project directory whose opencode.json declares the custom provider at ``base_url``."""
     project = root / "project"
     project.mkdir(parents=True, exist_ok=True)
@@ -49,21 +51,30 @@ def project_config(base_url: str, models: dict[str, Any] | None = None, default:
 
 
 class RecordingApp(NexusApp):
-    """The dashboard, keeping every message that reaches the app (bubbled from widgets or its own)."""
+    """The dashboard, keeping every message posted anywhere in it (through ``run_test``'s ``message_hook``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.messages: list[Message] = []
+        self._seen_ids: set[int] = set()
 
-    async def _on_message(self, message: Message) -> None:
-        self.messages.append(message)
-        await super()._on_message(message)
+    def record(self, message: Message) -> None:
+        # A bubbling message reaches the hook once per node it passes: keep it once.
+        if id(message) not in self._seen_ids:
+            self._seen_ids.add(id(message))
+            self.messages.append(message)
+
+    def run_test(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        kwargs.setdefault("message_hook", self.record)
+        return super().run_test(*args, **kwargs)
 
     def seen(self, kind: type[Message]) -> list[Any]:
         return [m for m in self.messages if isinstance(m, kind)]
 
 
-async def until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+async def until(
+    pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"
+) -> None:
     """Poll ``condition`` between pilot pauses until it holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -1,0 +1,289 @@
+"""``nexus-agents orchestrate`` on the serve transport, as a user runs it, on both OpenCode releases.
+
+Real subprocesses of the installed ``nexus-agents``, the real OpenCode binary (``NEXUS_OPENCODE``)
+and the reference gateway (slow-chunk mode where the timing matters).
+"""
+# ruff: noqa: F811 - opencode_binary is a fixture imported from opencode_versions
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from nexus_core.gateway import write_opencode_config
+from nexus_core.gateway.slow import SlowChunkGateway
+from opencode_versions import opencode_binary  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.opencode
+
+KEY = "sk-nexus-test-0123456789abcdef"
+MODEL = "custom/claude-sonnet-4-5"
+WORDS = [f"word{i}" for i in range(60)]  # 20 streamed pieces of three words
+
+
+def _project(tmp_path: Path, gateway: SlowChunkGateway, permission: dict[str, str] | None = None) -> Path:
+    work = tmp_path / "work"
+    work.mkdir()
+    path = write_opencode_config(work, gateway.base_url, api_key_env="CUSTOM_API_KEY")
+    config = json.loads(path.read_text())
+    config["small_model"] = MODEL  # the title request stays on the gateway
+    if permission:
+        config["permission"] = permission
+    path.write_text(json.dumps(config))
+    return work
+
+
+@pytest.fixture
+def env(hermetic_env: dict[str, str], opencode_binary: str) -> dict[str, str]:
+    return {
+        **hermetic_env,
+        "CUSTOM_API_KEY": KEY,
+        "NEXUS_OPENCODE": opencode_binary,
+        "NEXUS_TEST_RUN": uuid.uuid4().hex,
+    }
+
+
+def _exe(env: dict[str, str]) -> str:
+    exe = shutil.which("nexus-agents", path=env.get("PATH"))
+    assert exe, "nexus-agents is not installed in the test environment"
+    return exe
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_exe(env), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def _result(done: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert lines and lines[-1]["kind"] == "result", done.stdout[-2000:] + done.stderr[-2000:]
+    return lines[-1]
+
+
+def _running(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("NEXUS_TEST_RUN") == marker and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _left_behind(marker: str) -> list[int]:
+    return [proc.pid for proc in _running(marker)]
+
+
+def test_text_streams_before_the_answer_ends(tmp_path: Path, env: dict[str, str]) -> None:
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.25) as gateway:
+        gateway.script("count words", " ".join(WORDS))
+        work = _project(tmp_path, gateway)
+        proc = subprocess.Popen(
+            [_exe(env), "orchestrate", "--model", MODEL, "--dir", str(work), "please count words"],
+            env=env,
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        chunks: list[tuple[float, bytes]] = []
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                if not selector.select(timeout=1.0):
+                    continue
+                data = os.read(proc.stdout.fileno(), 65536)
+                if not data:
+                    break
+                chunks.append((time.monotonic(), data))
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+        output = b"".join(c for _, c in chunks).decode()
+        assert " ".join(WORDS) in output
+        first_visible = next(t for t, c in chunks if c.strip())
+        last_sent = max(gateway.sent_at)
+        first_text = chunks[0][1].decode()
+        assert WORDS[-1] not in first_text, "the whole answer came at once"
+        assert last_sent - first_visible > 2.0, f"text showed only {last_sent - first_visible:.2f} s before the end"
+        # Within a second of the gateway sending it: the chunk sent just before the text showed up.
+        sent_before = [t for t in gateway.sent_at if t <= first_visible]
+        assert sent_before and first_visible - max(sent_before) < 1.0
+        # Piece by piece: a cold 1.18.33 on a loaded machine may still hold its first deltas back for a
+        # second or so (see ManagedServer._warm_up), never half the answer.
+        biggest = max(len(c.split()) for _, c in chunks)
+        assert biggest <= len(WORDS) // 2, f"{biggest} words arrived at once"
+    assert not _left_behind(env["NEXUS_TEST_RUN"])
+
+
+def test_continue_reaches_the_gateway_as_one_conversation(tmp_path: Path, env: dict[str, str]) -> None:
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
+        gateway.script("first question", "the first answer")
+        gateway.script("second question", "the second answer")
+        work = _project(tmp_path, gateway)
+        first = _result(
+            _cli(["orchestrate", "--json", "--model", MODEL, "--dir", str(work), "first question"], env, work)
+        )
+        assert first["ok"], first
+        session = first["session_id"]
+        assert isinstance(session, str) and session.startswith("ses")
+        follow = _cli(
+            ["orchestrate", "--json", "--continue", session, "--dir", str(work), "second question"], env, work
+        )
+        second = _result(follow)
+        assert second["ok"], second
+        assert second["session_id"] == session
+        assert second["cli_model_name"] == MODEL  # the session's model, no --model given
+        events = [json.loads(line) for line in follow.stdout.splitlines()]
+        assert any(e["kind"] == "text_delta" for e in events)
+        chats = [r for r in gateway.requests if r.kind == "chat" and "second question" in json.dumps(r.messages)]
+        users = [json.dumps(m) for m in chats[-1].messages if m.get("role") == "user"]
+        assert any("first question" in u for u in users), "the follow-up did not carry the earlier turn"
+        assert any("the first answer" in json.dumps(m) for m in chats[-1].messages if m.get("role") == "assistant")
+        unknown = _cli(["orchestrate", "--continue", "ses_nope", "--dir", str(work), "x"], env, work)
+        assert unknown.returncode == 2 and "ses_nope" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert not _left_behind(env["NEXUS_TEST_RUN"])
+
+
+@pytest.mark.parametrize("approve", [[], ["--approve", "bash"]], ids=["unanswered", "approved"])
+def test_a_permission_question_is_reported_or_approved(tmp_path: Path, env: dict[str, str], approve: list[str]) -> None:
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
+        gateway.script(
+            "run it",
+            tool_calls=[("bash", {"command": "echo hi-from-bash", "description": "say hi"})],
+            then="done running",
+        )
+        work = _project(tmp_path, gateway, permission={"bash": "ask"})
+        done = _cli(
+            ["orchestrate", "--json", *approve, "--model", MODEL, "--dir", str(work), "please run it"], env, work
+        )
+        result = _result(done)
+        events = [json.loads(line) for line in done.stdout.splitlines()]
+        assert any(e["kind"] == "permission_asked" and e["permission"] == "bash" for e in events)
+        if approve:
+            assert done.returncode == 0 and result["ok"], result
+            tools = [e for e in events if e["kind"] == "tool_state" and e["status"] == "completed"]
+            assert tools and "hi-from-bash" in (tools[0]["output"] or "")
+        else:
+            assert done.returncode == 1
+            outcome = result["outcome"]
+            assert outcome["failure"] == "permission", outcome
+            assert "bash" in outcome["message"] and "echo hi-from-bash" in outcome["message"]
+            assert "--approve bash" in outcome["fix"]
+            assert len(result["attempts"]) == 1  # not curable by another model
+            readable = _cli(["orchestrate", "--model", MODEL, "--dir", str(work), "please run it"], env, work)
+            assert "failed (permission)" in readable.stderr and "--approve bash" in readable.stderr
+            assert "cut" not in readable.stderr
+    assert not _left_behind(env["NEXUS_TEST_RUN"])
+
+
+def test_attach_runs_on_the_users_server_and_leaves_it_running(
+    tmp_path: Path, env: dict[str, str], opencode_binary: str
+) -> None:
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
+        gateway.script("attached question", "an attached answer")
+        work = _project(tmp_path, gateway)
+        password = "pw-" + uuid.uuid4().hex
+        server = subprocess.Popen(
+            [opencode_binary, "serve", "--hostname", "127.0.0.1", "--port", "0"],
+            env={**env, "OPENCODE_SERVER_PASSWORD": password},
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert server.stdout is not None
+            url = None
+            deadline = time.monotonic() + 60
+            while url is None and time.monotonic() < deadline:
+                line = server.stdout.readline()
+                if not line:
+                    break
+                match = re.search(r"listening on (http://\S+)", line)
+                url = match.group(1) if match else None
+            assert url, "opencode serve did not start"
+            attach = ["--attach", url, "--password-env", "USER_SERVER_PASSWORD"]
+            args = ["orchestrate", "--json", *attach, "--model", MODEL, "--dir", str(work), "attached question"]
+            done = _cli(args, {**env, "USER_SERVER_PASSWORD": password}, work)
+            result = _result(done)
+            assert result["ok"] and "an attached answer" in str(result["text"]), result
+            assert password not in done.stdout + done.stderr
+            assert server.poll() is None, "the attached server was ended"
+            sessions = httpx.get(f"{url}/session", auth=("opencode", password), timeout=10)
+            assert sessions.status_code == 200
+            assert result["session_id"] in {s["id"] for s in sessions.json()}
+            wrong = _cli(args[:1] + args[2:], {**env, "USER_SERVER_PASSWORD": "wrong"}, work)
+            assert wrong.returncode == 1 and "password" in wrong.stderr
+            assert server.poll() is None
+        finally:
+            os.killpg(server.pid, 9)
+            server.wait(10)
+
+
+def test_the_run_transport_still_works(tmp_path: Path, env: dict[str, str]) -> None:
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
+        gateway.script("run transport", "answered by opencode run")
+        work = _project(tmp_path, gateway)
+        done = _cli(
+            ["orchestrate", "--json", "--transport", "run", "--model", MODEL, "--dir", str(work), "run transport"],
+            env,
+            work,
+        )
+        result = _result(done)
+        assert result["ok"] and "answered by opencode run" in str(result["text"]), result
+        events = [json.loads(line) for line in done.stdout.splitlines()]
+        started = [e for e in events if e["kind"] == "attempt_started"]
+        assert started and started[0]["argv"][1] == "run"
+        assert not any(e["kind"] == "text_delta" for e in events)
+        refused = _cli(["orchestrate", "--transport", "run", "--approve", "bash", "--model", MODEL, "x"], env, work)
+        assert refused.returncode == 2 and "--approve needs the serve transport" in refused.stderr
+    assert not _left_behind(env["NEXUS_TEST_RUN"])
+
+
+def test_variant_and_thinking_reach_the_session(tmp_path: Path, env: dict[str, str]) -> None:
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
+        gateway.script("think hard", "a considered answer", reasoning="first I weigh it")
+        work = _project(tmp_path, gateway)
+        args = ["orchestrate", "--variant", "high", "--thinking", "--model", MODEL, "--dir", str(work), "think hard"]
+        done = _cli(args, env, work)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "a considered answer" in done.stdout
+        assert "thinking: first I weigh it" in done.stderr
+
+
+def test_kill_9_of_orchestrate_leaves_no_server(tmp_path: Path, env: dict[str, str]) -> None:
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=1.0) as gateway:
+        gateway.script("count words", " ".join(WORDS))
+        work = _project(tmp_path, gateway)
+        proc = subprocess.Popen(
+            [_exe(env), "orchestrate", "--model", MODEL, "--dir", str(work), "please count words"],
+            env=env,
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.read1(4096).strip(), "no text before the kill"  # the session is mid-answer
+            servers = [p for p in _running(env["NEXUS_TEST_RUN"]) if "serve" in " ".join(p.cmdline())]
+            assert servers, "no opencode serve was running"
+            proc.kill()
+            proc.wait(10)
+            _gone, alive = psutil.wait_procs(servers, timeout=10)
+            assert not alive, f"left running: {[p.pid for p in alive]}"
+        finally:
+            proc.kill()
+            proc.wait(10)
