@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import Measure, emit, to_json
@@ -33,7 +33,9 @@ def bench_env() -> dict[str, str]:
     env = dict(os.environ)
     local = HERE.parent / ".tools" / "opencode" / "node_modules" / ".bin"
     venv_bin = Path(sys.executable).parent
-    env["PATH"] = os.pathsep.join(p for p in (str(local) if local.is_dir() else "", str(venv_bin), env.get("PATH", "")) if p)
+    env["PATH"] = os.pathsep.join(
+        p for p in (str(local) if local.is_dir() else "", str(venv_bin), env.get("PATH", "")) if p
+    )
     return env
 
 
@@ -43,13 +45,28 @@ def run_module(name: str) -> list[Measure]:
         try:
             result = subprocess.run(
                 [sys.executable, "-m", "bench._one", name, str(out)],
-                cwd=HERE.parent, env=bench_env(), timeout=PER_MODULE_TIMEOUT, capture_output=True, text=True,
+                cwd=HERE.parent,
+                env=bench_env(),
+                timeout=PER_MODULE_TIMEOUT,
+                capture_output=True,
+                text=True,
             )
         except subprocess.TimeoutExpired:
-            return [Measure(name=name, value=float("nan"), unit="", goal="completes", holds=False, note=f"timed out after {PER_MODULE_TIMEOUT} s")]
+            return [
+                Measure(
+                    name=name,
+                    value=float("nan"),
+                    unit="",
+                    goal="completes",
+                    holds=False,
+                    note=f"timed out after {PER_MODULE_TIMEOUT} s",
+                )
+            ]
         if result.returncode != 0 or not out.exists():
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            return [Measure(name=name, value=float("nan"), unit="", goal="completes", holds=False, note=f"failed: {last}")]
+            return [
+                Measure(name=name, value=float("nan"), unit="", goal="completes", holds=False, note=f"failed: {last}")
+            ]
         return [Measure(**{**m, "samples": tuple(m["samples"])}) for m in json.loads(out.read_text())]
 
 
@@ -68,7 +85,7 @@ def main() -> int:
         everything += measures
     elapsed = time.perf_counter() - started
     meta = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "seconds": round(elapsed, 1),

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from bench.common import Measure, emit, median, percentile
-from bench.tui_bench import SIZE, _CONFIG, _project
+from bench.tui_bench import _CONFIG, SIZE, _project
 
 EVENTS = 100
 EVENT_INTERVAL_S = 0.02
@@ -60,7 +60,7 @@ async def _event_to_log(project: Path, env: dict[str, str]) -> list[float]:
     latencies: dict[str, float] = {}
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
-        run_id = await app.start_run(RunRequest(task="bench: stream events"))
+        run_id = app.start_run(RunRequest(task="bench: stream events"))
         if run_id is None:
             raise RuntimeError("the dashboard did not start the run")
         handle = app.runs[run_id]
@@ -126,10 +126,24 @@ def measure() -> list[Measure]:
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     return [
         Measure("event line on stdout -> in the task log (p50)", p50, "ms", "report", True, samples=tuple(latencies)),
-        Measure("event line on stdout -> in the task log (p95)", p95, "ms", "<= 50 ms", p95 <= 50, samples=tuple(latencies),
-                note=f"{len(latencies)} lines, one every {EVENT_INTERVAL_S * 1000:.0f} ms; the log is written in batches at 30 Hz"),
-        Measure("config saved -> registry table updated", median(saves), "ms", "<= 300 ms", median(saves) <= 300, samples=tuple(saves),
-                note=f"{len(saves)} atomic saves, each adding a model"),
+        Measure(
+            "event line on stdout -> in the task log (p95)",
+            p95,
+            "ms",
+            "<= 50 ms",
+            p95 <= 50,
+            samples=tuple(latencies),
+            note=f"{len(latencies)} lines, one every {EVENT_INTERVAL_S * 1000:.0f} ms; the log is written in batches at 30 Hz",
+        ),
+        Measure(
+            "config saved -> registry table updated",
+            median(saves),
+            "ms",
+            "<= 300 ms",
+            median(saves) <= 300,
+            samples=tuple(saves),
+            note=f"{len(saves)} atomic saves, each adding a model",
+        ),
     ]
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import Measure, emit, median
-from nexus_core.doctor import run_doctor
+from nexus_core.doctor.checks import run_doctor
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
 
 GOAL_S = 3.5
@@ -39,8 +39,12 @@ def _env(home: Path) -> dict[str, str]:
     if pinned.is_dir():
         env["PATH"] = f"{pinned}{os.pathsep}{env.get('PATH', '')}"
     env.update(
-        HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local" / "share"),
-        OPENCODE_DISABLE_MODELS_FETCH="1", OPENCODE_DISABLE_AUTOUPDATE="1", CUSTOM_API_KEY="sk-bench-not-a-real-key",
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+        OPENCODE_DISABLE_AUTOUPDATE="1",
+        CUSTOM_API_KEY="sk-bench-not-a-real-key",
     )
     return env
 
@@ -94,7 +98,10 @@ def _cli_seconds(base_url: str) -> float:
         began = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "nexus_core", "--dir", str(project), "doctor", "--json"],
-            env=_env(Path(tmp) / "home"), capture_output=True, timeout=30, check=False,
+            env=_env(Path(tmp) / "home"),
+            capture_output=True,
+            timeout=30,
+            check=False,
         )
         return time.perf_counter() - began
 
@@ -103,9 +110,13 @@ async def _measure() -> list[Measure]:
     samples: dict[str, list[float]] = {"refused gateway": [], "blackholed gateway": [], "silent gateway": []}
     for _ in range(RUNS):
         with _refused_port() as port:
-            samples["refused gateway"].append(await _verdict_seconds(f"http://127.0.0.1:{port}/v1", "connection_refused"))
+            samples["refused gateway"].append(
+                await _verdict_seconds(f"http://127.0.0.1:{port}/v1", "connection_refused")
+            )
         with _blackholed_port() as port:
-            samples["blackholed gateway"].append(await _verdict_seconds(f"http://127.0.0.1:{port}/v1", "connect_timeout"))
+            samples["blackholed gateway"].append(
+                await _verdict_seconds(f"http://127.0.0.1:{port}/v1", "connect_timeout")
+            )
         async with ReferenceGateway(faults=["silent"]) as gw:
             samples["silent gateway"].append(await _verdict_seconds(gw.base_url, "timeout"))
     silent = ReferenceGateway(faults=["silent"]).start_in_thread()
@@ -115,8 +126,12 @@ async def _measure() -> list[Measure]:
         silent.stop()
     return [
         Measure(
-            name=f"doctor verdict, {kind}", value=max(runs), unit="s", goal=f"<= {GOAL_S} s",
-            holds=max(runs) <= GOAL_S, samples=tuple(round(r, 3) for r in runs),
+            name=f"doctor verdict, {kind}",
+            value=max(runs),
+            unit="s",
+            goal=f"<= {GOAL_S} s",
+            holds=max(runs) <= GOAL_S,
+            samples=tuple(round(r, 3) for r in runs),
             note=f"worst of {len(runs)} runs; median {median(runs):.2f} s",
         )
         for kind, runs in samples.items()

@@ -24,7 +24,11 @@ RUNS = 200
 
 
 def _chat(content: str, stream: bool = False) -> dict[str, object]:
-    body: dict[str, object] = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": content}], "stream": stream}
+    body: dict[str, object] = {
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": content}],
+        "stream": stream,
+    }
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
@@ -37,7 +41,14 @@ def _start_stop() -> Measure:
         ReferenceGateway().start_in_thread().stop()
         samples.append(time.perf_counter() - started)
     value = median(samples)
-    return Measure("gateway start + stop (thread)", value * 1000, "ms", "<= 250 ms", value <= 0.25, tuple(s * 1000 for s in samples))
+    return Measure(
+        "gateway start + stop (thread)",
+        value * 1000,
+        "ms",
+        "<= 250 ms",
+        value <= 0.25,
+        tuple(s * 1000 for s in samples),
+    )
 
 
 async def _requests() -> list[Measure]:
@@ -50,7 +61,11 @@ async def _requests() -> list[Measure]:
             response = await http.post("/chat/completions", json=_chat(f"request {n}"))
             response.raise_for_status()
             samples.append((time.perf_counter() - started) * 1000)
-        measures.append(Measure("non-streamed chat request", median(samples), "ms", "<= 10 ms", median(samples) <= 10, tuple(samples)))
+        measures.append(
+            Measure(
+                "non-streamed chat request", median(samples), "ms", "<= 10 ms", median(samples) <= 10, tuple(samples)
+            )
+        )
 
         gw.script(match="long", reply=" ".join(f"word{n}" for n in range(300)))
         first, whole = [], []
@@ -63,8 +78,19 @@ async def _requests() -> list[Measure]:
                         first.append((time.perf_counter() - started) * 1000)
                         got_first = True
             whole.append((time.perf_counter() - started) * 1000)
-        measures.append(Measure("streamed reply, first byte", median(first), "ms", "<= 20 ms", median(first) <= 20, tuple(first)))
-        measures.append(Measure("streamed reply (2.4 KB, 100 chunks), whole", median(whole), "ms", "<= 20 ms", median(whole) <= 20, tuple(whole)))
+        measures.append(
+            Measure("streamed reply, first byte", median(first), "ms", "<= 20 ms", median(first) <= 20, tuple(first))
+        )
+        measures.append(
+            Measure(
+                "streamed reply (2.4 KB, 100 chunks), whole",
+                median(whole),
+                "ms",
+                "<= 20 ms",
+                median(whole) <= 20,
+                tuple(whole),
+            )
+        )
 
         prompt = "z" * 200_000
         big = []
@@ -73,9 +99,12 @@ async def _requests() -> list[Measure]:
             (await http.post("/chat/completions", json=_chat(prompt))).raise_for_status()
             big.append((time.perf_counter() - started) * 1000)
         assert gw.requests[-1].last_user_text == prompt
-        measures.append(Measure("200 KB prompt round trip", median(big), "ms", "<= 50 ms", median(big) <= 50, tuple(big)))
+        measures.append(
+            Measure("200 KB prompt round trip", median(big), "ms", "<= 50 ms", median(big) <= 50, tuple(big))
+        )
 
     async with ReferenceGateway() as gw:
+
         async def client(n: int) -> None:
             async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
                 for m in range(50):

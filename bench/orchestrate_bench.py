@@ -4,7 +4,7 @@ Three ways to get the same answer from the loopback reference gateway, interleav
 round (the order rotating) so that machine load hits them alike:
 
 * raw: ``opencode run --format json --model custom/claude-sonnet-4-5``, prompt on stdin (a user's command);
-* delegation: :func:`nexus_core.runs.delegate` in this process (what the dashboard and the MCP server do);
+* delegation: :func:`nexus_core.routing.chain.delegate` in this process (what the dashboard and the MCP server do);
 * CLI: ``nexus-agents orchestrate --model custom/claude-sonnet-4-5`` as a new process (Python start-up included).
 
 Each ratio is the median of the per-round ratios (each run over the raw run of its round);
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from bench.common import Measure, emit, median
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
-from nexus_core.registry import ModelProfile
-from nexus_core.runs import DelegationSpec, delegate
+from nexus_core.routing.chain import DelegationSpec, delegate
+from nexus_core.routing.registry import ModelProfile
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 7
@@ -52,9 +52,13 @@ def _nexus_agents() -> list[str]:
 def _environment(home: Path, opencode: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCODE_", "XDG_", "NEXUS_"))}
     env.update(
-        HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local" / "share"),
-        XDG_CACHE_HOME=str(home / ".cache"), XDG_STATE_HOME=str(home / ".local" / "state"),
-        OPENCODE_DISABLE_MODELS_FETCH="1", OPENCODE_DISABLE_AUTOUPDATE="1",
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_STATE_HOME=str(home / ".local" / "state"),
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+        OPENCODE_DISABLE_AUTOUPDATE="1",
         PATH=f"{Path(opencode).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     return env
@@ -71,8 +75,15 @@ def _timed_process(argv: list[str], env: dict[str, str], cwd: Path) -> float:
 
 def _timed_delegation(env: dict[str, str], cwd: Path) -> float:
     profile = ModelProfile(id="bench", name="bench", provider="custom", cli_model_name=MODEL)
-    spec = DelegationSpec(prompt=PROMPT, chain=(profile,), env=env, workdir=cwd, timeout_s=RUN_TIMEOUT_S,
-                          stats_interval_s=None)
+    spec = DelegationSpec(
+        prompt=PROMPT,
+        chain=(profile,),
+        env=env,
+        workdir=cwd,
+        timeout_s=RUN_TIMEOUT_S,
+        stats_interval_s=None,
+        transport="run",  # this bench measures nexus's overhead over the same `opencode run`
+    )
     started = time.perf_counter()
     result = asyncio.run(delegate(spec))
     elapsed = time.perf_counter() - started
@@ -83,7 +94,10 @@ def _timed_delegation(env: dict[str, str], cwd: Path) -> float:
 
 def measure() -> list[Measure]:
     """Interleaved rounds of raw / delegation / CLI; two ratio measures."""
-    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp, ReferenceGateway(models=("claude-sonnet-4-5",)) as gateway:
+    with (
+        tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp,
+        ReferenceGateway(models=("claude-sonnet-4-5",)) as gateway,
+    ):
         gateway.script("ready?", "ready")
         project = Path(tmp) / "project"
         path = write_opencode_config(project, gateway.base_url, models=("claude-sonnet-4-5",))
@@ -93,7 +107,8 @@ def measure() -> list[Measure]:
         opencode = _opencode(dict(os.environ))
         env = _environment(Path(tmp) / "home", opencode)
         raw_argv = [opencode, "run", "--format", "json", "--model", MODEL]
-        cli_argv = [*_nexus_agents(), "orchestrate", "--model", MODEL, "--no-fallback", "--dir", str(project)]
+        cli_argv = [*_nexus_agents(), "orchestrate", "--transport", "run", "--model", MODEL, "--no-fallback"]
+        cli_argv += ["--dir", str(project)]
         _timed_process(raw_argv, env, project)  # the one-time database migration of a fresh HOME
         runs = {
             "raw": lambda: _timed_process(raw_argv, env, project),
@@ -111,12 +126,24 @@ def measure() -> list[Measure]:
     cli_ratios = [c / r for c, r in zip(cli, raw)]
     note = f"median raw `opencode run` {median(raw):.2f} s"
     return [
-        Measure(name="orchestrate (delegation API) wall / raw opencode run wall", value=median(delegation_ratios),
-                unit="x", goal=f"<= {GOAL}", holds=median(delegation_ratios) <= GOAL,
-                samples=tuple(delegation_ratios), note=f"{note}, delegation {median(in_process):.2f} s"),
-        Measure(name="nexus-agents orchestrate (CLI) wall / raw opencode run wall", value=median(cli_ratios),
-                unit="x", goal=f"<= {GOAL}", holds=median(cli_ratios) <= GOAL,
-                samples=tuple(cli_ratios), note=f"{note}, CLI {median(cli):.2f} s (Python start-up included)"),
+        Measure(
+            name="orchestrate (delegation API) wall / raw opencode run wall",
+            value=median(delegation_ratios),
+            unit="x",
+            goal=f"<= {GOAL}",
+            holds=median(delegation_ratios) <= GOAL,
+            samples=tuple(delegation_ratios),
+            note=f"{note}, delegation {median(in_process):.2f} s",
+        ),
+        Measure(
+            name="nexus-agents orchestrate (CLI) wall / raw opencode run wall",
+            value=median(cli_ratios),
+            unit="x",
+            goal=f"<= {GOAL}",
+            holds=median(cli_ratios) <= GOAL,
+            samples=tuple(cli_ratios),
+            note=f"{note}, CLI {median(cli):.2f} s (Python start-up included)",
+        ),
     ]
 
 

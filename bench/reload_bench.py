@@ -1,6 +1,6 @@
 """Latency from saving opencode.json to the watcher publishing the new snapshot (goal: <= 300 ms).
 
-A real :class:`~nexus_core.watch.ConfigWatcher` on a temporary project; each save is an
+A real :class:`~nexus_core.config.watch.ConfigWatcher` on a temporary project; each save is an
 editor-style atomic save (temp file, rename over) that adds one model, and the clock runs
 from just before the rename until the update with that model reaches a subscriber.
 ``python -m bench.reload_bench``.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.common import Measure, emit, median, percentile
-from nexus_core.watch import ConfigWatcher
+from nexus_core.config.watch import ConfigWatcher
 
 GOAL_MS = 300.0
 SAVES = 15
@@ -25,7 +25,17 @@ WAIT_S = 10
 
 def _config(count: int) -> str:
     models = {f"bench-{i:03d}": {"name": f"Bench {i}"} for i in range(count)}
-    return json.dumps({"provider": {"custom": {"npm": "@ai-sdk/openai-compatible", "options": {"baseURL": "http://127.0.0.1:9/v1"}, "models": models}}})
+    return json.dumps(
+        {
+            "provider": {
+                "custom": {
+                    "npm": "@ai-sdk/openai-compatible",
+                    "options": {"baseURL": "http://127.0.0.1:9/v1"},
+                    "models": models,
+                }
+            }
+        }
+    )
 
 
 async def _run(root: Path) -> list[float]:
@@ -35,8 +45,12 @@ async def _run(root: Path) -> list[float]:
     target = project / "opencode.json"
     target.write_text(_config(1))
     home = root / "home"
-    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PATH": os.environ.get("PATH", ""),
-           "OPENCODE_TEST_MANAGED_CONFIG_DIR": str(root / "managed")}
+    env = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "PATH": os.environ.get("PATH", ""),
+        "OPENCODE_TEST_MANAGED_CONFIG_DIR": str(root / "managed"),
+    }
     samples: list[float] = []
     async with ConfigWatcher(project, env) as watcher:
         updates = watcher.updates()
@@ -59,10 +73,23 @@ def measure() -> list[Measure]:
         samples = asyncio.run(_run(Path(tmp)))
     value = median(samples)
     return [
-        Measure(name="config saved -> new snapshot (median)", value=value, unit="ms", goal=f"<= {GOAL_MS:g} ms",
-                holds=value <= GOAL_MS, samples=tuple(samples), note=f"{len(samples)} atomic saves"),
-        Measure(name="config saved -> new snapshot (p95)", value=percentile(samples, 95), unit="ms", goal=f"<= {GOAL_MS:g} ms",
-                holds=percentile(samples, 95) <= GOAL_MS, samples=tuple(samples)),
+        Measure(
+            name="config saved -> new snapshot (median)",
+            value=value,
+            unit="ms",
+            goal=f"<= {GOAL_MS:g} ms",
+            holds=value <= GOAL_MS,
+            samples=tuple(samples),
+            note=f"{len(samples)} atomic saves",
+        ),
+        Measure(
+            name="config saved -> new snapshot (p95)",
+            value=percentile(samples, 95),
+            unit="ms",
+            goal=f"<= {GOAL_MS:g} ms",
+            holds=percentile(samples, 95) <= GOAL_MS,
+            samples=tuple(samples),
+        ),
     ]
 
 

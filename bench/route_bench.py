@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.common import Measure, emit, median
-from nexus_core.routing import RoutingSnapshot, build_snapshot, profile_task, route
+from nexus_core.routing.score import RoutingSnapshot, build_snapshot, profile_task, route
 
 GOAL_MS_PER_1000 = 5.0
 RUNS = 31
@@ -35,7 +35,15 @@ def _config(count: int) -> dict:
         }
         for i in range(count)
     }
-    return {"provider": {"custom": {"npm": "@ai-sdk/openai-compatible", "options": {"baseURL": "http://127.0.0.1:9/v1"}, "models": models}}}
+    return {
+        "provider": {
+            "custom": {
+                "npm": "@ai-sdk/openai-compatible",
+                "options": {"baseURL": "http://127.0.0.1:9/v1"},
+                "models": models,
+            }
+        }
+    }
 
 
 def _snapshot(root: Path, count: int) -> RoutingSnapshot:
@@ -44,8 +52,12 @@ def _snapshot(root: Path, count: int) -> RoutingSnapshot:
     (project / ".git").mkdir()
     (project / "opencode.json").write_text(json.dumps(_config(count)))
     home = root / "home"
-    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PATH": os.environ.get("PATH", ""),
-           "OPENCODE_TEST_MANAGED_CONFIG_DIR": str(root / "managed")}
+    env = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "PATH": os.environ.get("PATH", ""),
+        "OPENCODE_TEST_MANAGED_CONFIG_DIR": str(root / "managed"),
+    }
     snapshot = build_snapshot(project, env)
     # Routing must score every model: stand in for opencode when this machine has none on PATH.
     return snapshot if snapshot.opencode_path else replace(snapshot, opencode_path="opencode")
@@ -77,12 +89,17 @@ def measure() -> list[Measure]:
             samples, scored = _time_route(snapshot, collect)
             value = median(samples)
             goal = GOAL_MS_PER_1000 * count / 1_000
-            out.append(Measure(
-                name=f"route {count:,} models with breakdown" + (", GC on" if collect else ""),
-                value=value, unit="ms", goal=f"<= {goal:g} ms" + (" (the 1,000 goal, scaled)" if count != 1_000 else ""),
-                holds=value <= goal, samples=tuple(samples),
-                note=f"{scored:,} scored, {len(snapshot.registry.models) - scored} skipped",
-            ))
+            out.append(
+                Measure(
+                    name=f"route {count:,} models with breakdown" + (", GC on" if collect else ""),
+                    value=value,
+                    unit="ms",
+                    goal=f"<= {goal:g} ms" + (" (the 1,000 goal, scaled)" if count != 1_000 else ""),
+                    holds=value <= goal,
+                    samples=tuple(samples),
+                    note=f"{scored:,} scored, {len(snapshot.registry.models) - scored} skipped",
+                )
+            )
     return out
 
 

@@ -53,16 +53,23 @@ def _project(root: Path) -> tuple[Path, dict[str, str]]:
     (project / "opencode.json").write_text(json.dumps(_CONFIG))
     home = root / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCODE_", "CUSTOM_API_", "NEXUS_", "XDG_"))}
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), OPENCODE_DISABLE_MODELS_FETCH="1", OPENCODE_DISABLE_AUTOUPDATE="1")
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+        OPENCODE_DISABLE_AUTOUPDATE="1",
+    )
     return project, env
 
 
 async def _ingest(project: Path, env: dict[str, str]) -> tuple[float, list[float], int, float]:
-    from nexus_core.events import Text
+    from nexus_core.opencode.events import Text
     from nexus_tui.app import NexusApp
 
     app = NexusApp(project, env=env, test_mode=True, watch_config=False, check_health=False, debounce=10)
-    chunk = Text(text="\n".join(f"{i:06d} streamed line of model output, about sixty characters" for i in range(CHUNK_LINES)))
+    chunk = Text(
+        text="\n".join(f"{i:06d} streamed line of model output, about sixty characters" for i in range(CHUNK_LINES))
+    )
     latencies: list[float] = []
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
@@ -74,10 +81,10 @@ async def _ingest(project: Path, env: dict[str, str]) -> tuple[float, list[float
 
         async def typist() -> None:
             while not stop.is_set():
-                before = len(task_input.value)
+                before = len(task_input.text)
                 start = time.perf_counter()
                 app.simulate_key("x")
-                while len(task_input.value) == before:
+                while len(task_input.text) == before:
                     await asyncio.sleep(0.0005)
                 latencies.append((time.perf_counter() - start) * 1000)
                 await asyncio.sleep(KEY_INTERVAL_S)
@@ -93,13 +100,13 @@ async def _ingest(project: Path, env: dict[str, str]) -> tuple[float, list[float
         stop.set()
         await typing
         await pilot.pause()
-        written_rate = view.lines_written / elapsed
+        written_rate = view.log_widget.lines_written / elapsed
         shown = view.log_widget.line_count
     return fed / elapsed, latencies, shown, written_rate
 
 
 async def _stream_million(project: Path, env: dict[str, str]) -> tuple[int, int]:
-    from nexus_core.events import Text
+    from nexus_core.opencode.events import Text
     from nexus_tui.app import NexusApp
 
     app = NexusApp(project, env=env, test_mode=True, watch_config=False, check_health=False)
@@ -108,7 +115,13 @@ async def _stream_million(project: Path, env: dict[str, str]) -> tuple[int, int]
         view = app.new_run_view("bench")
         await app.show_run_view(view, "bench")
         for base in range(0, RSS_LINES, CHUNK_LINES):
-            view.feed(Text(text="\n".join(f"{base + i:07d} streamed line of model output, about sixty chars" for i in range(CHUNK_LINES))))
+            view.feed(
+                Text(
+                    text="\n".join(
+                        f"{base + i:07d} streamed line of model output, about sixty chars" for i in range(CHUNK_LINES)
+                    )
+                )
+            )
             await asyncio.sleep(0)
         await pilot.pause(0.1)
         view.flush()
@@ -134,8 +147,14 @@ def _baseline_rss(project: Path, env: dict[str, str]) -> int:
         "from bench.tui_bench import _idle_rss\n"
         "print(asyncio.run(_idle_rss(Path(sys.argv[1]), {})))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(project)], env=env, capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(project)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -157,7 +176,9 @@ FirstFrame(sys.argv[1]).run(headless=True, size=(140, 45))
 
 def _cold_first_frame(project: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", _COLD_CHILD, str(project)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _COLD_CHILD, str(project)], env=env, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     elapsed = time.perf_counter() - start
@@ -187,9 +208,9 @@ async def _submit_to_spawn(env: dict[str, str]) -> tuple[list[float], list[float
         spawned.append(time.perf_counter())
 
     class TimedApp(NexusApp):
-        async def start_run(self, request: RunRequest) -> str | None:
+        def start_run(self, request: RunRequest) -> str | None:
             received.append(time.perf_counter())
-            return await super().start_run(request)
+            return super().start_run(request)
 
     unix_events._UnixSubprocessTransport._start = timed_start  # type: ignore[method-assign]
     from_request: list[float] = []
@@ -202,11 +223,11 @@ async def _submit_to_spawn(env: dict[str, str]) -> tuple[list[float], list[float
                 await pilot.pause(0.05)
             task_input = app.query_one("#task-input")
             for n in range(SPAWN_RUNS):
-                task_input.value = f"bench task {n}"
+                task_input.set_text(f"bench task {n}")
                 await pilot.pause(0.3)
                 count = len(spawned)
                 start = time.perf_counter()
-                await task_input.action_submit()
+                task_input.action_submit()
                 while len(spawned) == count:
                     await asyncio.sleep(0.0002)
                 from_request.append((spawned[-1] - received[-1]) * 1000)
@@ -232,14 +253,33 @@ def measure() -> list[Measure]:
         spawn, end_to_end = asyncio.run(_submit_to_spawn(env))
         baseline_rss = _baseline_rss(project, env)
     return [
-        Measure("tui stream ingest (lines drawn into the log)", written, "lines/s", ">= 100000 with key p95 < 50 ms", written >= 100_000 and p95 < 50,
-                note=f"{rate:,.0f} lines/s taken by the view; what a batch cannot draw falls under the {shown:,}-line cap; {len(latencies)} keys"),
+        Measure(
+            "tui stream ingest (lines drawn into the log)",
+            written,
+            "lines/s",
+            ">= 100000 with key p95 < 50 ms",
+            written >= 100_000 and p95 < 50,
+            note=f"{rate:,.0f} lines/s taken by the view; what a batch cannot draw falls under the {shown:,}-line cap; {len(latencies)} keys",
+        ),
         Measure("tui key latency during ingest (p95)", p95, "ms", "< 50", p95 < 50, samples=tuple(latencies)),
-        Measure("tui RSS after 1M streamed lines", rss / 1_048_576, "MB", "<= 80", rss <= 80 * 1_048_576,
-                note=f"{received:,} lines fed; the same app before streaming: {baseline_rss / 1_048_576:.1f} MB"),
+        Measure(
+            "tui RSS after 1M streamed lines",
+            rss / 1_048_576,
+            "MB",
+            "<= 80",
+            rss <= 80 * 1_048_576,
+            note=f"{received:,} lines fed; the same app before streaming: {baseline_rss / 1_048_576:.1f} MB",
+        ),
         Measure("tui cold first frame", median(cold), "s", "<= 0.6", median(cold) <= 0.6, samples=tuple(cold)),
-        Measure("tui submit → subprocess spawned", median(spawn), "ms", "<= 5", median(spawn) <= 5, samples=tuple(spawn),
-                note=f"from the run request reaching the app; from the Enter key (Textual's message hops and a frame included): median {median(end_to_end):.1f} ms"),
+        Measure(
+            "tui submit → subprocess spawned",
+            median(spawn),
+            "ms",
+            "<= 5",
+            median(spawn) <= 5,
+            samples=tuple(spawn),
+            note=f"from the run request reaching the app; from the Enter key (Textual's message hops and a frame included): median {median(end_to_end):.1f} ms",
+        ),
     ]
 
 

@@ -1,0 +1,139 @@
+"""What the lifeline (supervised spawn + event-driven end_tree) costs over a raw ``opencode run``.
+
+Paired rounds in a temporary git repository (OpenCode starts git there), against the loopback
+reference gateway, the order rotating each round:
+
+* raw: ``opencode run --format json``, prompt on stdin, as a user runs it;
+* lifeline: the same argv through :func:`nexus_core.opencode.lifeline.spawn` + ``end_tree``;
+* adapter: today's :func:`nexus_core.opencode.attempt.run_attempt` (the adapter before it ended its tree through the lifeline).
+
+Wall and CPU (this process plus its reaped children: ``getrusage`` deltas) of each run over the
+raw run of its round; each figure is the median of those ratios. Goals (issue 12): wall <= 1.10x,
+CPU <= 1.20x. Run it with ``python -m bench.lifeline_bench``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import Measure, emit, median
+from bench.orchestrate_bench import _environment, _opencode
+from nexus_core.gateway import ReferenceGateway, write_opencode_config
+from nexus_core.opencode.attempt import AttemptSpec, run_attempt
+from nexus_core.opencode.lifeline import end_tree, spawn
+
+ROUNDS = 6
+WALL_GOAL = 1.10
+CPU_GOAL = 1.20
+MODEL = "custom/claude-sonnet-4-5"
+PROMPT = "Answer with one word: ready?"
+RUN_TIMEOUT_S = 60
+
+
+def _cpu() -> float:
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _measured(run: Callable[[], str]) -> tuple[float, float]:
+    cpu, wall = _cpu(), time.perf_counter()
+    out = run()
+    wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+    if "ready" not in out.lower():
+        raise SystemExit(f"a run did not answer: {out[-300:]}")
+    return wall, cpu
+
+
+def _raw(argv: list[str], env: dict[str, str], cwd: Path) -> str:
+    done = subprocess.run(argv, input=PROMPT, env=env, cwd=cwd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    return done.stdout
+
+
+async def _supervised(argv: list[str], env: dict[str, str], cwd: Path) -> str:
+    pipe = subprocess.PIPE
+    lifeline = await spawn(argv, env=env, cwd=cwd, stdin=pipe, stdout=pipe, stderr=pipe)
+    proc = lifeline.process
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(PROMPT.encode())
+    proc.stdin.close()
+    out, _ = await asyncio.wait_for(asyncio.gather(proc.stdout.read(), proc.stderr.read()), RUN_TIMEOUT_S)
+    await asyncio.wait_for(proc.wait(), RUN_TIMEOUT_S)
+    await end_tree(lifeline)
+    return out.decode()
+
+
+async def _adapter(env: dict[str, str], cwd: Path) -> str:
+    spec = AttemptSpec(
+        cli_model_name=MODEL, prompt=PROMPT, env=env, workdir=cwd, timeout_s=RUN_TIMEOUT_S, stats_interval_s=None
+    )
+    result = await run_attempt(spec)
+    return result.text
+
+
+def measure() -> list[Measure]:
+    """Interleaved rounds of raw / lifeline / adapter; wall and CPU ratios of the last two over raw."""
+    with (
+        tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp,
+        ReferenceGateway(models=("claude-sonnet-4-5",)) as gateway,
+    ):
+        gateway.script("ready?", "ready")
+        project = Path(tmp) / "project"
+        path = write_opencode_config(project, gateway.base_url, models=("claude-sonnet-4-5",))
+        config = json.loads(path.read_text())
+        config["small_model"] = MODEL
+        path.write_text(json.dumps(config))
+        subprocess.run(["git", "init", "-q", str(project)], check=True)
+        opencode = _opencode(dict(os.environ))
+        env = _environment(Path(tmp) / "home", opencode)
+        argv = [opencode, "run", "--format", "json", "--model", MODEL]
+        _raw(argv, env, project)  # the one-time database migration of a fresh HOME
+        runs: dict[str, Callable[[], str]] = {
+            "raw": lambda: _raw(argv, env, project),
+            "lifeline": lambda: asyncio.run(_supervised(argv, env, project)),
+            "adapter": lambda: asyncio.run(_adapter(env, project)),
+        }
+        figures: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+        order = list(runs)
+        for _ in range(ROUNDS):
+            for name in order:
+                figures[name].append(_measured(runs[name]))
+            order = order[1:] + order[:1]
+    raw = figures["raw"]
+    note = (
+        f"median raw `opencode run` {median([w for w, _ in raw]):.2f} s wall, {median([c for _, c in raw]):.2f} s CPU"
+    )
+    measures = []
+    for name in ("lifeline", "adapter"):
+        walls = [w / r[0] for (w, _), r in zip(figures[name], raw, strict=True)]
+        cpus = [c / r[1] for (_, c), r in zip(figures[name], raw, strict=True)]
+        what = "spawn+end_tree" if name == "lifeline" else "adapter run_attempt (today)"
+        for label, ratios, goal, seconds in (
+            ("wall", walls, WALL_GOAL, [w for w, _ in figures[name]]),
+            ("CPU", cpus, CPU_GOAL, [c for _, c in figures[name]]),
+        ):
+            measures.append(
+                Measure(
+                    name=f"{what} {label} / raw opencode run {label} (git repo)",
+                    value=median(ratios),
+                    unit="x",
+                    goal=f"<= {goal}",
+                    holds=median(ratios) <= goal,
+                    samples=tuple(ratios),
+                    note=f"{note}; {name} median {median(seconds):.2f} s",
+                )
+            )
+    return measures
+
+
+if __name__ == "__main__":
+    emit(measure())
+    sys.exit(0)
