@@ -380,6 +380,13 @@ class JobManager:
     async def shutdown(self) -> None:
         """End every running job (marked as ended by the server's exit) and close the store."""
         running = [job for job in self._jobs.values() if job.finished_at is None]
+        # Recorded first: the client gives a closing server a couple of seconds before it kills the
+        # tree, and ending OpenCode's processes politely can take longer than that on a busy machine.
+        recorders = [job.recorder for job in running if job.recorder is not None]
+        for recorder in recorders:
+            recorder.finish(None, cancelled=True, message=SERVER_EXIT)
+        if recorders and self._store is not None:
+            await asyncio.to_thread(self._store.flush)
         if running:
             await asyncio.gather(*(self._end(job, SERVER_EXIT) for job in running), return_exceptions=True)
         if self._store is not None:
