@@ -36,17 +36,76 @@ def opencode_path() -> str:
     return found
 
 
+# What OpenCode 1.2.15 installs into a fresh HOME on its first start (its default plugins into the
+# cache dir, @opencode-ai/plugin into the config dir), each time from the npm registry.
+_INSTALLED_DIRS = (".cache/opencode", ".config/opencode")
+
+
+def _write_template(home: Path) -> Path | None:
+    launcher = ROOT / ".tools" / "opencode" / "node_modules" / ".bin" / "opencode"
+    if not launcher.exists():
+        return None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)}
+    env.update(_xdg(home), OPENCODE_DISABLE_MODELS_FETCH="1", OPENCODE_DISABLE_AUTOUPDATE="1")
+    (home / "project").mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(
+            [str(launcher), "models"], cwd=home / "project", env=env, capture_output=True, timeout=90, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if not all((home / sub / "node_modules").is_dir() for sub in _INSTALLED_DIRS):
+        return None
+    return home
+
+
+@pytest.fixture(scope="session")
+def opencode_home_template(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """A HOME in which OpenCode has already installed its plugins (None when that could not be done).
+
+    Every test gets a fresh HOME, so without it every OpenCode test would download and install the
+    same packages again (seconds each, and a third of a run's CPU): the suite would test OpenCode's
+    first start two hundred times and a user's everyday start never.
+    """
+    return _write_template(tmp_path_factory.mktemp("opencode-home-template"))
+
+
+def _xdg(home: Path) -> dict[str, str]:
+    return {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+    }
+
+
+def _uses_opencode(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("opencode") is not None or "opencode_binary" in request.fixturenames
+
+
 @pytest.fixture
-def hermetic_env(tmp_path: Path) -> dict[str, str]:
-    """A clean environment: a temporary HOME and XDG dirs, no model fetches, no auto-update."""
+def hermetic_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """A clean environment: a temporary HOME and XDG dirs, no model fetches, no auto-update.
+
+    For a test that runs OpenCode, the HOME holds what OpenCode installs on its first start (shared,
+    read-only, from :func:`opencode_home_template`); its data dir is still fresh.
+    """
     home = tmp_path / "home"
+    if _uses_opencode(request):
+        template = request.getfixturevalue("opencode_home_template")
+        if template is not None:
+            for sub in _INSTALLED_DIRS:
+                target = home / sub
+                target.mkdir(parents=True)
+                for entry in (template / sub).iterdir():
+                    if entry.name == "node_modules":
+                        (target / entry.name).symlink_to(entry, target_is_directory=True)
+                    elif entry.is_file():
+                        shutil.copy2(entry, target / entry.name)
     env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY_PREFIXES)}
     env.update(
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_DATA_HOME=str(home / ".local" / "share"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        XDG_STATE_HOME=str(home / ".local" / "state"),
+        _xdg(home),
         OPENCODE_DISABLE_MODELS_FETCH="1",
         OPENCODE_DISABLE_AUTOUPDATE="1",
         OPENCODE_TEST_MANAGED_CONFIG_DIR=str(tmp_path / "managed"),
