@@ -147,7 +147,8 @@ def main(argv: list[str]) -> int:
         rest = ["-m", "live_gateway", *rest]
     if command == "test":
         # In parallel, one worker per core (pytest-xdist); `-n 0` among the extra arguments runs it serially.
-        argv_out = [str(python), "-m", "pytest", "-n", "auto", *rest]
+        # loadgroup: the tests that share an expensive module fixture (a built wheel) stay on one worker.
+        argv_out = [str(python), "-m", "pytest", "-n", "auto", "--dist", "loadgroup", *rest]
     else:
         argv_out = [str(VENV / BIN / "nexus-tui"), "--demo", *rest]
     os.chdir(ROOT)

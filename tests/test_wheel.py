@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# One worker builds and installs the wheel once for all of them (bootstrap.py runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("wheel")
 
 MOUNT = """
 import asyncio, sys
