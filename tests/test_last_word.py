@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ RAW_JSON_ERROR = (
 )
 
 
-def attempt(number: int, model: str, failure: FailureClass | None, message: str, **fields: object) -> AttemptResult:
+def attempt(number: int, model: str, failure: FailureClass | None, message: str, **fields: Any) -> AttemptResult:
     events = fields.pop("events", ())
     outcome = Outcome(failure=failure, message=message, fix=FIX.get(failure, "") if failure else "", **fields)
     return AttemptResult(

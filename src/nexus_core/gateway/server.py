@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import h11
 from pydantic import BaseModel, ConfigDict, Field
@@ -221,7 +221,7 @@ class ReferenceGateway:
 
     # -- async life cycle ---------------------------------------------------------------
 
-    async def start(self) -> ReferenceGateway:
+    async def start(self) -> Self:
         """Listen on 127.0.0.1. Raises :class:`NexusError` if the port cannot be bound."""
         try:
             self._server = await asyncio.start_server(self._on_connection, _HOST, self._requested_port)
@@ -245,7 +245,7 @@ class ReferenceGateway:
         await asyncio.wait_for(self._server.wait_closed(), timeout=5)
         self._server = None
 
-    async def __aenter__(self) -> ReferenceGateway:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -253,7 +253,7 @@ class ReferenceGateway:
 
     # -- thread life cycle (sync code, other processes) ---------------------------------
 
-    def start_in_thread(self, timeout: float = 10.0) -> ReferenceGateway:
+    def start_in_thread(self, timeout: float = 10.0) -> Self:
         """Run the gateway on its own event loop in a daemon thread; returns once it listens."""
         if self._thread is not None or self._server is not None:
             raise RuntimeError("the gateway is already running")
@@ -293,7 +293,7 @@ class ReferenceGateway:
         self._thread.join(timeout)
         self._thread = None
 
-    def __enter__(self) -> ReferenceGateway:
+    def __enter__(self) -> Self:
         return self.start_in_thread()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -320,12 +320,18 @@ def _expert(expert_id: str | None) -> Expert | None:
 
 
 def _decide(
-    project: _Project, task: str, hint: str | None, capability: str | None, expert: Expert | None
+    project: _Project, task: str, hint: str | None, capability: Capability | None, expert: Expert | None
 ) -> tuple[RoutingSnapshot, RoutingDecision]:
     wanted = capability or (expert.preferred_capability if expert else None)
     snapshot = project.snapshot()
     try:
-        profile = profile_task(task, **({wanted: 10.0} if wanted else {}))
+        profile = profile_task(
+            task,
+            reasoning=10.0 if wanted == "reasoning" else None,
+            code=10.0 if wanted == "code" else None,
+            speed=10.0 if wanted == "speed" else None,
+            cost=10.0 if wanted == "cost" else None,
+        )
         return snapshot, route(snapshot, profile, hint or None)
     except NexusError as exc:
         raise ToolError(exc.sentence()) from None
@@ -411,6 +417,7 @@ def _agreement(question: str, answers: list[VoteAnswer]) -> VoteReport:
             groups.setdefault(answer.verdict, []).append(answer.model_id)
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
     answered = sum(len(models) for _, models in ordered)
+    agreement: Literal["unanimous", "majority", "split", "no answers"]
     if not answered:
         agreement, majority = "no answers", None
         summary = "No model answered; see each answer's error."

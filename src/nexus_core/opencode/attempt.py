@@ -304,13 +304,17 @@ _MESSAGE_CLASSES: tuple[tuple[re.Pattern[str], FailureClass], ...] = tuple(
         (r"unauthorized|forbidden|invalid api key|authentication", FailureClass.AUTH),
         # Bun's fetch says "Was there a typo in the url or port?" when the host does not resolve.
         (
-            r"unable to connect|typo in the url|connection (refused|reset)|econnrefused|econnreset|socket|enotfound|getaddrinfo"
-            r"|\bdns\b|certificate|\btls\b|\bssl\b|cannot connect|network|timed out|closed unexpectedly",
+            (
+                r"unable to connect|typo in the url|connection (refused|reset)|econnrefused|econnreset|socket|enotfound|getaddrinfo"
+                r"|\bdns\b|certificate|\btls\b|\bssl\b|cannot connect|network|timed out|closed unexpectedly"
+            ),
             FailureClass.CONNECTION,
         ),
         (
-            r"overloaded|internal server error|bad gateway|service unavailable|gateway timeout"
-            r"|jsonparseerror|json parsing failed|invalid json|type validation failed",
+            (
+                r"overloaded|internal server error|bad gateway|service unavailable|gateway timeout"
+                r"|jsonparseerror|json parsing failed|invalid json|type validation failed"
+            ),
             FailureClass.GATEWAY_ERROR,
         ),
     )
