@@ -26,8 +26,10 @@ from mcp.types import TextContent
 from conftest import opencode_path, run_cli
 from nexus_core.config.setup import server_command
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
+from nexus_core.mcp.consensus import agreement, verdict_of
 from nexus_core.mcp.jobs import SERVER_EXIT
-from nexus_core.mcp.server import VoteAnswer, _agreement, _verdict, delegation_depth
+from nexus_core.mcp.project import delegation_depth
+from nexus_core.mcp.reports import VoteAnswer
 from nexus_core.routing.experts import EXPERTS
 from nexus_core.store.runs import RunStore
 
@@ -198,19 +200,21 @@ def test_delegation_depth_reads_the_environment(value: str, expected: tuple[int,
 
 def test_agreement_groups_verdicts() -> None:
     def answer(model: str, text: str, ok: bool = True) -> VoteAnswer:
-        return VoteAnswer(model_id=model, cli_model_name=None, ok=ok, verdict=_verdict(text) if ok else "", answer=text)
+        return VoteAnswer(
+            model_id=model, cli_model_name=None, ok=ok, verdict=verdict_of(text) if ok else "", answer=text
+        )
 
-    assert _verdict("\n  Yes, definitely!\nbecause") == "yes definitely"
-    majority = _agreement("q", [answer("a", "Yes\nx"), answer("b", "yes.\ny"), answer("c", "No\nz")])
+    assert verdict_of("\n  Yes, definitely!\nbecause") == "yes definitely"
+    majority = agreement("q", [answer("a", "Yes\nx"), answer("b", "yes.\ny"), answer("c", "No\nz")])
     assert (majority.agreement, majority.majority_verdict) == ("majority", "yes")
     assert [g.models for g in majority.groups] == [["a", "b"], ["c"]]
-    split = _agreement("q", [answer("a", "A"), answer("b", "B"), answer("c", "", ok=False)])
+    split = agreement("q", [answer("a", "A"), answer("b", "B"), answer("c", "", ok=False)])
     assert (
         split.agreement == "split"
         and split.majority_verdict is None
         and "1 model(s) gave no usable answer" in split.summary
     )
-    assert _agreement("q", [answer("a", "", ok=False)]).agreement == "no answers"
+    assert agreement("q", [answer("a", "", ok=False)]).agreement == "no answers"
 
 
 # ---------------------------------------------------------------- real runs through OpenCode
