@@ -13,8 +13,9 @@ from nexus_core.errors import NexusError
 from nexus_core.mcp.jobs import JobManager
 from nexus_core.opencode.attempt import DEPTH_VAR
 from nexus_core.routing.experts import EXPERTS, Capability, Expert, find_expert
+from nexus_core.routing.planner import DelegationPlan, plan_delegation
 from nexus_core.routing.registry import Registry, build_registry, overlay_paths
-from nexus_core.routing.score import RoutingDecision, RoutingSnapshot, ScoredModel, build_snapshot, profile_task, route
+from nexus_core.routing.score import RoutingDecision, RoutingSnapshot, ScoredModel, build_snapshot
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -107,19 +108,14 @@ def expert_named(expert_id: str | None) -> Expert | None:
 
 def decide(
     project: Project, task: str, hint: str | None, capability: Capability | None, expert: Expert | None
-) -> tuple[RoutingSnapshot, RoutingDecision]:
-    """Route ``task`` (``hint`` forces a model; the capability, or the expert's, is emphasised)."""
+) -> tuple[RoutingSnapshot, DelegationPlan]:
+    """Plan ``task`` with the core's planner, as the CLI does (``hint`` forces a model, a
+    ``provider/model`` the registry does not know included; the capability, or the expert's, is
+    emphasised). ``ToolError`` with the planner's sentence when it refuses."""
     wanted = capability or (expert.preferred_capability if expert else None)
     snapshot = project.snapshot()
     try:
-        profile = profile_task(
-            task,
-            reasoning=10.0 if wanted == "reasoning" else None,
-            code=10.0 if wanted == "code" else None,
-            speed=10.0 if wanted == "speed" else None,
-            cost=10.0 if wanted == "cost" else None,
-        )
-        return snapshot, route(snapshot, profile, hint or None)
+        return snapshot, plan_delegation(snapshot, task, hint, capability=wanted)
     except NexusError as exc:
         raise ToolError(exc.sentence()) from None
 

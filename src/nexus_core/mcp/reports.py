@@ -7,15 +7,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from nexus_core.mcp.project import chosen_model
 from nexus_core.mcp.runs import permission_sentence
 from nexus_core.opencode.attempt import AttemptResult
 from nexus_core.opencode.events import StepFinish
 from nexus_core.routing.chain import DelegationResult
 from nexus_core.routing.experts import Expert
 from nexus_core.routing.last_word import outcome_sentence
+from nexus_core.routing.planner import DelegationPlan, task_profile
 from nexus_core.routing.registry import ModelProfile
-from nexus_core.routing.score import RoutingDecision
 
 __all__ = [
     "MAX_ALTERNATIVES",
@@ -30,6 +29,7 @@ __all__ = [
     "VoteAnswer",
     "VoteGroup",
     "VoteReport",
+    "plan_view",
     "recommendation",
     "run_report",
     "tokens_of",
@@ -146,21 +146,53 @@ class VoteReport(BaseModel):
     summary: str
 
 
-def recommendation(decision: RoutingDecision, expert: Expert | None) -> Recommendation:
-    """What ``delegate_to_model`` tells about a routing decision (``ToolError`` when nothing can run)."""
-    chosen = chosen_model(decision)
+def plan_view(plan: DelegationPlan, task: str) -> dict[str, Any]:
+    """What ``route_task`` returns: routing's decision with the plan's choice and chain (what would run)."""
+    first = plan.first
+    if plan.decision is not None:
+        data = plan.decision.as_dict()
+    else:
+        data = {"reason": plan.why, "hint": first.cli_model_name, "profile": task_profile(task).model_dump(mode="json")}
+        data |= {"models": [], "skipped": []}
+    return data | {
+        "chosen": first.id,
+        "chosen_cli_model_name": first.cli_model_name,
+        "chain": [m.id for m in plan.chain],
+        "chain_cli_model_names": [m.cli_model_name for m in plan.chain],
+    }
+
+
+def recommendation(plan: DelegationPlan, expert: Expert | None) -> Recommendation:
+    """What ``delegate_to_model`` tells about a plan: the first model's score and the alternatives."""
+    decision, first = plan.decision, plan.first
+    if decision is None:  # a provider/model the registry does not know: nothing to score it by
+        return Recommendation(
+            recommended=first.id,
+            cli_model_name=first.cli_model_name,
+            total=0,
+            breakdown=[],
+            reason=plan.why,
+            fallback_chain=[m.id for m in plan.chain],
+            alternatives=[],
+            skipped=[],
+            expert=expert.id if expert else None,
+        )
+    # A hinted model routing skipped (cooling down, not served) is still tried first, unscored.
+    scored = next((s for s in decision.ranked if s.id == first.id), None)
     data = decision.as_dict()
     return Recommendation(
-        recommended=chosen.id,
-        cli_model_name=chosen.model.cli_model_name,
-        total=chosen.total,
-        breakdown=[ScoreTermReport(name=t.name, value=t.value, detail=t.detail) for t in chosen.terms],
+        recommended=first.id,
+        cli_model_name=first.cli_model_name,
+        total=scored.total if scored else 0,
+        breakdown=[ScoreTermReport(name=t.name, value=t.value, detail=t.detail) for t in scored.terms]
+        if scored
+        else [],
         reason=decision.reason,
-        fallback_chain=[m.id for m in decision.chain],
+        fallback_chain=[m.id for m in plan.chain],
         alternatives=[
             Alternative(id=s.id, cli_model_name=s.model.cli_model_name, total=s.total)
             for s in decision.ranked
-            if s.id != chosen.id
+            if s.id != first.id
         ][:MAX_ALTERNATIVES],
         skipped=data["skipped"],
         expert=expert.id if expert else None,
@@ -178,7 +210,7 @@ def tokens_of(attempts: Sequence[AttemptResult]) -> Tokens:
     return usage.model_copy(update={"total": usage.input + usage.output + usage.reasoning})
 
 
-def run_report(result: DelegationResult, decision: RoutingDecision, expert: Expert | None) -> RunReport:
+def run_report(result: DelegationResult, plan: DelegationPlan, expert: Expert | None) -> RunReport:
     """What ``orchestrate`` returns for a finished delegation."""
     return RunReport(
         ok=result.ok,
@@ -186,7 +218,7 @@ def run_report(result: DelegationResult, decision: RoutingDecision, expert: Expe
         model_used=result.final.model_id,
         cli_model_name=result.final.cli_model_name,
         expert=expert.id if expert else None,
-        routing_reason=decision.reason,
+        routing_reason=plan.decision.reason if plan.decision is not None else plan.why,
         attempts=[
             AttemptReport(
                 attempt=a.attempt,

@@ -50,7 +50,6 @@ from nexus_core.mcp.project import (
     DEPTH_VAR,
     MAX_DEPTH_VAR,
     Project,
-    chosen_model,
     decide,
     delegation_depth,
     expert_named,
@@ -62,6 +61,7 @@ from nexus_core.mcp.reports import (
     RunReport,
     VoteAnswer,
     VoteReport,
+    plan_view,
     recommendation,
     run_report,
 )
@@ -180,8 +180,8 @@ def build_server(directory: str | os.PathLike[str] | None = None, env: Mapping[s
         preferred_capability: PreferredCapability = None,
         expert: ExpertId = None,
     ) -> dict[str, Any]:
-        _, decision = decide(project, task, model_hint, preferred_capability, expert_named(expert))
-        return decision.as_dict()
+        _, plan = decide(project, task, model_hint, preferred_capability, expert_named(expert))
+        return plan_view(plan, task)
 
     @server.tool(
         description="Recommend the model for a task: the score breakdown, the fallback chain and the alternatives. With execute=true it also runs the task (with fallbacks) and returns the result."
@@ -200,8 +200,8 @@ def build_server(directory: str | os.PathLike[str] | None = None, env: Mapping[s
         approve: Approve = (),
     ) -> Recommendation:
         chosen_expert = expert_named(expert)
-        _, decision = decide(project, task, model_hint, preferred_capability, chosen_expert)
-        advice = recommendation(decision, chosen_expert)
+        _, plan = decide(project, task, model_hint, preferred_capability, chosen_expert)
+        advice = recommendation(plan, chosen_expert)
         if not execute:
             return advice
         project.check_depth("delegate_to_model")
@@ -209,16 +209,16 @@ def build_server(directory: str | os.PathLike[str] | None = None, env: Mapping[s
             project,
             ctx,
             with_expert(chosen_expert, task),
-            decision.chain,
+            plan.chain,
             variant=variant,
             thinking=thinking,
             workdir=project.workdir(workDir),
             timeout_s=timeout_s,
             approve=approve,
-            decision=decision,
+            decision=plan.decision,
             task=task,
         )
-        report = run_report(result, decision, chosen_expert)
+        report = run_report(result, plan, chosen_expert)
         if not report.ok:
             raise _failed(result, timeout_s)
         return advice.model_copy(update={"result": report})
@@ -240,22 +240,21 @@ def build_server(directory: str | os.PathLike[str] | None = None, env: Mapping[s
         chosen_expert = expert_named(expert)
         workdir = project.workdir(workDir)
         project.check_depth("orchestrate")
-        _, decision = decide(project, task, model_hint, None, chosen_expert)
-        chosen_model(decision)
+        _, plan = decide(project, task, model_hint, None, chosen_expert)
         result = await _run(
             project,
             ctx,
             with_expert(chosen_expert, task),
-            decision.chain,
+            plan.chain,
             variant=variant,
             thinking=thinking,
             workdir=workdir,
             timeout_s=timeout_s,
             approve=approve,
-            decision=decision,
+            decision=plan.decision,
             task=task,
         )
-        report = run_report(result, decision, chosen_expert)
+        report = run_report(result, plan, chosen_expert)
         if not report.ok:
             raise _failed(result, timeout_s)
         return report
@@ -282,7 +281,9 @@ def build_server(directory: str | os.PathLike[str] | None = None, env: Mapping[s
         timeout_s: TimeoutSeconds = DEFAULT_RUN_TIMEOUT_S,
     ) -> VoteReport:
         project.check_depth("consensus_vote")
-        snapshot, decision = decide(project, question, None, "reasoning", None)
+        snapshot, plan = decide(project, question, None, "reasoning", None)
+        decision = plan.decision
+        assert decision is not None  # no hint: routing decided
         if models:
             voters: list[ModelProfile] = []
             for hint in models:
@@ -358,11 +359,10 @@ def _register_job_tools(server: MCPServer, project: Project) -> None:
         chosen_expert = expert_named(expert)
         workdir = project.workdir(workDir)
         project.check_depth("start_task")
-        _, decision = decide(project, task, model_hint, None, chosen_expert)
-        chosen_model(decision)
+        _, plan = decide(project, task, model_hint, None, chosen_expert)
         spec = DelegationSpec(
             prompt=with_expert(chosen_expert, task),
-            chain=chain_of(decision.chain),
+            chain=plan.chain,
             variant=variant,
             thinking=thinking,
             workdir=workdir,
@@ -370,7 +370,7 @@ def _register_job_tools(server: MCPServer, project: Project) -> None:
             stats_interval_s=None,
             env=project.env,
         )
-        return jobs.start(spec, decision=decision, task=task)
+        return jobs.start(spec, decision=plan.decision, task=task, reason=plan.why)
 
     @server.tool(
         description="Where a run started by start_task is: state (running, ok, failed, cancelled, interrupted), the model and attempt, seconds elapsed, and the last lines of its answer."
