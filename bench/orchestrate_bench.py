@@ -122,8 +122,8 @@ def measure() -> list[Measure]:
                 timings[name].append(runs[name]())
             order = order[1:] + order[:1]  # no way of running goes first every round
         raw, in_process, cli = timings["raw"], timings["delegation"], timings["cli"]
-    delegation_ratios = [d / r for d, r in zip(in_process, raw)]
-    cli_ratios = [c / r for c, r in zip(cli, raw)]
+    delegation_ratios = [d / r for d, r in zip(in_process, raw, strict=True)]
+    cli_ratios = [c / r for c, r in zip(cli, raw, strict=True)]
     note = f"median raw `opencode run` {median(raw):.2f} s"
     return [
         Measure(

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -114,6 +115,15 @@ def hermetic_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, st
     for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)
     return env
+
+
+_T = TypeVar("_T")
+
+
+def present(value: _T | None, what: str = "value") -> _T:
+    """``value``, failing the test when it is None (for the optional results a test expects to be there)."""
+    assert value is not None, f"expected a {what}, got None"
+    return value
 
 
 def run_cli(

@@ -172,7 +172,16 @@ def _start(state_dir: Path) -> ContainerRun:
     started = time.time()
     with (state_dir / "log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", _RUNNER, str(state_dir / "rc"), sys.executable, str(SCRIPT), "--lock-wait", str(RUN_SECONDS // 2)],
+            [
+                sys.executable,
+                "-c",
+                _RUNNER,
+                str(state_dir / "rc"),
+                sys.executable,
+                str(SCRIPT),
+                "--lock-wait",
+                str(RUN_SECONDS // 2),
+            ],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

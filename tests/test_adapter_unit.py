@@ -10,7 +10,6 @@ import pytest
 from nexus_core.errors import NexusError
 from nexus_core.opencode import locate
 from nexus_core.opencode.attempt import (
-    _PROCESSOR_ERROR,
     DEPTH_VAR,
     allowed_variant,
     build_argv,
@@ -20,6 +19,7 @@ from nexus_core.opencode.attempt import (
     find_opencode,
     native_opencode,
 )
+from nexus_core.opencode.classify import PROCESSOR_ERROR
 from nexus_core.opencode.events import ErrorEvent, FailureClass
 
 
@@ -34,7 +34,7 @@ def test_argv_has_model_and_no_prompt() -> None:
 
 @pytest.mark.parametrize("variant", ["high; rm -rf /", "HIGH", "low", " high", "--help", "$(reboot)", "max\n"])
 def test_variant_outside_allowlist_is_dropped_with_a_debug_log(variant: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="nexus_core.opencode.attempt")
+    caplog.set_level(logging.DEBUG, logger="nexus_core.opencode.argv")
     argv = build_argv("opencode", "custom/m", variant=variant)
     assert "--variant" not in argv
     assert not any(variant in arg for arg in argv)
@@ -97,10 +97,10 @@ def test_processor_error_log_line_is_recognised() -> None:
         "ERROR 2026-11-25T03:22:28 +2ms service=session.processor error=Internal Server Error "
         'stack="Error: x\\n  at y" process'
     )
-    match = _PROCESSOR_ERROR.match(line)
+    match = PROCESSOR_ERROR.match(line)
     assert match and match.group("error") == "Internal Server Error"
     assert (
-        _PROCESSOR_ERROR.match("ERROR 2026-11-25T03:22:28 +1ms service=session.prompt error=x failed to generate title")
+        PROCESSOR_ERROR.match("ERROR 2026-11-25T03:22:28 +1ms service=session.prompt error=x failed to generate title")
         is None
     )
 

@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tests.conftest import opencode_path
 
+from conftest import opencode_path
 from nexus_core.config import jsonc
 from nexus_core.config.loader import ConfigError, load_config
 from nexus_core.config.setup import run_setup

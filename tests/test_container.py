@@ -185,7 +185,7 @@ def test_opencode_image_setup_step_writes_the_absolute_command(
     text = (
         (ROOT / "opencode.json").read_text()
         if example is None
-        else _example_with(None if example == "absent" else example)
+        else _example_with(example if isinstance(example, dict) else None)  # "absent": no entry
     )
     done, config = _run_setup_step(_setup_args(ROOT / "Dockerfile.opencode"), text, hermetic_env, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -32,6 +33,7 @@ from nexus_core.opencode.events import (
     GatewayRetrying,
     ProcessStats,
     Reasoning,
+    RunEvent,
     StepFinish,
     Text,
     ToolUse,
@@ -98,17 +100,19 @@ def env(hermetic_env: dict[str, str]) -> dict[str, str]:
     return {**hermetic_env, "CUSTOM_API_KEY": KEY, "NEXUS_TEST_RUN": uuid.uuid4().hex}
 
 
-def spec(env: dict[str, str], project: Path, prompt: str = "say hi", model: str = OPUS, **overrides) -> AttemptSpec:
-    fields = dict(
-        cli_model_name=model,
-        prompt=prompt,
-        env=env,
-        workdir=project,
-        timeout_s=60,
-        stall_timeout_s=20,
-        max_gateway_retries=1,
-        stats_interval_s=0.2,
-    )
+def spec(
+    env: dict[str, str], project: Path, prompt: str = "say hi", model: str = OPUS, **overrides: Any
+) -> AttemptSpec:
+    fields: dict[str, Any] = {
+        "cli_model_name": model,
+        "prompt": prompt,
+        "env": env,
+        "workdir": project,
+        "timeout_s": 60,
+        "stall_timeout_s": 20,
+        "max_gateway_retries": 1,
+        "stats_interval_s": 0.2,
+    }
     fields.update(overrides)
     return AttemptSpec(**fields)
 
@@ -117,12 +121,12 @@ async def test_success_streams_typed_events_and_leaves_nothing(
     gateway: ReferenceGateway, project: Path, env: dict[str, str]
 ) -> None:
     gateway.script("ping", "pong")
-    events = []
+    events: list[RunEvent] = []
     async with Attempt(spec(env, project, "ping")) as attempt:
         async for event in attempt.events():
             events.append(event)
     result = attempt.result
-    assert result is not None and result.outcome.ok, result.outcome
+    assert result is not None and result.outcome.ok, result
     assert isinstance(events[0], AttemptStarted) and isinstance(events[-1], AttemptFinished)
     assert [e.text for e in events if isinstance(e, Text)] == ["pong"]
     finish = [e for e in events if isinstance(e, StepFinish)][-1]
@@ -252,7 +256,7 @@ async def test_variant_outside_the_allowlist_never_reaches_opencode(
                         continue
                     # OpenCode's own helpers (git, rg…) may run with an environment of their own.
                     (root_depths if pid == attempt.pid else depths).add(depth)
-    assert attempt.result is not None and attempt.result.outcome.ok, attempt.result.outcome
+    assert attempt.result is not None and attempt.result.outcome.ok, attempt.result
     assert seen_cmdlines, "the process tree was never sampled"
     assert "--variant" not in attempt.argv
     for cmdline in seen_cmdlines:
@@ -272,7 +276,7 @@ async def test_eight_concurrent_runs_each_get_their_own_text(
             for i, prompt in enumerate(prompts)
         )
     )
-    for prompt, result in zip(prompts, results):
+    for prompt, result in zip(prompts, results, strict=True):
         assert result.outcome.ok, result.outcome
         assert result.text == f"Reply to: {prompt}"
     assert_nothing_left(env["NEXUS_TEST_RUN"])
@@ -288,7 +292,7 @@ async def test_fallback_moves_on_after_gateway_error(
     gateway: ReferenceGateway, project: Path, env: dict[str, str]
 ) -> None:
     gateway.add_fault("500,model=claude-opus-4-5")
-    events = []
+    events: list[RunEvent] = []
     result = await delegate(
         DelegationSpec(
             prompt="fall back please",
@@ -316,7 +320,7 @@ async def test_a_model_that_failed_is_not_tried_again_under_another_id(tmp_path:
         base_url = closed.base_url
     project = write_project(tmp_path / "refused", base_url)
     default = next(m for m in BUILTIN_MODELS if m.id == "opencode-default").model_copy(update={"cli_model_name": OPUS})
-    events = []
+    events: list[RunEvent] = []
     result = await delegate(
         DelegationSpec(prompt="hello", chain=(*_profiles(OPUS), default), env=env, workdir=project, timeout_s=60),
         events.append,

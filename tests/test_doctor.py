@@ -62,7 +62,7 @@ def assert_honest(report: DoctorReport, failing: list[str]) -> None:
         assert check.status == "fail", (check_id, check)
         assert check.fix, check_id
     assert not report.ok and report.exit_code == 1
-    models = report.get("models.custom")
+    models = report.check("models.custom")
     assert models is None or models.status != "ok"
     assert_no_key(report)
 
@@ -86,17 +86,17 @@ async def test_healthy_gateway_every_step_ok(project: Path, env: dict[str, str],
         "probe.chat.custom": "skipped",
         "probe.opencode_run": "skipped",
     }
-    assert "--probe" in report.get("probe.chat.custom").summary
+    assert "--probe" in report.check("probe.chat.custom").summary
     assert report.ok and report.exit_code == 0
     assert report.opencode_version == "1.2.15"
     assert report.gateway_latency_ms is not None and report.gateway_latency_ms > 0
-    gw = report.get("gateway.custom")
+    gw = report.check("gateway.custom")
     assert gw.data["models"] == ["claude-opus-4-5", "claude-sonnet-4-5"]
     timings = gw.data["timings"]
     assert timings["connect_ms"] is not None and timings["first_byte_ms"] is not None
     assert timings["dns_ms"] is None and timings["tls_ms"] is None  # an IP literal over plain HTTP
-    assert report.get("provider.custom.api_key").summary == "set, from {env:CUSTOM_API_KEY}"
-    assert "opencode.json" in report.get("config").detail
+    assert report.check("provider.custom.api_key").summary == "set, from {env:CUSTOM_API_KEY}"
+    assert "opencode.json" in report.check("config").detail
     assert gateway.requests and gateway.requests[-1].bearer == "expected"
     assert_no_key(report)
 
@@ -105,8 +105,8 @@ async def test_latency_shows_in_first_byte(project: Path, env: dict[str, str], g
     gateway.add_fault("latency=0.6,path=/models")
     configure(project, gateway.base_url)
     report = await run_doctor(project, env)
-    timings = report.get("gateway.custom").data["timings"]
-    assert report.get("gateway.custom").status == "ok"
+    timings = report.check("gateway.custom").data["timings"]
+    assert report.check("gateway.custom").status == "ok"
     assert timings["first_byte_ms"] >= 600
     assert timings["connect_ms"] < 600
 
@@ -137,12 +137,12 @@ async def test_gateway_fault_is_named_with_its_fix(
     gateway.add_fault(spec)
     configure(project, gateway.base_url)
     report = await run_doctor(project, env)
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == cause, check
     assert said in check.summary
     assert fixed in check.fix
     assert_honest(report, ["gateway.custom"])
-    key = report.get("provider.custom.api_key")
+    key = report.check("provider.custom.api_key")
     assert key.status == ("fail" if spec in ("401", "403") else "ok")
 
 
@@ -154,7 +154,7 @@ async def test_silent_gateway_verdict_within_bound(
     began = time.perf_counter()
     report = await run_doctor(project, env)
     elapsed = time.perf_counter() - began
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "timeout"
     assert "accepted the connection but sent no answer" in check.summary
     assert "hung" in check.fix
@@ -177,18 +177,18 @@ async def test_closed_port_is_connection_refused(project: Path, env: dict[str, s
     began = time.perf_counter()
     report = await run_doctor(project, env)
     assert time.perf_counter() - began < VERDICT_BOUND_S
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "connection_refused"
     assert f"127.0.0.1:{port}" in check.summary and "start the gateway" in check.fix
     assert check.data["timings"]["connect_ms"] is not None
     assert_honest(report, ["gateway.custom"])
-    assert report.get("models.custom").status == "skipped"
+    assert report.check("models.custom").status == "skipped"
 
 
 async def test_unresolvable_host_is_dns_failure(project: Path, env: dict[str, str]) -> None:
     configure(project, "http://nexus-doctor-test.invalid/v1")
     report = await run_doctor(project, env)
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "dns_failure"
     assert "nexus-doctor-test.invalid" in check.summary and "DNS" in check.fix
     assert check.data["timings"]["dns_ms"] is not None
@@ -198,7 +198,7 @@ async def test_unresolvable_host_is_dns_failure(project: Path, env: dict[str, st
 async def test_https_to_plain_http_is_tls_error(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
     configure(project, gateway.base_url.replace("http://", "https://"))
     report = await run_doctor(project, env)
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "tls_error"
     assert "http://" in check.fix
     assert_honest(report, ["gateway.custom"])
@@ -261,7 +261,7 @@ async def test_missing_v1_is_wrong_base_path_with_the_exact_url(project: Path, e
         root = server.root
         configure(project, root)
         report = await run_doctor(project, env)
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "not_found"
     assert "wrong base path" in check.summary
     assert check.fix == f"set baseURL to {root}/v1: GET {root}/v1/models answers with 2 model(s)"
@@ -275,7 +275,7 @@ async def test_wrong_base_path_never_guesses_v1_when_that_is_not_found_either(
         root = server.root
         configure(project, root)
         report = await run_doctor(project, env)
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "not_found"
     assert f"set baseURL to {root}/v1" not in check.fix
     assert f"{root}/v1/models is not found either" in check.fix
@@ -289,7 +289,7 @@ async def test_error_body_echoing_headers_never_shows_the_key(project: Path, env
     async with TinyServer(echo) as server:
         configure(project, server.root + "/v1")
         report = await run_doctor(project, env)
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "unauthorized"
     assert "authorization" in check.detail.lower() and "[redacted]" in check.detail
     assert_honest(report, ["gateway.custom", "provider.custom.api_key"])
@@ -303,11 +303,11 @@ async def test_unset_key_variable_fails_when_the_gateway_needs_a_key(
 ) -> None:
     configure(project, gateway.base_url)
     report = await run_doctor(project, hermetic_env)
-    key = report.get("provider.custom.api_key")
+    key = report.check("provider.custom.api_key")
     assert key.cause == "key_unset"
     assert "NOT SET, from {env:CUSTOM_API_KEY}" in key.summary and "no Authorization header" in key.summary
     assert "export CUSTOM_API_KEY" in key.fix
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "unauthorized" and "none is sent" in check.summary
     assert "CUSTOM_API_KEY" in check.fix
     assert_honest(report, ["provider.custom.api_key", "gateway.custom"])
@@ -320,8 +320,8 @@ async def test_unset_key_variable_is_a_warning_when_the_gateway_needs_none(
     async with ReferenceGateway() as open_gateway:
         configure(project, open_gateway.base_url)
         report = await run_doctor(project, hermetic_env)
-    assert report.get("provider.custom.api_key").status == "warn"
-    assert report.get("gateway.custom").status == "ok"
+    assert report.check("provider.custom.api_key").status == "warn"
+    assert report.check("gateway.custom").status == "ok"
     assert report.ok
 
 
@@ -329,13 +329,13 @@ async def test_model_missing_on_gateway_fails_the_model_check(project: Path, env
     async with ReferenceGateway(api_key=KEY, models=["claude-sonnet-4-5", "claude-opus-4-6"]) as gw:
         configure(project, gw.base_url)
         report = await run_doctor(project, env)
-    check = report.get("models.custom")
+    check = report.check("models.custom")
     assert check.status == "fail" and check.cause == "model_not_served"
     assert "custom/claude-opus-4-5 is declared in" in check.summary
     assert "the gateway does not serve claude-opus-4-5; the gateway serves claude-opus-4-6" in check.summary
     assert "rename the key claude-opus-4-5 to claude-opus-4-6" in check.fix
     assert "set cli_model_name of opencode-custom-opus to custom/claude-opus-4-6" in check.fix
-    assert report.get("gateway.custom").status == "ok"
+    assert report.check("gateway.custom").status == "ok"
     assert not report.ok
 
 
@@ -343,7 +343,7 @@ async def test_registry_name_mismatch_gets_the_exact_suggestion(project: Path, e
     async with ReferenceGateway(api_key=KEY, models=["claude-opus-4-6", "claude-sonnet-4-5"]) as gw:
         configure(project, gw.base_url, models=["claude-opus-4-6", "claude-sonnet-4-5"])
         report = await run_doctor(project, env)
-    check = report.get("models.custom")
+    check = report.check("models.custom")
     assert check.status == "warn" and check.cause == "registry_mismatch"
     assert check.summary == (
         "opencode-custom-opus uses custom/claude-opus-4-5; opencode.json declares claude-opus-4-6; "
@@ -362,7 +362,7 @@ async def test_registry_name_mismatch_gets_the_exact_suggestion(project: Path, e
     async with ReferenceGateway(api_key=KEY, models=["claude-opus-4-6", "claude-sonnet-4-5"]) as gw:
         configure(project, gw.base_url, models=["claude-opus-4-6", "claude-sonnet-4-5"])
         fixed = await run_doctor(project, env)
-    assert fixed.get("models.custom").status == "ok", fixed.get("models.custom")
+    assert fixed.check("models.custom").status == "ok", fixed.check("models.custom")
 
 
 async def test_declared_name_the_gateway_lacks_gets_only_fixes_that_land_on_a_served_model(
@@ -374,7 +374,7 @@ async def test_declared_name_the_gateway_lacks_gets_only_fixes_that_land_on_a_se
             project, gw.base_url, models=["claude-opus-4-6", "claude-sonnet-4-5"], default_model="claude-opus-4-6"
         )
         report = await run_doctor(project, env)
-    check = report.get("models.custom")
+    check = report.check("models.custom")
     assert check.status == "fail" and check.cause == "model_not_served"
     assert "rename the key claude-opus-4-6 to claude-opus-4-5" in check.fix
     assert 'set "model" to custom/claude-opus-4-5' in check.fix
@@ -397,16 +397,16 @@ async def test_unset_base_url_variable(project: Path, env: dict[str, str]) -> No
         )
     )
     report = await run_doctor(project, env)
-    check = report.get("provider.custom.base_url")
+    check = report.check("provider.custom.base_url")
     assert check.cause == "base_url_unset" and "export CUSTOM_API_BASE_URL=" in check.fix
-    assert report.get("gateway.custom").status == "skipped"
+    assert report.check("gateway.custom").status == "skipped"
     assert not report.ok
 
 
 async def test_broken_config_names_file_line_column(project: Path, env: dict[str, str]) -> None:
     (project / "opencode.json").write_text('{\n  "provider": {\n    "custom": { "npm": "x" \n  }\n')
     report = await run_doctor(project, env)
-    check = report.get("config")
+    check = report.check("config")
     assert check.status == "fail" and check.cause == "config_error"
     assert f"{project / 'opencode.json'}:" in check.summary
     assert check.data["line"] is not None
@@ -419,11 +419,11 @@ async def test_mcp_entry_present(project: Path, env: dict[str, str], gateway: Re
     config["mcp"] = {"nexus-agents": {"type": "local", "command": ["python3", "--mode=server"], "enabled": True}}
     (project / "opencode.json").write_text(json.dumps(config))
     report = await run_doctor(project, env)
-    assert report.get("mcp").status == "ok"
+    assert report.check("mcp").status == "ok"
     config["mcp"]["nexus-agents"]["command"] = ["/nowhere/nexus-agents", "--mode=server"]
     (project / "opencode.json").write_text(json.dumps(config))
     report = await run_doctor(project, env)
-    assert report.get("mcp").cause == "mcp_command_missing"
+    assert report.check("mcp").cause == "mcp_command_missing"
 
 
 async def test_no_opencode_on_path(
@@ -435,12 +435,12 @@ async def test_no_opencode_on_path(
     # NEXUS_OPENCODE names nothing, so the checkout's .tools (the locator's last resort) is not used either.
     missing = str(tmp_path / "no-opencode")
     report = await run_doctor(project, {**env, "PATH": str(empty_bin), "NEXUS_OPENCODE": missing}, probe=True)
-    check = report.get("opencode")
+    check = report.check("opencode")
     assert missing in check.summary
     assert check.status == "fail" and check.cause == "opencode_missing"
     assert "No model adapter configured" in check.summary
     assert "npm install -g opencode-ai@1.2.15" in check.fix
-    assert report.get("probe.opencode_run").status == "skipped"
+    assert report.check("probe.opencode_run").status == "skipped"
     assert not report.ok
 
 
@@ -450,7 +450,7 @@ async def test_no_opencode_on_path(
 async def test_probe_streams_a_chat_completion(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
     configure(project, gateway.base_url)
     report = await _probe_without_smoke(project, env)
-    chat = report.get("probe.chat.custom")
+    chat = report.check("probe.chat.custom")
     assert chat.status == "ok", chat
     assert chat.data["saw_done"] and chat.data["usage"] and chat.data["chunks"] >= 2
     assert gateway.requests[-1].stream and gateway.requests[-1].include_usage
@@ -470,10 +470,10 @@ async def test_probe_names_stream_faults(
     gateway.add_fault(spec)
     configure(project, gateway.base_url)
     report = await _probe_without_smoke(project, env)
-    chat = report.get("probe.chat.custom")
+    chat = report.check("probe.chat.custom")
     assert chat.status == "fail" and chat.cause == cause, chat
     assert chat.fix
-    assert report.get("gateway.custom").status == "ok"
+    assert report.check("gateway.custom").status == "ok"
     assert not report.ok
     assert_no_key(report)
 
@@ -485,8 +485,8 @@ async def test_smoke_waits_for_a_healthy_chat(project: Path, env: dict[str, str]
     began = time.perf_counter()
     report = await run_doctor(project, env, probe=True)
     assert time.perf_counter() - began < 10
-    assert report.get("probe.chat.custom").cause == "server_error"
-    smoke = report.get("probe.opencode_run")
+    assert report.check("probe.chat.custom").cause == "server_error"
+    smoke = report.check("probe.opencode_run")
     assert smoke.status == "skipped" and "chat probe" in smoke.summary
 
 
@@ -500,7 +500,7 @@ async def _probe_without_smoke(project: Path, env: dict[str, str]) -> DoctorRepo
 async def test_probe_smoke_through_real_opencode(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
     configure(project, gateway.base_url, default_model="claude-sonnet-4-5")
     report = await run_doctor(project, env, probe=True, smoke_timeout=45)
-    smoke = report.get("probe.opencode_run")
+    smoke = report.check("probe.opencode_run")
     assert smoke.status == "ok", smoke
     assert "custom/claude-sonnet-4-5" in smoke.summary and "Reply to:" in smoke.summary
     assert any(r.kind == "chat" and r.bearer == "expected" for r in gateway.requests)
@@ -585,7 +585,7 @@ async def test_dead_gateway_is_connect_timeout_within_bound(
     began = time.perf_counter()
     report = await run_doctor(project, env)
     assert time.perf_counter() - began < VERDICT_BOUND_S
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "connect_timeout"
     assert "firewall" in check.summary and "reachable" in check.fix
     assert_honest(report, ["gateway.custom"])
@@ -616,7 +616,7 @@ async def test_opencode_versions(
 ) -> None:
     bin_dir = fake_opencode(tmp_path, body)
     report = await run_doctor(project, {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
-    check = report.get("opencode")
+    check = report.check("opencode")
     assert (check.status, check.cause) == (status, cause)
     assert check.fix and "1.2.15" in check.fix
 
@@ -626,7 +626,7 @@ async def test_hung_opencode_is_bounded_and_killed(project: Path, env: dict[str,
     began = time.perf_counter()
     report = await run_doctor(project, {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
     assert time.perf_counter() - began < VERDICT_BOUND_S + 1
-    check = report.get("opencode")
+    check = report.check("opencode")
     assert check.status == "warn" and check.cause == "opencode_slow"
     leftovers = [
         p for p in psutil.process_iter(["cmdline"]) if str(bin_dir / "opencode") in " ".join(p.info["cmdline"] or [])
@@ -647,9 +647,9 @@ async def test_literal_key_is_used_and_never_shown(
 ) -> None:
     write_config(project, {"baseURL": gateway.base_url, "apiKey": KEY})
     report = await run_doctor(project, hermetic_env)
-    check = report.get("provider.custom.api_key")
+    check = report.check("provider.custom.api_key")
     assert check.status == "ok" and check.summary == f"set, from the value written in {project / 'opencode.json'}"
-    assert report.get("gateway.custom").status == "ok"
+    assert report.check("gateway.custom").status == "ok"
     assert_no_key(report)
 
 
@@ -661,8 +661,8 @@ async def test_key_from_opencode_auth_login(
     auth.write_text(json.dumps({"custom": {"type": "api", "key": KEY}}))
     write_config(project, {"baseURL": gateway.base_url})
     report = await run_doctor(project, hermetic_env)
-    assert report.get("provider.custom.api_key").summary == "set, from `opencode auth login` (auth.json)"
-    assert report.get("gateway.custom").status == "ok"
+    assert report.check("provider.custom.api_key").summary == "set, from `opencode auth login` (auth.json)"
+    assert report.check("gateway.custom").status == "ok"
     assert gateway.requests[-1].bearer == "expected"
     assert_no_key(report)
 
@@ -672,7 +672,7 @@ async def test_undeclared_default_model_fails(project: Path, env: dict[str, str]
         project, {"baseURL": gateway.base_url, "apiKey": "{env:CUSTOM_API_KEY}"}, model="custom/claude-sonet-4-5"
     )
     report = await run_doctor(project, env)
-    check = report.get("models.custom")
+    check = report.check("models.custom")
     assert check.status == "fail" and check.cause == "default_model_undeclared"
     assert 'set "model" to custom/claude-sonnet-4-5' in check.fix
 
@@ -680,7 +680,7 @@ async def test_undeclared_default_model_fails(project: Path, env: dict[str, str]
 async def test_no_gateway_provider_is_a_warning(project: Path, env: dict[str, str]) -> None:
     (project / "opencode.json").write_text(json.dumps({"model": "anthropic/claude-sonnet-4-5"}))
     report = await run_doctor(project, env)
-    check = report.get("gateway")
+    check = report.check("gateway")
     assert check.status == "warn" and check.cause == "no_gateway_provider"
     assert not any(c.id.startswith("gateway.") for c in report.checks)
 
@@ -751,7 +751,7 @@ async def test_untrusted_certificate_names_the_ca_fix(
     async with tls_server(self_signed) as server:
         configure(project, server.root + "/v1")
         report = await run_doctor(project, clean)
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "tls_error" and "not trusted" in check.summary
     assert "NODE_EXTRA_CA_CERTS" in check.fix
     assert_honest(report, ["gateway.custom"])
@@ -765,7 +765,7 @@ async def test_ca_from_node_extra_ca_certs_is_trusted_and_tls_is_timed(
     async with tls_server(self_signed) as server:
         configure(project, server.root + "/v1")
         report = await run_doctor(project, trusted)
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.status == "ok", check
     timings = check.data["timings"]
     assert timings["dns_ms"] is not None and timings["tls_ms"] is not None and timings["connect_ms"] is not None
@@ -780,13 +780,13 @@ async def test_a_dead_proxy_is_named_as_the_proxy(
     configure(project, gateway.base_url)
     proxied = {**env, "HTTP_PROXY": f"http://user:pw-secret@127.0.0.1:{port}", "NO_PROXY": "example.com"}
     report = await run_doctor(project, proxied)
-    check = report.get("gateway.custom")
+    check = report.check("gateway.custom")
     assert check.cause == "connection_refused"
     assert f"through the proxy http://127.0.0.1:{port} from HTTP_PROXY" in check.summary
     assert "NO_PROXY" in check.fix
     assert "pw-secret" not in report.model_dump_json()
     bypassed = await run_doctor(project, {**proxied, "NO_PROXY": "127.0.0.1"})
-    assert bypassed.get("gateway.custom").status == "ok"
+    assert bypassed.check("gateway.custom").status == "ok"
 
 
 async def test_config_check_names_the_winning_file_per_value(
@@ -805,18 +805,18 @@ async def test_config_check_names_the_winning_file_per_value(
     )
     write_config(project, {"baseURL": gateway.base_url})
     report = await run_doctor(project, env)
-    detail = report.get("config").detail
+    detail = report.check("config").detail
     assert f"global    {global_file}" in detail and f"project   {project / 'opencode.json'}" in detail
     assert f"baseURL from {project / 'opencode.json'}; apiKey from {global_file}" in detail
-    assert report.get("provider.custom.base_url").summary == f"{gateway.base_url}, set in {project / 'opencode.json'}"
-    assert report.get("gateway.custom").status == "ok"
+    assert report.check("provider.custom.base_url").summary == f"{gateway.base_url}, set in {project / 'opencode.json'}"
+    assert report.check("gateway.custom").status == "ok"
 
 
 async def test_opencode_that_cannot_start(project: Path, env: dict[str, str], tmp_path: Path) -> None:
     bin_dir = fake_opencode(tmp_path, "")
     (bin_dir / "opencode").write_text("#!/nonexistent/interpreter\n")
     report = await run_doctor(project, {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
-    check = report.get("opencode")
+    check = report.check("opencode")
     assert check.status == "fail" and check.cause == "opencode_broken"
     assert "cannot be started" in check.summary
 
@@ -830,7 +830,7 @@ async def test_credentials_in_the_base_url_are_never_shown(
     report = await run_doctor(project, env)
     text = report.model_dump_json()
     assert password not in text and query_key not in text
-    assert "user:[redacted]@" in report.get("provider.custom.base_url").summary
+    assert "user:[redacted]@" in report.check("provider.custom.base_url").summary
 
 
 async def test_openai_sdk_on_a_gateway_warns_that_opencode_calls_responses(
@@ -841,7 +841,7 @@ async def test_openai_sdk_on_a_gateway_warns_that_opencode_calls_responses(
     config["provider"]["custom"]["npm"] = "@ai-sdk/openai"
     (project / "opencode.json").write_text(json.dumps(config))
     report = await run_doctor(project, env)
-    check = report.get("provider.custom.base_url")
+    check = report.check("provider.custom.base_url")
     assert check.status == "warn" and check.cause == "responses_api"
     assert f"{gateway.base_url}/responses" in check.summary
     assert "@ai-sdk/openai-compatible" in check.fix
@@ -855,7 +855,7 @@ async def test_the_tested_releases_are_named_and_a_version_outside_them_warns(
 ) -> None:
     bin_dir = fake_opencode(tmp_path, f"print({printed!r})")
     report = await run_doctor(project, {**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
-    check = report.get("opencode")
+    check = report.check("opencode")
     assert check.status == status
     assert check.data["supported"] == "tested with 1.2.15 and 1.18.33"
     if status == "warn":

@@ -521,7 +521,7 @@ def test_port_in_use_is_a_clear_error() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(NexusError, match="cannot listen on 127.0.0.1"):
+        with pytest.raises(NexusError, match=r"cannot listen on 127\.0\.0\.1"):
             ReferenceGateway(port=taken.getsockname()[1]).start_in_thread()
 
 

@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from tests.conftest import run_cli
+
+from conftest import run_cli
 
 SCRIPT = [
     {

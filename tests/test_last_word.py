@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import run_cli
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
-from nexus_core.opencode.attempt import _STREAM_ERROR_1_18, AttemptResult
+from nexus_core.opencode.attempt import AttemptResult
+from nexus_core.opencode.classify import STREAM_ERROR_1_18
 from nexus_core.opencode.events import ErrorEvent, FailureClass, GatewayRetrying, Outcome, StepStart
 from nexus_core.routing.chain import DelegationResult
 from nexus_core.routing.last_word import last_word, outcome_sentence, plain_message
@@ -34,7 +36,7 @@ RAW_JSON_ERROR = (
 )
 
 
-def attempt(number: int, model: str, failure: FailureClass | None, message: str, **fields: object) -> AttemptResult:
+def attempt(number: int, model: str, failure: FailureClass | None, message: str, **fields: Any) -> AttemptResult:
     events = fields.pop("events", ())
     outcome = Outcome(failure=failure, message=message, fix=FIX.get(failure, "") if failure else "", **fields)
     return AttemptResult(
@@ -168,8 +170,8 @@ def test_opencode_1_18_stream_error_lines_count_as_failed_requests() -> None:
         "modelID=claude-opus-4-5 session.id=ses_x small=false agent=build mode=primary "
         'error.error="AI_APICallError: The server had an error while processing your request."'
     )
-    found = _STREAM_ERROR_1_18.match(line)
+    found = STREAM_ERROR_1_18.match(line)
     assert found and found.group("error") == "The server had an error while processing your request."
     # The session title's request (small=true) and the final `process` line are no retries.
-    assert _STREAM_ERROR_1_18.match(line.replace("small=false", "small=true")) is None
-    assert _STREAM_ERROR_1_18.match(line.replace('message="stream error"', "message=process")) is None
+    assert STREAM_ERROR_1_18.match(line.replace("small=false", "small=true")) is None
+    assert STREAM_ERROR_1_18.match(line.replace('message="stream error"', "message=process")) is None

@@ -7,6 +7,7 @@ pinned OpenCode against a reference gateway that stays silent.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import resource
@@ -211,14 +212,16 @@ async def test_end_tree_on_a_zombie_only_group_returns_at_once() -> None:
 
 async def test_spawn_relays_output_and_exit_status_and_end_tree_kills_what_ignores_sigterm(tmp_path: Path) -> None:
     done = await spawn([sys.executable, "-c", "import sys; print('hi'); sys.exit(3)"], stdout=subprocess.PIPE)
-    assert done.process.stdout is not None
-    assert await done.process.stdout.read() == b"hi\n"
-    assert await done.process.wait() == 3
+    process = done.process
+    assert isinstance(process, asyncio.subprocess.Process) and process.stdout is not None
+    assert await process.stdout.read() == b"hi\n"
+    assert await process.wait() == 3
     assert await end_tree(done)
 
     stubborn = await spawn([sys.executable, "-c", TREE], stdout=subprocess.PIPE)
-    assert stubborn.process.stdout is not None
-    assert await stubborn.process.stdout.readline() == b"ready\n"
+    stubborn_process = stubborn.process
+    assert isinstance(stubborn_process, asyncio.subprocess.Process) and stubborn_process.stdout is not None
+    assert await stubborn_process.stdout.readline() == b"ready\n"
     members = _group(stubborn.pgid)
     assert len(members) == 3 and stubborn.pid not in members
     assert await end_tree(stubborn, grace=0.5)

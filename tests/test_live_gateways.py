@@ -71,16 +71,16 @@ def test_doctor_probe_finds_the_fault_on_each_model(project: Path, proxy: Proxy,
         small_model="mock-ok-2",
     )
     report = asyncio.run(run_doctor(project, _env(hermetic_env, proxy.master_key), probe=True, smoke_timeout=60))
-    assert report.get("gateway.custom").status == "ok"
+    assert report.check("gateway.custom").status == "ok"
     for model in ("mock-ok", "mock-ok-2"):
-        assert report.get(f"probe.chat.custom.{model}").status in ("ok", "warn"), report.get(
+        assert report.check(f"probe.chat.custom.{model}").status in ("ok", "warn"), report.get(
             f"probe.chat.custom.{model}"
         )
     for model, (cause, _) in FAULTY.items():
-        check = report.get(f"probe.chat.custom.{model}")
+        check = report.check(f"probe.chat.custom.{model}")
         assert check.status == "fail" and check.cause == cause, check
         assert check.summary.startswith("LiteLLM proxy: ")
-    smoke = report.get("probe.opencode_run")
+    smoke = report.check("probe.opencode_run")
     assert smoke.status == "ok" and smoke.data["model"] == "custom/mock-ok", smoke
     _no_secret(report.model_dump_json(), proxy)
 
@@ -92,8 +92,8 @@ def test_doctor_blames_the_key_not_the_gateway(
     write_opencode_config(project, proxy.base_url, api_key_env="CUSTOM_API_KEY", models=["mock-ok"])
     env = _env(hermetic_env, BAD_KEY if key == "bad" else None)
     report = asyncio.run(run_doctor(project, env, probe=True))
-    assert report.get("provider.custom.api_key").cause == expected
-    gw = report.get("gateway.custom")
+    assert report.check("provider.custom.api_key").cause == expected
+    gw = report.check("gateway.custom")
     assert gw.cause == "unauthorized" and "baseURL" not in gw.fix, gw
     _no_secret(report.model_dump_json(), proxy)
 

@@ -66,7 +66,7 @@ async def test_a_cancelled_call_ends_its_run_and_tree_within_a_second(
         if isinstance(message, types.ProgressNotification):
             tokens.append(message.params.progress_token)
 
-    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         pass
 
     with ReferenceGateway(faults=["silent"]) as gateway, tempfile.TemporaryFile("w+") as errlog:

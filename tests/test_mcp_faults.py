@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,7 +114,7 @@ def _running(pid: int) -> bool:
         return stat.read().split(b")")[-1].split()[0] != b"Z"
 
 
-def _raw_session(project: Path, env: dict[str, str], lines: list[str], answers: int) -> list[dict[str, object]]:
+def _raw_session(project: Path, env: dict[str, str], lines: list[str], answers: int) -> list[dict[str, Any]]:
     """Send ``lines`` after the handshake over the server's real stdio; its first ``answers`` answers after it."""
     hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
     handshake = [
@@ -127,7 +128,7 @@ def _raw_session(project: Path, env: dict[str, str], lines: list[str], answers: 
     try:
         server.stdin.write(("\n".join([*handshake, *lines]) + "\n").encode())
         server.stdin.flush()
-        got = []
+        got: list[dict[str, Any]] = []
         deadline = time.monotonic() + 30
         while len(got) < answers + 1 and time.monotonic() < deadline:
             ready, _, _ = select.select([server.stdout], [], [], max(0.0, deadline - time.monotonic()))

@@ -21,12 +21,15 @@ import psutil
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-from tests.conftest import opencode_path, run_cli
+from mcp.types import TextContent
 
+from conftest import opencode_path, run_cli
 from nexus_core.config.setup import server_command
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
+from nexus_core.mcp.consensus import agreement, verdict_of
 from nexus_core.mcp.jobs import SERVER_EXIT
-from nexus_core.mcp.server import VoteAnswer, _agreement, _verdict, delegation_depth
+from nexus_core.mcp.project import delegation_depth
+from nexus_core.mcp.reports import VoteAnswer
 from nexus_core.routing.experts import EXPERTS
 from nexus_core.store.runs import RunStore
 
@@ -197,19 +200,21 @@ def test_delegation_depth_reads_the_environment(value: str, expected: tuple[int,
 
 def test_agreement_groups_verdicts() -> None:
     def answer(model: str, text: str, ok: bool = True) -> VoteAnswer:
-        return VoteAnswer(model_id=model, cli_model_name=None, ok=ok, verdict=_verdict(text) if ok else "", answer=text)
+        return VoteAnswer(
+            model_id=model, cli_model_name=None, ok=ok, verdict=verdict_of(text) if ok else "", answer=text
+        )
 
-    assert _verdict("\n  Yes, definitely!\nbecause") == "yes definitely"
-    majority = _agreement("q", [answer("a", "Yes\nx"), answer("b", "yes.\ny"), answer("c", "No\nz")])
+    assert verdict_of("\n  Yes, definitely!\nbecause") == "yes definitely"
+    majority = agreement("q", [answer("a", "Yes\nx"), answer("b", "yes.\ny"), answer("c", "No\nz")])
     assert (majority.agreement, majority.majority_verdict) == ("majority", "yes")
     assert [g.models for g in majority.groups] == [["a", "b"], ["c"]]
-    split = _agreement("q", [answer("a", "A"), answer("b", "B"), answer("c", "", ok=False)])
+    split = agreement("q", [answer("a", "A"), answer("b", "B"), answer("c", "", ok=False)])
     assert (
         split.agreement == "split"
         and split.majority_verdict is None
         and "1 model(s) gave no usable answer" in split.summary
     )
-    assert _agreement("q", [answer("a", "", ok=False)]).agreement == "no answers"
+    assert agreement("q", [answer("a", "", ok=False)]).agreement == "no answers"
 
 
 # ---------------------------------------------------------------- real runs through OpenCode
@@ -221,10 +226,10 @@ async def test_orchestrate_runs_with_expert_fallback_tokens_and_progress(
 ) -> None:
     gateway.add_fault("404,model=claude-opus-4-5")
     gateway.script("hash map resize", reply="Use a load factor of 0.75.")
-    progress: list[str] = []
+    notes: list[str] = []
 
-    async def on_progress(done: float, total: float | None, message: str | None) -> None:
-        progress.append(message or "")
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        notes.append(message or "")
 
     async with mcp_client(gateway_project, hermetic_env) as client:
         result = await client.call_tool(
@@ -247,7 +252,7 @@ async def test_orchestrate_runs_with_expert_fallback_tokens_and_progress(
     chats = [r for r in gateway.requests if r.kind == "chat"]
     review_prompt = next(e.system_prompt for e in EXPERTS if e.id == "review")
     assert review_prompt in chats[-1].last_user_text and "Review the hash map resize logic" in chats[-1].last_user_text
-    assert f"attempt 1: {OPUS}" in progress and any("falling back to opencode-custom-sonnet" in p for p in progress)
+    assert f"attempt 1: {OPUS}" in notes and any("falling back to opencode-custom-sonnet" in p for p in notes)
 
 
 @pytest.mark.opencode
@@ -582,7 +587,9 @@ async def test_job_tools_start_follow_result_cancel_and_list(
         assert time.monotonic() - started < 10 and job["model"] == "opencode-custom-sonnet"
         early = await client.call_tool("task_result", {"run_id": job["run_id"]})
         if early.is_error:  # still running: a tool error that says what to do
-            assert "is still running" in early.content[0].text and "task_status" in early.content[0].text
+            said = early.content[0]
+            assert isinstance(said, TextContent)
+            assert "is still running" in said.text and "task_status" in said.text
         done = await _until_done(client, job["run_id"])
         assert done["state"] == "ok" and done["model"] == "opencode-custom-sonnet" and done["attempt"] == 1
         assert done["last_lines"] == ["Santiago."]

@@ -91,7 +91,7 @@ def test_file_substitution_is_relative_to_the_config_and_expands_home(
 
 def test_missing_file_reference_is_a_clear_error(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     write(tmp_path / "opencode.json", '{"model": "{file:nope.txt}"}')
-    with pytest.raises(ConfigError, match="nope.txt does not exist"):
+    with pytest.raises(ConfigError, match=r"nope\.txt does not exist"):
         load_config(tmp_path, hermetic_env)
 
 

@@ -38,13 +38,10 @@ SIGNALS = [pytest.param(signal.SIGKILL, id="SIGKILL"), pytest.param(signal.SIGTE
 
 
 def _transports() -> list[object]:
-    """The default transport, and ``--transport run`` too once the CLI has that choice."""
-    orchestrate = build_parser()._subparsers._group_actions[0].choices["orchestrate"]  # type: ignore[union-attr]
-    flags = {flag for action in orchestrate._actions for flag in action.option_strings}
-    found: list[object] = [pytest.param(None, id="default")]
-    if "--transport" in flags:
-        found.append(pytest.param("run", id="run"))
-    return found
+    """The default transport, and ``--transport run`` (the parser must take it: no silent skip)."""
+    args = build_parser().parse_args(["orchestrate", "--transport", "run", "a task"])
+    assert args.transport == "run"
+    return [pytest.param(None, id="default"), pytest.param("run", id="run")]
 
 
 def home_processes(home: str) -> list[psutil.Process]:

@@ -60,13 +60,13 @@ async def test_every_declared_model_gets_its_own_verdict(
         f"probe.chat.custom.{OPUS}": "fail",
         f"probe.chat.custom.{SONNET}": "ok",
     }
-    opus = report.get(f"probe.chat.custom.{OPUS}")
+    opus = report.check(f"probe.chat.custom.{OPUS}")
     assert opus.cause == "rate_limited" and "Retry-After: 1" in opus.summary and opus.data["timings"]["total_ms"]
-    sonnet = report.get(f"probe.chat.custom.{SONNET}")
+    sonnet = report.check(f"probe.chat.custom.{SONNET}")
     assert sonnet.data["roles"] == ["model", "small_model"] and "(model, small_model)" in sonnet.title
-    summary = report.get("probe.chat.custom")
+    summary = report.check("probe.chat.custom")
     assert summary.summary.startswith("1 of 2 model(s) fail") and f"custom/{OPUS}" in summary.summary
-    assert report.get("gateway.custom").status == "ok"  # one model's failure does not condemn the gateway
+    assert report.check("gateway.custom").status == "ok"  # one model's failure does not condemn the gateway
     assert {r.model for r in gateway.requests if r.kind == "chat"} == {OPUS, SONNET}
 
 
@@ -77,10 +77,10 @@ async def test_an_undeclared_small_model_is_probed_too(
         project, gateway.base_url, api_key_env="CUSTOM_API_KEY", models=[SONNET], small_model="claude-haiku-9"
     )
     report = await run_doctor(project, without_opencode(env), probe=True)
-    small = report.get("probe.chat.custom.claude-haiku-9")
+    small = report.check("probe.chat.custom.claude-haiku-9")
     assert small is not None and small.status == "fail", small
     assert small.cause == "model_not_served" and small.data["roles"] == ["small_model"]
-    assert report.get(f"probe.chat.custom.{SONNET}").status == "ok"
+    assert report.check(f"probe.chat.custom.{SONNET}").status == "ok"
 
 
 async def test_probes_run_concurrently_and_bounded(project: Path, env: dict[str, str]) -> None:
@@ -90,7 +90,7 @@ async def test_probes_run_concurrently_and_bounded(project: Path, env: dict[str,
         write_opencode_config(project, gw.base_url, api_key_env="CUSTOM_API_KEY", models=models)
         report = await run_doctor(project, without_opencode(env), probe=True)
         chats = [r for r in gw.requests if r.kind == "chat"]
-    assert all(report.get(f"probe.chat.custom.{m}").status == "ok" for m in models)
+    assert all(report.check(f"probe.chat.custom.{m}").status == "ok" for m in models)
     assert {r.model for r in chats} == set(models)
     arrivals = sorted(r.at for r in chats)
     # Counted at the gateway, not by the wall clock (a loaded machine stretches that): while the
@@ -107,9 +107,9 @@ async def test_dead_gateway_verdict_within_bound_with_probe(project: Path, env: 
     began = time.perf_counter()
     report = await run_doctor(project, env, probe=True)
     assert time.perf_counter() - began < 3.5
-    assert report.get("gateway.custom").cause == "connection_refused"
-    assert report.get("probe.chat.custom").status == "skipped"
-    assert report.get("probe.opencode_run").status == "skipped"
+    assert report.check("gateway.custom").cause == "connection_refused"
+    assert report.check("probe.chat.custom").status == "skipped"
+    assert report.check("probe.opencode_run").status == "skipped"
 
 
 @pytest.mark.opencode
@@ -121,9 +121,9 @@ async def test_the_smoke_uses_a_model_that_passed(
         project, gateway.base_url, api_key_env="CUSTOM_API_KEY", default_model=OPUS, small_model=SONNET
     )
     report = await run_doctor(project, env, probe=True, smoke_timeout=45)
-    smoke = report.get("probe.opencode_run")
+    smoke = report.check("probe.opencode_run")
     assert smoke.status == "ok" and smoke.data["model"] == f"custom/{SONNET}", smoke
-    assert report.get(f"probe.chat.custom.{OPUS}").cause == "rate_limited"
+    assert report.check(f"probe.chat.custom.{OPUS}").cause == "rate_limited"
     assert not report.ok
 
 
@@ -133,7 +133,7 @@ async def test_route_and_doctor_give_the_same_fix(project: Path, env: dict[str, 
     async with ReferenceGateway(api_key=KEY, models=served) as gw:
         write_opencode_config(project, gw.base_url, api_key_env="CUSTOM_API_KEY", models=served)
         report = await run_doctor(project, without_opencode(env))
-    doctor_fix = report.get("models.custom").fix
+    doctor_fix = report.check("models.custom").fix
     snapshot = build_snapshot(project, env).with_gateway_models("custom", served)
     reasons = {s.id: s.reason for s in route(snapshot, profile_task("fix the bug")).skipped}
     fix = f"set cli_model_name of opencode-custom-opus to custom/claude-opus-4-6 in {project}/.nexus/models.json"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import run_cli
 from nexus_core.config.loader import load_config
-from nexus_core.routing.registry import build_registry
+from nexus_core.routing.registry import ModelProfile, Registry, build_registry
 
 ACME = """// the team's gateway
 {
@@ -26,6 +26,13 @@ ACME = """// the team's gateway
   },
 }
 """
+
+
+def _found(registry: Registry, hint: str) -> ModelProfile:
+    """The model ``hint`` names (by id, alias or CLI model name); the test fails when there is none."""
+    model = registry.find(hint)
+    assert model is not None, hint
+    return model
 
 
 def _project(tmp_path: Path, text: str = ACME, name: str = "opencode.jsonc") -> Path:
@@ -72,7 +79,7 @@ def test_overlay_sets_scores_and_aliases_and_skips_bad_entries(tmp_path: Path, h
     registry = build_registry(config, [overlay])
     acme = registry.find("acme")
     assert acme is not None and acme.quality.code == 8 and acme.scores_from == "overlay"
-    assert registry.get("opencode-custom-opus").cli_model_name == "custom/claude-opus-4-6"
+    assert _found(registry, "opencode-custom-opus").cli_model_name == "custom/claude-opus-4-6"
     reasons = {p.entry: p.reason for p in registry.problems}
     assert set(reasons) == {"broken", "no-cli"}
     assert "cli_model_name" in reasons["no-cli"]
@@ -95,10 +102,10 @@ def test_an_id_wins_over_another_models_alias_and_an_alias_over_a_cli_model_name
         )
     )
     registry = build_registry(load_config(project, hermetic_env), [overlay])
-    assert registry.find("opencode-custom-sonnet").id == "opencode-custom-sonnet"
-    assert registry.find("OPENCODE-CUSTOM-SONNET").id == "opencode-custom-sonnet"
-    assert registry.find("custom/acme-large").id == "opencode-custom-sonnet"
-    assert registry.find("custom/claude-opus-4-5").id == "opencode-custom-opus"
+    assert _found(registry, "opencode-custom-sonnet").id == "opencode-custom-sonnet"
+    assert _found(registry, "OPENCODE-CUSTOM-SONNET").id == "opencode-custom-sonnet"
+    assert _found(registry, "custom/acme-large").id == "opencode-custom-sonnet"
+    assert _found(registry, "custom/claude-opus-4-5").id == "opencode-custom-opus"
 
 
 def test_a_config_model_nexus_cannot_take_is_reported_not_dropped_silently(

@@ -113,8 +113,8 @@ def test_terms_sum_to_the_total_and_ranking_is_deterministic(tmp_path: Path, her
 
 def test_reasoning_goes_to_opus_and_a_typo_to_sonnet(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     snapshot = build_snapshot(_project(tmp_path), hermetic_env)
-    assert route(snapshot, profile_task(REASONING_TASK)).chosen.id == "opencode-custom-opus"
-    assert route(snapshot, profile_task(TYPO_TASK)).chosen.id == "opencode-custom-sonnet"
+    assert route(snapshot, profile_task(REASONING_TASK)).chosen_or_raise().id == "opencode-custom-opus"
+    assert route(snapshot, profile_task(TYPO_TASK)).chosen_or_raise().id == "opencode-custom-sonnet"
 
 
 def test_a_model_whose_context_is_too_small_ranks_last(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
@@ -191,10 +191,10 @@ def test_a_rate_limited_model_cools_down_on_the_injected_clock(tmp_path: Path, h
     assert "cooling down for 60 s more" in {s.id: s.reason for s in decision.skipped}["opencode-custom-sonnet"]
     assert [m.id for m in fallback_chain(cooled, "opencode-custom-opus")] == ["opencode-custom-opus"]
     forced = route(cooled, profile_task(TYPO_TASK), hint="sonnet")
-    assert forced.chosen.id == "opencode-custom-sonnet"
-    assert "forced by the hint" in forced.chosen.term("availability").detail
+    assert forced.chosen_or_raise().id == "opencode-custom-sonnet"
+    assert "forced by the hint" in forced.chosen_or_raise().term("availability").detail
     now[0] += 61
-    assert route(cooled, profile_task(TYPO_TASK)).chosen.id == "opencode-custom-sonnet"
+    assert route(cooled, profile_task(TYPO_TASK)).chosen_or_raise().id == "opencode-custom-sonnet"
     assert snapshot.cooldowns == {}  # the original value never changes
 
 
@@ -207,9 +207,9 @@ def test_a_hint_by_id_alias_or_cli_name_forces_the_model(
 ) -> None:
     snapshot = build_snapshot(_project(tmp_path), hermetic_env)
     decision = route(snapshot, profile_task(TYPO_TASK), hint=hint)
-    assert decision.chosen.id == "opencode-custom-opus"
+    assert decision.chosen_or_raise().id == "opencode-custom-opus"
     assert decision.ranked[0].id == "opencode-custom-opus"
-    assert decision.chosen.term("hint").value == WEIGHTS.hint_points
+    assert decision.chosen_or_raise().term("hint").value == WEIGHTS.hint_points
     assert all(s.term("hint").value == 0 for s in decision.ranked[1:])
     assert [m.id for m in decision.chain] == ["opencode-custom-opus", "opencode-custom-sonnet"]
 

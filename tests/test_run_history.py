@@ -13,10 +13,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from tests.conftest import run_cli
 
+from conftest import run_cli
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
 from nexus_core.opencode.events import FailureClass, Outcome
 from nexus_core.routing.score import build_snapshot, profile_task, route
@@ -47,7 +48,7 @@ def env(hermetic_env: dict[str, str]) -> dict[str, str]:
     return {**hermetic_env, "CUSTOM_API_KEY": KEY, "NEXUS_TEST_RUN": uuid.uuid4().hex}
 
 
-def _json(done: subprocess.CompletedProcess[str]) -> object:
+def _json(done: subprocess.CompletedProcess[str]) -> Any:
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -141,6 +142,7 @@ def test_a_run_killed_with_sigkill_reads_as_interrupted(tmp_path: Path, env: dic
         [sys.executable, "-c", _RECORD_AND_HANG, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
+        assert child.stdout is not None
         run_id = child.stdout.readline().strip()
         assert run_id, "the recording child printed no run id"
         assert _json(run_cli(["runs", "--json"], env, tmp_path))[0]["status"] == "running"
@@ -175,8 +177,8 @@ def test_the_store_rests_a_rate_limited_model_and_penalises_a_failing_one(
     write_opencode_config(project, "http://127.0.0.1:9/v1")
     task = profile_task("Design the retry policy for the gateway client and explain the tradeoffs")
     before = route(build_snapshot(project, hermetic_env), task)
-    assert before.chosen.id == "opencode-custom-opus"
-    assert before.chosen.term("observed") == ("observed", 0, "no recent attempts")
+    assert before.chosen_or_raise().id == "opencode-custom-opus"
+    assert before.chosen_or_raise().term("observed") == ("observed", 0, "no recent attempts")
     assert not default_path(hermetic_env).exists()  # routing never creates the store
     now = time.time()
     with RunStore.open(hermetic_env) as store:
@@ -190,15 +192,15 @@ def test_the_store_rests_a_rate_limited_model_and_penalises_a_failing_one(
     after = route(build_snapshot(project, hermetic_env), task)
     skipped = {s.id: s.reason for s in after.skipped}
     assert re.fullmatch(r"rate limited 1\d s ago; resting 1\d\d s more", skipped["opencode-custom-sonnet"])
-    opus = after.chosen
+    opus = after.chosen_or_raise()
     assert opus.id == "opencode-custom-opus" and opus.total == sum(t.value for t in opus.terms)
     observed = opus.term("observed")
-    assert -120 <= observed.value <= -115 and opus.total == before.chosen.total + observed.value
+    assert -120 <= observed.value <= -115 and opus.total == before.chosen_or_raise().total + observed.value
     assert observed.detail.startswith("2 of the last 2 attempts failed (gateway_error ×2), last 1")
     forced = route(build_snapshot(project, hermetic_env), task, hint="sonnet")
     assert (
-        forced.chosen.id == "opencode-custom-sonnet"
-        and "forced by the hint" in forced.chosen.term("availability").detail
+        forced.chosen_or_raise().id == "opencode-custom-sonnet"
+        and "forced by the hint" in forced.chosen_or_raise().term("availability").detail
     )
     off = route(build_snapshot(project, {**hermetic_env, "NEXUS_NO_HISTORY": "1"}), task)
-    assert off.chosen.term("observed").detail.startswith("run history is off") and not off.skipped[1:]
+    assert off.chosen_or_raise().term("observed").detail.startswith("run history is off") and not off.skipped[1:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nexus_core.opencode.events import AttemptFinished, AttemptStarted, FailureClass, Outcome
+from nexus_core.opencode.events import AttemptFinished, AttemptStarted, FailureClass, Outcome, RunEvent
 from nexus_core.routing.chain import CURABLE_BY_FALLBACK, DelegationSpec, chain_of, curable_by_fallback, delegate
 from nexus_core.routing.registry import BUILTIN_MODELS, ModelProfile
 
@@ -27,7 +27,7 @@ def test_the_fallback_rule(failure: FailureClass) -> None:
 
 
 async def test_an_entry_without_a_model_name_is_recorded_as_skipped() -> None:
-    events = []
+    events: list[RunEvent] = []
     result = await delegate(DelegationSpec(prompt="x", chain=(DEFAULT,)), events.append)
     assert [type(e) for e in events] == [AttemptStarted, AttemptFinished]
     assert len(result.attempts) == 1 and not result.ok

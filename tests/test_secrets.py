@@ -33,15 +33,23 @@ def test_plain_urls_and_known_values() -> None:
     assert redact("key plainkeyvalue0123 at http://user@host/v1") == f"key {REDACTED} at http://user@host/v1"
 
 
-def test_the_keys_a_config_resolves_are_redacted_whatever_their_source(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+def test_the_keys_a_config_resolves_are_redacted_whatever_their_source(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
     from nexus_core.config.loader import config_secrets
     from nexus_core.opencode.attempt import Attempt, AttemptSpec
 
     (tmp_path / "key.txt").write_text("sk-from-a-file-0123456789\n")
     config = {
         "provider": {
-            "lit": {"npm": "@ai-sdk/openai-compatible", "options": {"baseURL": "http://127.0.0.1:9/v1", "apiKey": "written-in-the-file-42"}},
-            "fil": {"npm": "@ai-sdk/openai-compatible", "options": {"baseURL": "http://127.0.0.1:9/v1", "apiKey": "{file:key.txt}"}},
+            "lit": {
+                "npm": "@ai-sdk/openai-compatible",
+                "options": {"baseURL": "http://127.0.0.1:9/v1", "apiKey": "written-in-the-file-42"},
+            },
+            "fil": {
+                "npm": "@ai-sdk/openai-compatible",
+                "options": {"baseURL": "http://127.0.0.1:9/v1", "apiKey": "{file:key.txt}"},
+            },
             "hdr": {
                 "npm": "@ai-sdk/openai-compatible",
                 "options": {"baseURL": "http://127.0.0.1:9/v1", "headers": {"Authorization": "Bearer team-token-9876"}},

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -42,7 +43,7 @@ def _workdir(tmp_path: Path, gateway: SlowChunkGateway, permission: dict[str, st
     return work
 
 
-def _spec(prompt: str, **kw: object) -> AttemptSpec:
+def _spec(prompt: str, **kw: Any) -> AttemptSpec:
     return AttemptSpec(cli_model_name=MODEL, prompt=prompt, timeout_s=60, stall_timeout_s=30, **kw)
 
 

@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -64,7 +65,7 @@ def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 90) -
     return subprocess.run([_exe(env), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-def _result(done: subprocess.CompletedProcess[str]) -> dict[str, object]:
+def _result(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     assert lines and lines[-1]["kind"] == "result", done.stdout[-2000:] + done.stderr[-2000:]
     return lines[-1]
@@ -277,7 +278,7 @@ def test_kill_9_of_orchestrate_leaves_no_server(tmp_path: Path, env: dict[str, s
         )
         try:
             assert proc.stdout is not None
-            assert proc.stdout.read1(4096).strip(), "no text before the kill"  # the session is mid-answer
+            assert os.read(proc.stdout.fileno(), 4096).strip(), "no text before the kill"  # the session is mid-answer
             servers = [p for p in _running(env["NEXUS_TEST_RUN"]) if "serve" in " ".join(p.cmdline())]
             assert servers, "no opencode serve was running"
             proc.kill()

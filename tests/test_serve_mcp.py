@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.test_mcp_server import error_text, mcp_client, payload
 
 from nexus_core.gateway import write_opencode_config
 from nexus_core.gateway.slow import SlowChunkGateway
 from opencode_versions import opencode_binary  # noqa: F401 - a fixture
+from test_mcp_server import error_text, mcp_client, payload
 
 pytestmark = pytest.mark.opencode
 
@@ -45,10 +45,10 @@ async def test_text_deltas_come_as_progress_before_the_answer(tmp_path: Path, en
     async with SlowChunkGateway(chunk_delay_s=0.2) as gateway:
         gateway.script("stream it", " ".join(WORDS))
         project = _project(tmp_path, gateway)
-        progress: list[tuple[float, str]] = []
+        notes: list[tuple[float, str]] = []
 
-        async def on_progress(done: float, total: float | None, message: str | None) -> None:
-            progress.append((time.monotonic(), message or ""))
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            notes.append((time.monotonic(), message or ""))
 
         async with mcp_client(project, env) as client:
             result = await client.call_tool(
@@ -58,8 +58,8 @@ async def test_text_deltas_come_as_progress_before_the_answer(tmp_path: Path, en
         report = payload(result)
         assert report["ok"] and " ".join(WORDS) in report["text"]
         assert report["tokens"]["total"] > 0
-        deltas = [(t, m) for t, m in progress if m.strip().startswith("w")]
-        assert len(deltas) >= 5, progress
+        deltas = [(t, m) for t, m in notes if m.strip().startswith("w")]
+        assert len(deltas) >= 5, notes
         assert "".join(m for _, m in deltas).split() == WORDS
         spread = [round(t - deltas[0][0], 2) for t, _ in deltas]
         assert answered - deltas[0][0] > 2.0, (

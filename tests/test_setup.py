@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import opencode_path, run_cli
 
+from conftest import opencode_path, run_cli
 from nexus_core.config import jsonc
 from nexus_core.config.loader import ConfigError
 from nexus_core.config.setup import apply_entry, desired_entry, resolve_target, server_command
@@ -67,15 +67,19 @@ def test_jsonc_with_comments_and_trailing_commas_keeps_every_byte() -> None:
     [
         (
             '{\n    "model": "x/y" // mine\n}',
-            '{\n    "model": "x/y", // mine\n    "mcp": {\n        "nexus-agents": {\n            "type": "local",\n'
-            '            "command": ["/opt/nexus/bin/nexus-agents", "--mode=server"],\n            "enabled": true\n'
-            "        }\n    }\n}",
+            (
+                '{\n    "model": "x/y", // mine\n    "mcp": {\n        "nexus-agents": {\n            "type": "local",\n'
+                '            "command": ["/opt/nexus/bin/nexus-agents", "--mode=server"],\n            "enabled": true\n'
+                "        }\n    }\n}"
+            ),
         ),
         (
             '{\n\t"mcp": {\n\t\t"other": {"type": "remote", "url": "http://127.0.0.1:1"}, // theirs\n\t},\n}\n',
-            '{\n\t"mcp": {\n\t\t"other": {"type": "remote", "url": "http://127.0.0.1:1"}, // theirs\n\t\t"nexus-agents": {\n'
-            '\t\t\t"type": "local",\n\t\t\t"command": ["/opt/nexus/bin/nexus-agents", "--mode=server"],\n\t\t\t"enabled": true\n'
-            "\t\t},\n\t},\n}\n",
+            (
+                '{\n\t"mcp": {\n\t\t"other": {"type": "remote", "url": "http://127.0.0.1:1"}, // theirs\n\t\t"nexus-agents": {\n'
+                '\t\t\t"type": "local",\n\t\t\t"command": ["/opt/nexus/bin/nexus-agents", "--mode=server"],\n\t\t\t"enabled": true\n'
+                "\t\t},\n\t},\n}\n"
+            ),
         ),
         (
             '{"a": 1}\n',
@@ -222,8 +226,7 @@ def test_cli_force_replaces_and_redacts_secrets_in_the_diff(tmp_path: Path, herm
     config = tmp_path / "opencode.json"
     secret = "literal-gateway-key-1234567"
     config.write_text(
-        '{\n  "provider": {"custom": {"options": {"apiKey": "%s"}}},\n  "mcp": {\n    "nexus-agents": {"type": "local", "command": ["old"]}\n  }\n}\n'
-        % secret
+        f'{{\n  "provider": {{"custom": {{"options": {{"apiKey": "{secret}"}}}}}},\n  "mcp": {{\n    "nexus-agents": {{"type": "local", "command": ["old"]}}\n  }}\n}}\n'
     )
     refused = run_cli(["setup"], hermetic_env, tmp_path)
     assert refused.returncode == 2 and "--force" in refused.stderr
@@ -274,7 +277,7 @@ def test_cli_keeps_a_symlink_and_edits_its_target(tmp_path: Path, hermetic_env: 
 
 
 def test_the_example_config_declares_the_gateway_and_the_mcp_entry(hermetic_env: dict[str, str]) -> None:
-    from tests.conftest import ROOT
+    from conftest import ROOT
 
     example = jsonc.loads((ROOT / "opencode.json").read_text())
     custom = example["provider"]["custom"]

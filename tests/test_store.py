@@ -109,12 +109,14 @@ def test_a_killed_run_reads_as_interrupted(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert child.stdout is not None
     run_id = child.stdout.readline().strip()
     with _store(tmp_path) as store:
         assert store.list_runs(project=tmp_path)[0].status == "running"
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
-        assert store.show(run_id).summary.status == "interrupted"
+        shown = store.show(run_id)
+        assert shown is not None and shown.summary.status == "interrupted"
         assert [r.id for r in store.list_runs(project=tmp_path, failed=True)] == [run_id]
 
 
@@ -138,7 +140,10 @@ def test_no_secret_reaches_the_file(tmp_path: Path) -> None:
         run.add_events([Text(text=f"the key is {KEY}"), Text(text='"quoted ' + KEY + '"')])
         run.attempt_finished(1, Outcome(failure=FailureClass.AUTH, message=f"bad key {KEY}"))
         run.finish(None)
-        assert "[redacted]" in store.show(run.id).events()[0].text
+        shown = store.show(run.id)
+        assert shown is not None
+        first = shown.events()[0]
+        assert isinstance(first, Text) and "[redacted]" in first.text
         files = [p for p in tmp_path.iterdir() if p.name.startswith("runs.sqlite3")]
         assert any(p.name.endswith("-wal") for p in files)
         for p in files:
@@ -157,7 +162,9 @@ def test_observed_term(tmp_path: Path) -> None:
         assert stats.term("flaky").value < 0
         assert "2 of the last 2 attempts failed (gateway_error ×2)" in stats.term("flaky").detail
         assert stats.term("locked").value == 0
-        until, reason = stats.unavailable("busy")
+        resting = stats.unavailable("busy")
+        assert resting is not None
+        until, reason = resting
         assert until == now + 40 and reason == "rate limited 20 s ago; resting 40 s more"
         assert stats.unavailable("busy", now + 41) is None
         later = observed_stats(store, now=now + 3600)

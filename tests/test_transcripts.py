@@ -84,8 +84,8 @@ async def test_doctor_names_the_true_cause(
     expect = transcript.expect
     assert not report.ok
     assert_no_key(report.model_dump_json())
-    key = report.get("provider.custom.api_key")
-    gw = report.get("gateway.custom")
+    key = report.check("provider.custom.api_key")
+    gw = report.check("gateway.custom")
     if expect["cause"] == "auth_rejected":
         assert (key.status, key.cause) == ("fail", "key_rejected"), key
         assert gw.cause == "unauthorized" and gw.summary.startswith("LiteLLM proxy: "), gw
@@ -96,12 +96,12 @@ async def test_doctor_names_the_true_cause(
         assert gw.cause == "unauthorized" and gw.summary.startswith("CUSTOM_API_KEY is not set"), gw
         assert "no key is sent" in gw.summary and gw.fix.startswith("export CUSTOM_API_KEY=")
     elif expect["cause"] == "model_not_found":
-        models = report.get("models.custom")
+        models = report.check("models.custom")
         assert models.status == "fail" and models.cause == "model_not_served", models
         assert "no-such-model" in models.summary
     else:
         assert gw.status == "ok" and key.status == "ok"
-        probe = report.get("probe.chat.custom")
+        probe = report.check("probe.chat.custom")
         assert probe.status == "fail" and probe.cause == expect["probe_cause"], probe
         assert probe.summary.startswith("LiteLLM proxy: "), probe
         assert probe.data["gateway"] == "LiteLLM proxy"
@@ -142,8 +142,10 @@ def test_orchestrate_names_the_true_cause(path: Path, project: Path, hermetic_en
     chat = chat_exchange(transcript)
     with ReferenceGateway(api_key=KEY) as gateway:
         gateway.replay(transcript)
-        write_opencode_config(project, gateway.base_url, api_key_env="CUSTOM_API_KEY", models=[chat.request.model])
-        result, text = _orchestrate(project, env_for(hermetic_env, chat.request.auth), chat.request.model)
+        model = chat.request.model
+        assert model is not None, "the transcript's request names no model"
+        write_opencode_config(project, gateway.base_url, api_key_env="CUSTOM_API_KEY", models=[model])
+        result, text = _orchestrate(project, env_for(hermetic_env, chat.request.auth), model)
     expect = transcript.expect
     outcome = result["outcome"]
     assert result["ok"] is False
@@ -166,7 +168,7 @@ async def test_a_key_opencode_will_not_send_is_said_first(
     """CUSTOM_API_KEY is exported but opencode.json never names it: OpenCode sends no key."""
     write_opencode_config(project, gateway.base_url)
     report = await run_doctor(project, _without_opencode({**hermetic_env, "CUSTOM_API_KEY": KEY}))
-    gw = report.get("gateway.custom")
+    gw = report.check("gateway.custom")
     assert gw.status == "fail" and gw.summary.startswith("CUSTOM_API_KEY is set, but provider custom"), gw
     assert gw.fix == 'set provider.custom.options.apiKey to "{env:CUSTOM_API_KEY}" in opencode.json'
     assert_no_key(report.model_dump_json())

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import cast
 
 import pytest
 from textual.command import CommandList
-from textual.widgets import DataTable, Input, Log
+from textual.widgets import Checkbox, DataTable, Input, Log, Select
+from textual.widgets.data_table import RowKey
 
+from conftest import present
 from nexus_tui.app import NexusApp
+from nexus_tui.backend import RunHandle
 from nexus_tui.screens import ConfirmQuitScreen, HelpScreen
 from nexus_tui.widgets.editor import TaskEditor
-from nexus_tui.widgets.health import HealthPanel
+from nexus_tui.widgets.health import HealthPanel, HealthReport
 from nexus_tui.widgets.registry import RegistryPanel
 from nexus_tui.widgets.runs import RunView
 from nexus_tui.widgets.task import TaskPanel
@@ -44,7 +48,7 @@ async def test_task_input_has_focus_and_the_breakdown_follows_typing(
         # Debounced: far fewer scorings than key presses, the last one for the whole text.
         assert wanted and len(wanted) < len("refactor the parser module")
         assert wanted[-1].task == "refactor the parser module"
-        breakdown = panel.breakdown
+        breakdown = present(panel.breakdown)
         assert breakdown.chosen == breakdown.ranked[0].model_id
         for ranked in breakdown.ranked:
             if not ranked.skipped:
@@ -64,7 +68,7 @@ async def test_a_model_is_picked_from_the_keyboard(tmp_path: Path, hermetic_env:
         await pilot.press(*"write tests")
         panel = app.query_one(TaskPanel)
         await until(pilot, lambda: panel.breakdown is not None and panel.breakdown.task == "write tests")
-        second = panel.breakdown.ranked[1].model_id
+        second = present(panel.breakdown).ranked[1].model_id
         app.query_one("#breakdown", DataTable).focus()
         await pilot.press("down", "enter")
         assert panel.picked_model == second
@@ -80,8 +84,8 @@ async def test_run_options_reach_the_request(tmp_path: Path, hermetic_env: dict[
     app = make_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        app.query_one("#task-variant").value = "high"
-        app.query_one("#task-thinking").value = True
+        app.query_one("#task-variant", Select).value = "high"
+        app.query_one("#task-thinking", Checkbox).value = True
         app.query_one("#task-workdir", Input).value = str(tmp_path)
         request = app.query_one(TaskPanel).request("explain this")
         assert (request.variant, request.thinking, request.workdir) == ("high", True, tmp_path)
@@ -98,7 +102,7 @@ async def test_enter_with_no_usable_model_says_why_and_starts_nothing(
         await settle(pilot)
         assert [m.request.task for m in app.seen(TaskPanel.RunRequested)] == ["fix the bug"]
         assert app.runs == {}
-        errors = [n for n in app._notifications if n.severity == "error"]
+        errors = [n for n in app.notices if n.severity == "error"]
         assert errors and "opencode" in errors[-1].message.lower()
         assert "Traceback" not in errors[-1].message
         availability = app.query_one(RegistryPanel).table.get_cell("opencode-custom-opus", "availability")
@@ -133,7 +137,7 @@ async def test_reload_updates_rows_in_place_and_a_broken_edit_keeps_the_last_goo
         registry = app.query_one(RegistryPanel)
         await until(pilot, lambda: len(registry.shown_ids) == 3, what="the first registry")
         table = registry.table
-        sonnet_row = table.rows["opencode-custom-sonnet"]
+        sonnet_row = table.rows[RowKey("opencode-custom-sonnet")]
         assert str(table.get_cell("opencode-custom-sonnet", "context")) == "200k"
 
         models = project_config("http://127.0.0.1:9/v1")["provider"]["custom"]["models"]
@@ -147,10 +151,10 @@ async def test_reload_updates_rows_in_place_and_a_broken_edit_keeps_the_last_goo
         await until(pilot, lambda: "opencode-custom-acme-large" in registry.shown_ids, what="the reload")
         await until(pilot, lambda: any("acme-large" in c.summary for c in reloads()), what="the reload message")
         assert str(table.get_cell("opencode-custom-sonnet", "context")) == "1000k"
-        assert table.rows["opencode-custom-sonnet"] is sonnet_row, "the row was replaced, not updated in place"
+        assert table.rows[RowKey("opencode-custom-sonnet")] is sonnet_row, "the row was replaced, not updated in place"
         assert reloads()[-1].error is None and "opencode-custom-acme-large" in reloads()[-1].summary
-        assert any("acme-large" in n.message for n in app._notifications)
-        assert "opencode-custom-acme-large" in {r.model_id for r in app.query_one(TaskPanel).breakdown.ranked}
+        assert any("acme-large" in n.message for n in app.notices)
+        assert "opencode-custom-acme-large" in {r.model_id for r in present(app.query_one(TaskPanel).breakdown).ranked}
 
         config_file.write_text('{\n  "provider": {\n    "custom": ,\n  }\n}\n')
         await until(pilot, lambda: reloads()[-1].error is not None, what="the error")
@@ -222,7 +226,7 @@ async def test_help_screen_and_palette_commands(tmp_path: Path, hermetic_env: di
         )
         await pilot.press("enter")
         config_file = str(app.project_dir / "opencode.json")
-        await until(pilot, lambda: any(config_file in n.message for n in app._notifications), what="the path notice")
+        await until(pilot, lambda: any(config_file in n.message for n in app.notices), what="the path notice")
 
 
 async def test_health_panel_shows_doctor_and_reprobes(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
@@ -233,10 +237,11 @@ async def test_health_panel_shows_doctor_and_reprobes(tmp_path: Path, hermetic_e
         assert panel.report is None
         await pilot.press("f5")
         await until(pilot, lambda: panel.report is not None, timeout=30, what="doctor")
-        statuses = {check.check_id: check.status for check in panel.report.checks}
+        report: HealthReport = present(panel.report)
+        statuses = {check.check_id: check.status for check in report.checks}
         gateway = [status for check_id, status in statuses.items() if check_id.startswith("gateway")]
         assert gateway and all(status == "fail" for status in gateway), statuses
-        assert panel.report.failed >= 1 and panel.border_subtitle == f"{len(panel.report.checks)} checks"
+        assert report.failed >= 1 and panel.border_subtitle == f"{len(report.checks)} checks"
 
 
 async def test_quit_without_runs_exits_at_once(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
@@ -272,7 +277,7 @@ async def test_quit_with_a_run_in_progress_asks_first(
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         run = EndlessRun()
-        app.runs["run-9"] = run
+        app.runs["run-9"] = cast(RunHandle, run)  # a stand-in with what the quit question reads
         await pilot.press("ctrl+q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmQuitScreen), what="the question")
         await pilot.press(answer)

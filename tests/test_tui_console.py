@@ -11,6 +11,7 @@ from rich.console import Console
 from textual.command import CommandList
 from textual.widgets import DataTable, Input, Static
 
+from conftest import present
 from nexus_core.errors import NexusError
 from nexus_core.opencode.events import AttemptFinished, AttemptStarted, Outcome, Text
 from nexus_tui import backend
@@ -201,24 +202,24 @@ async def test_registry_sort_arrow_reverse_filter_anywhere_and_count(
         def header(key: str) -> str:
             return str(table.columns[next(k for k in table.columns if k.value == key)].label)
 
-        assert header("id").endswith("▼") and "3 models" in registry.border_subtitle
+        assert header("id").endswith("▼") and "3 models" in str(registry.border_subtitle)
         registry.sort_by("speed")
         assert registry.shown_ids[0] == "opencode-custom-sonnet" and header("speed") == "spd ▼"
         assert not header("id").endswith(("▼", "▲"))
         registry.sort_by("speed")
         assert registry.shown_ids[-1] == "opencode-custom-sonnet" and header("speed") == "spd ▲"
-        assert "spd ▲" in registry.border_subtitle
+        assert "spd ▲" in str(registry.border_subtitle)
 
         # "/" from the runs area (not a text box) goes to the filter; Esc clears it; Enter goes to the rows.
         app.query_one("#registry-table").focus()
         await pilot.press("slash")
         assert app.focused is app.query_one("#registry-filter", Input)
         await pilot.press(*"sonnet")
-        assert registry.shown_ids == ["opencode-custom-sonnet"] and "1 of 3 match" in registry.border_subtitle
+        assert registry.shown_ids == ["opencode-custom-sonnet"] and "1 of 3 match" in str(registry.border_subtitle)
         await pilot.press("escape")
         assert len(registry.shown_ids) == 3 and app.query_one("#registry-filter", Input).value == ""
         await pilot.press("ctrl+f", *"opus", "enter")
-        assert app.focused is table and registry.shown_ids == ["opencode-custom-opus"]
+        assert table.has_focus and registry.shown_ids == ["opencode-custom-opus"]
         # Ctrl+F works even from the task editor, where "/" is typed as text.
         app.query_one("#task-input", TaskEditor).focus()
         await pilot.press("slash")
@@ -234,12 +235,12 @@ async def test_the_picked_model_is_marked_in_the_breakdown(tmp_path: Path, herme
         await pilot.press(*"write tests")
         panel = app.query_one(TaskPanel)
         await until(pilot, lambda: panel.breakdown is not None and panel.breakdown.task == "write tests")
-        last = [r for r in panel.breakdown.ranked if not r.skipped][-1].model_id
+        last = [r for r in present(panel.breakdown).ranked if not r.skipped][-1].model_id
         panel.pick(last)
         table = app.query_one("#breakdown", DataTable)
         assert "(picked)" in str(table.get_cell(last, "model")) and str(table.get_cell(last, "rank")).startswith("▶")
         assert table.cursor_row == table.get_row_index(last)
-        others = [r.model_id for r in panel.breakdown.ranked if r.model_id != last]
+        others = [r.model_id for r in present(panel.breakdown).ranked if r.model_id != last]
         assert all("(picked)" not in str(table.get_cell(model_id, "model")) for model_id in others)
 
 

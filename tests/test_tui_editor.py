@@ -67,7 +67,7 @@ async def test_a_refused_run_keeps_its_text(tmp_path: Path, hermetic_env: dict[s
         await settle(pilot)
         editor = app.query_one("#task-input", TaskEditor)
         await pilot.press(*"line one", "ctrl+j", *"line two", "enter")
-        await until(pilot, lambda: any(n.severity == "error" for n in app._notifications), what="the refusal")
+        await until(pilot, lambda: any(n.severity == "error" for n in app.notices), what="the refusal")
         await settle(pilot)
         assert app.runs == {}
         assert editor.text == "line one\nline two"

@@ -21,6 +21,11 @@ from nexus_tui.widgets.tool_calls import ToolCalls
 from tui_support import SIZE, RecordingApp, settle, until, write_project
 
 
+def status_of(view: RunView) -> RunStatus:
+    """The view's status now (read through a call: the type checker keeps no earlier narrowing)."""
+    return view.status
+
+
 def make_app(tmp_path: Path, env: dict[str, str]) -> RecordingApp:
     options = {"test_mode": True, "watch_config": False, "check_health": False, "debounce": 0.01}
     return RecordingApp(write_project(tmp_path), env=env, **options)
@@ -118,12 +123,12 @@ async def test_a_run_shows_queued_until_it_starts(tmp_path: Path, hermetic_env: 
         app.post_message(RunQueued(view.run_id, "waiting for OpenCode's first-run lock"))
         await pilot.pause()
         tab = app.query_one(RunsArea).tabs.get_tab(view.run_id)
-        assert view.status is RunStatus.QUEUED and str(tab.label).startswith("◌ 1 ")
+        assert status_of(view) is RunStatus.QUEUED and str(tab.label).startswith("◌ 1 ")
         view.flush()
         assert "◌ queued: waiting for OpenCode's first-run lock" in view.log_widget.lines
         app.post_message(RunStarted(view.run_id))
         await pilot.pause()
-        assert view.status is RunStatus.RUNNING and str(tab.label).startswith("● 1 ")
+        assert status_of(view) is RunStatus.RUNNING and str(tab.label).startswith("● 1 ")
 
 
 async def test_permission_questions_queue_and_are_answered(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
@@ -153,10 +158,11 @@ async def test_permission_questions_queue_and_are_answered(tmp_path: Path, herme
         for q in (q1, q2, q3):
             app.post_message(PermissionAsked(q))
         await until(pilot, lambda: isinstance(app.screen, PermissionScreen), what="the question")
-        assert app.screen.question is q1 and app.questions_waiting == 3
+        screen = app.screen
+        assert isinstance(screen, PermissionScreen) and screen.question is q1 and app.questions_waiting == 3
         await until(pilot, lambda: str(area.tabs.get_tab(second.run_id).label).startswith("? 2 "), what="a label")
         assert str(area.tabs.get_tab(first.run_id).label).startswith("? 1 ")
-        assert "2 waiting for you" in area.border_subtitle
+        assert "2 waiting for you" in str(area.border_subtitle)
         assert "rm -rf build/" in str(app.screen.query_one("#permission-detail").render())
         assert "2 more questions wait" in str(app.screen.query_one("#permission-queued").render())
         # The run goes on streaming under the question.

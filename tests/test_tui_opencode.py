@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import psutil
 import pytest
+from textual.widgets import TabbedContent
 
+from conftest import present
 from nexus_core.store.runs import RunStore
 from nexus_tui import backend
 from nexus_tui.screens import ConfirmQuitScreen
 from nexus_tui.widgets.runs import RunStatus, RunView
+from nexus_tui.widgets.task import TaskPanel
 from tui_support import SIZE, RecordingApp, until
 
 pytestmark = pytest.mark.opencode
@@ -44,7 +47,8 @@ async def test_demo_runs_two_tasks_streams_the_reply_and_quits_leaving_nothing(h
         assert any(line.startswith("■ step finished: stop") and "tokens" in line for line in lines), lines
         assert (
             first.attempts
-            and first.attempts[0].cli_model_name == app.state.registry.get(app.runs["run-1"].label).cli_model_name
+            and first.attempts[0].cli_model_name
+            == present(present(app.state).registry.get(app.runs["run-1"].label)).cli_model_name
         )
         requests = await demo.gateway.wait_for_requests(1)
         assert "say hello" in requests[-1].last_user_text
@@ -82,8 +86,8 @@ async def test_a_picked_model_that_fails_falls_back_and_the_view_shows_both_atte
     app = RecordingApp(demo=True, env=hermetic_env, test_mode=True, check_health=False, debounce=0.01)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.state is not None, timeout=30, what="the demo config")
-        app.demo_environment.gateway.add_fault("404,model=claude-opus-4-5")
-        app.query_one("#task").pick("opencode-custom-opus")
+        present(app.demo_environment).gateway.add_fault("404,model=claude-opus-4-5")
+        app.query_one("#task", TaskPanel).pick("opencode-custom-opus")
         await pilot.press(*"design a cache", "enter")
         await until(pilot, lambda: "run-1" in app.runs, what="the run")
         view = app.query_one("#run-1-view", RunView)
@@ -93,21 +97,23 @@ async def test_a_picked_model_that_fails_falls_back_and_the_view_shows_both_atte
         assert view.attempts[0].verdict == "model_not_found" and view.attempts[1].ok
         # The run is in the store, and routing already counts what it observed.
         with RunStore.open(app.env) as store:
-            detail = store.show(app.runs["run-1"].run_id)
+            detail = present(store.show(present(app.runs["run-1"].run_id)))
         assert (detail.summary.source, detail.summary.status) == ("dashboard", "ok")
         assert [(a.model_id, a.outcome_class) for a in detail.attempts] == [
             ("opencode-custom-opus", "model_not_found"),
             ("opencode-custom-sonnet", None),
         ]
         opus = next(
-            r for r in backend.score(app.state, "design a cache").ranked if r.model_id == "opencode-custom-opus"
+            r
+            for r in backend.score(present(app.state), "design a cache").ranked
+            if r.model_id == "opencode-custom-opus"
         )
         assert dict(opus.terms)["observed"] < 0
         lines = list(view.log_widget.lines)
         assert any(
             line.startswith("⤷ falling back from opencode-custom-opus to opencode-custom-sonnet") for line in lines
         ), lines
-        tabs = app.query_one("#runs")
+        tabs = app.query_one("#runs", TabbedContent)
         await until(
             pilot,
             lambda: str(tabs.get_tab("run-1").label) == "✓ 1 design a cache",
@@ -122,7 +128,7 @@ async def test_the_demo_tour_tool_call_shows_as_a_completed_row(hermetic_env: di
     app = RecordingApp(demo=True, env=hermetic_env, test_mode=True, check_health=False, debounce=0.01)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.state is not None, timeout=30, what="the demo config")
-        app.query_one("#task").pick("opencode-custom-sonnet")
+        app.query_one("#task", TaskPanel).pick("opencode-custom-sonnet")
         await pilot.press(*"read the README", "enter")
         await until(pilot, lambda: "run-1" in app.runs, what="the run")
         view = app.query_one("#run-1-view", RunView)

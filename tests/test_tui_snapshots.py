@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from pytest_textual_snapshot import SVGImageExtension
-from textual._doc import take_svg_screenshot
 from textual.pilot import Pilot
 
 from nexus_core.opencode.events import (
@@ -78,14 +77,25 @@ def snap(snapshot: Any, tmp_path: Path, hermetic_env: dict[str, str]):
             project, env=hermetic_env, test_mode=True, watch_config=False, check_health=False, debounce=0.01
         )
 
-        async def prepare(pilot: Pilot[Any]) -> None:
+        shots: list[str] = []
+
+        async def shoot(pilot: Pilot[Any]) -> None:
             await pilot.app.workers.wait_for_complete()
             pilot.app.query_one(HealthPanel).show(HEALTH)
             await run_before(pilot)
             await pilot.app.workers.wait_for_complete()
             await pilot.pause()
+            await pilot.pause()
+            await pilot.wait_for_scheduled_animations()
+            await pilot.pause()
+            await pilot.pause()
+            await pilot.wait_for_scheduled_animations()
+            shots.append(pilot.app.export_screenshot(title=pilot.app.title, simplify=True))
+            pilot.app.exit()
 
-        return snapshot == take_svg_screenshot(app=app, terminal_size=size, run_before=prepare)
+        app.run(headless=True, auto_pilot=shoot, size=size)
+        assert shots, "the app ended before the screenshot"
+        return snapshot == shots[0]
 
     return compare
 

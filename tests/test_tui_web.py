@@ -65,7 +65,9 @@ def test_web_serves_the_dashboard_page(tmp_path: Path, hermetic_env: dict[str, s
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        assert page is not None, process.stderr.read().decode() if process.poll() is not None else "no answer"
+        assert page is not None, (
+            process.stderr.read().decode() if process.stderr and process.poll() is not None else "no answer"
+        )
         assert page.status_code == 200
         assert "xterm" in page.text and f"ws://127.0.0.1:{port}/ws" in page.text
         # What a browser does next: open the websocket; the server starts a dashboard that draws into it.

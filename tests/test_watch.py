@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import opencode_path
+from conftest import opencode_path, present
 from nexus_core.config.watch import ConfigWatcher, SnapshotUpdate
 
 WAIT_S = 10
@@ -57,7 +57,7 @@ async def _poll(condition: Callable[[], bool]) -> None:
 
 def _ids(update: SnapshotUpdate) -> set[str]:
     assert update.snapshot is not None
-    return {m.id for m in update.snapshot.registry.models}
+    return {m.id for m in present(update.snapshot).registry.models}
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def project(tmp_path: Path) -> Path:
 
 async def test_an_edit_and_a_rename_over_add_models(project: Path, hermetic_env: dict[str, str]) -> None:
     async with ConfigWatcher(project, hermetic_env) as watcher:
-        assert "opencode-custom-alpha" in {m.id for m in watcher.snapshot.registry.models}
+        assert "opencode-custom-alpha" in {m.id for m in present(watcher.snapshot).registry.models}
         updates = watcher.updates()
         _write(project / "opencode.json", _config("alpha", "beta"))
         update = await _next(updates, lambda u: "opencode-custom-beta" in u.diff.added)
@@ -130,7 +130,7 @@ async def test_a_broken_edit_keeps_the_last_good_snapshot_and_a_fix_recovers(
         updates = watcher.updates()
         _write(path, '{\n  "provider": {\n    "custom": { "models": { "beta": {} } }\n  \n  "model": "x/y"\n}\n')
         update = await _next(updates, lambda u: u.error is not None)
-        assert update.error.location == f"{path}:5:3"
+        assert present(update.error).location == f"{path}:5:3"
         assert update.snapshot is good and watcher.snapshot is good and watcher.error is update.error
         assert "opencode-custom-alpha" in _ids(update)
 
@@ -177,7 +177,7 @@ async def test_the_real_opencode_adding_schema_is_survived(project: Path, hermet
         assert '"$schema"' in path.read_text()
         await _poll(lambda: watcher.reloads > reloads)
         assert [u for u in published if u.error is not None] == []
-        assert "opencode-custom-alpha" in {m.id for m in watcher.snapshot.registry.models}
+        assert "opencode-custom-alpha" in {m.id for m in present(watcher.snapshot).registry.models}
         _rename_over(path, _config("alpha", "zeta"))
         await _poll(lambda: any("opencode-custom-zeta" in u.diff.added for u in published))
 
@@ -197,12 +197,12 @@ async def test_directories_created_later_are_followed(project: Path, hermetic_en
         _write(overlay, {"models": {"opencode-custom-alpha": {"aliases": ["first"]}}})
         update = await _next(updates, lambda u: bool(u.diff.changed))
         assert update.diff.changed == ("opencode-custom-alpha",)
-        assert update.snapshot.registry.find("first").id == "opencode-custom-alpha"
+        assert present(present(update.snapshot).registry.find("first")).id == "opencode-custom-alpha"
 
         _write(overlay, '{"models": {\n  "x": nope\n}}')
         update = await _next(updates, lambda u: u.error is not None)
-        assert update.error.location == f"{overlay}:2:8"
-        assert update.snapshot.registry.find("first") is not None
+        assert present(update.error).location == f"{overlay}:2:8"
+        assert present(update.snapshot).registry.find("first") is not None
 
 
 async def test_cooldowns_and_gateway_lists_survive_a_reload(project: Path, hermetic_env: dict[str, str]) -> None:
@@ -214,8 +214,10 @@ async def test_cooldowns_and_gateway_lists_survive_a_reload(project: Path, herme
         await _next(updates, lambda u: u.diff.availability_changed)
         _write(project / "opencode.json", _config("alpha", "beta"))
         update = await _next(updates, lambda u: bool(u.diff.added))
-        assert update.snapshot.cooling_for("opencode-custom-alpha") > 500
-        assert "the gateway does not serve beta" in update.snapshot.unavailable_reason("opencode-custom-beta")
+        assert present(update.snapshot).cooling_for("opencode-custom-alpha") > 500
+        assert "the gateway does not serve beta" in present(
+            present(update.snapshot).unavailable_reason("opencode-custom-beta")
+        )
 
 
 async def test_stop_ends_iterators_and_leaves_no_thread_or_task(project: Path, hermetic_env: dict[str, str]) -> None:
@@ -237,7 +239,7 @@ async def test_a_config_broken_from_the_start_reports_and_recovers(project: Path
     path = project / "opencode.json"
     _write(path, "{ nope")
     async with ConfigWatcher(project, hermetic_env) as watcher:
-        assert watcher.snapshot is None and watcher.error.location == f"{path}:1:3"
+        assert watcher.snapshot is None and present(watcher.error).location == f"{path}:1:3"
         updates = watcher.updates()
         _write(path, _config("alpha"))
         update = await _next(updates, lambda u: u.snapshot is not None)

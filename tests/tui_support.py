@@ -6,10 +6,12 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.pilot import Pilot
 
 from nexus_tui.app import NexusApp
@@ -50,13 +52,36 @@ def project_config(base_url: str, models: dict[str, Any] | None = None, default:
     return config
 
 
+@dataclass(frozen=True)
+class Notice:
+    """One notification the app showed (what :meth:`RecordingApp.notify` was given)."""
+
+    message: str
+    title: str
+    severity: SeverityLevel
+
+
 class RecordingApp(NexusApp):
-    """The dashboard, keeping every message posted anywhere in it (through ``run_test``'s ``message_hook``)."""
+    """The dashboard, keeping every message posted anywhere in it (through ``run_test``'s ``message_hook``)
+    and every notification it showed (through its public ``notify``, which widgets' ``notify`` calls too)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.messages: list[Message] = []
+        self.notices: list[Notice] = []
         self._seen_ids: set[int] = set()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        self.notices.append(Notice(message, title, severity))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def record(self, message: Message) -> None:
         # A bubbling message reaches the hook once per node it passes: keep it once.
@@ -64,7 +89,7 @@ class RecordingApp(NexusApp):
             self._seen_ids.add(id(message))
             self.messages.append(message)
 
-    def run_test(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+    def run_test(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("message_hook", self.record)
         return super().run_test(*args, **kwargs)
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -312,7 +313,7 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         for model in self.state.registry.models:
             reason = self.state.unavailable.get(model.id)
             help_text = f"{model.cli_model_name or '—'}" + (f" — {reason}" if reason else "")
-            commands.append((model.id, lambda model_id=model.id: panel.pick(model_id), help_text))
+            commands.append((model.id, partial(panel.pick, model.id), help_text))
         self.search_commands(commands, placeholder="Pick the model for the next run…")
 
     def action_open_config(self) -> None:

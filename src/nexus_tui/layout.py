@@ -8,8 +8,19 @@ shows the Health panel (on a narrow screen, in place of the runs), F7 zooms the 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import events
 from textual.screen import Screen
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from nexus_tui.widgets.runs_area import RunsArea
+
+    _AppBase = App[int]  # for the type checker only: the mixin uses the app's API
+else:
+    _AppBase = object
 
 __all__ = ["LayoutControl"]
 
@@ -18,8 +29,15 @@ TINY_ROWS = 28
 NARROW_COLUMNS = 110
 
 
-class LayoutControl:
+class LayoutControl(_AppBase):
     """Collapse, zoom and size classes for the app (mixed into :class:`~nexus_tui.app.NexusApp`)."""
+
+    if TYPE_CHECKING:
+
+        @property
+        def runs_area(self) -> RunsArea:
+            """The runs area (from :class:`~nexus_tui.run_control.RunControl`)."""
+            ...
 
     def _init_layout(self) -> None:
         # None follows the screen size; True/False is the user's own choice (F2/F3).

@@ -11,10 +11,11 @@ import inspect
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 
@@ -34,10 +35,19 @@ from nexus_tui.widgets.runs import RunStatus, RunView
 from nexus_tui.widgets.runs_area import RunsArea, short_title
 from nexus_tui.widgets.task import RunRequest
 
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from nexus_core.config.watch import ConfigWatcher
+
+    _AppBase = App[int]  # for the type checker only: the mixin uses the app's API
+else:
+    _AppBase = object
+
 __all__ = ["RunControl"]
 
 
-class RunControl:
+class RunControl(_AppBase):
     """Run management for the app (mixed into :class:`~nexus_tui.app.NexusApp`, whose widgets it uses).
 
     Message handlers are named ``on_<message>``: ``@on`` is only collected from Textual classes.
@@ -45,6 +55,14 @@ class RunControl:
 
     runs: dict[str, backend.RunHandle]
     requests: dict[str, RunRequest]
+    last_saved_log: Path | None
+    # Set by NexusApp.__init__.
+    project_dir: Path
+    env: dict[str, str]
+    clock: Callable[[], float]
+    test_mode: bool
+    watcher: ConfigWatcher | None
+    state: backend.DashboardState | None
 
     def _init_runs(self) -> None:
         self.runs = {}

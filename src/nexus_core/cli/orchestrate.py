@@ -26,10 +26,11 @@ from nexus_core.diagnosis.known import known_cause_for, known_causes
 from nexus_core.errors import NexusError
 from nexus_core.opencode.attempt import DEFAULT_MAX_GATEWAY_RETRIES, DEFAULT_STALL_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from nexus_core.opencode.transport import ServeLease, check_permissions, session_model
-from nexus_core.routing.chain import Delegation, DelegationResult, DelegationSpec, chain_of
+from nexus_core.routing.chain import Delegation, DelegationResult, DelegationSpec
 from nexus_core.routing.last_word import last_word
-from nexus_core.routing.registry import CLI_MODEL_RE, ModelProfile
-from nexus_core.routing.score import RoutingSnapshot, build_snapshot, fallback_chain, profile_task, resolve_hint, route
+from nexus_core.routing.planner import plan_delegation
+from nexus_core.routing.registry import ModelProfile
+from nexus_core.routing.score import RoutingSnapshot, build_snapshot
 from nexus_core.store.recorder import DelegationRecorder, history_store, recorded, routing_for
 
 MAX_STDIN_TASK_BYTES = 16 * 1024 * 1024
@@ -125,33 +126,13 @@ def _task_text(args: argparse.Namespace) -> str:
     return task
 
 
-def _adhoc(cli_model_name: str) -> ModelProfile:
-    provider = cli_model_name.split("/", 1)[0]
-    return ModelProfile(
-        id=cli_model_name, name=cli_model_name, provider=provider, cli_model_name=cli_model_name, source="opencode.json"
-    )
-
-
 def choose_chain(
     snapshot: RoutingSnapshot, task: str, hint: str | None, *, fallback: bool = True
 ) -> tuple[tuple[ModelProfile, ...], str]:
-    """The models to try, first to last, and why the first one.
-
-    A hint (id, alias or CLI model name) is always tried first, available or not, so that a
-    model asked for is never silently replaced; a ``provider/model`` the registry does not know
-    is tried alone. Without a hint the routing core chooses. Fallbacks are the routing core's
-    chain for the first model (unavailable ones left out).
-    """
-    if hint and snapshot.registry.find(hint) is None and CLI_MODEL_RE.match(hint.strip()):
-        return (_adhoc(hint.strip()),), f"asked for {hint.strip()} (not in the registry: no fallbacks)"
-    if hint:
-        first = resolve_hint(snapshot, hint)
-        chain, why = fallback_chain(snapshot, first.id), f"asked for {hint!r}"
-    else:
-        decision = route(snapshot, profile_task(task))
-        chosen = decision.chosen_or_raise()
-        chain, why = list(decision.chain) or [chosen.model], f"routed: {decision.reason}"
-    return chain_of(chain if fallback else chain[:1]), why
+    """The models to try, first to last, and why the first one (the core's planner decides:
+    :func:`~nexus_core.routing.planner.plan_delegation`, as the MCP tools do)."""
+    plan = plan_delegation(snapshot, task, hint, fallback=fallback)
+    return plan.chain, plan.why
 
 
 async def _delegate(

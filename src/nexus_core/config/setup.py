@@ -116,10 +116,7 @@ def resolve_target(
         return Path(config_path).expanduser().absolute(), "config"
     if scope is None and env.get("OPENCODE_CONFIG"):
         return Path(env["OPENCODE_CONFIG"]).expanduser().absolute(), "env"
-    if scope == "global":
-        folder = global_config_dir(env)
-    else:
-        folder = Path(directory or os.getcwd()).absolute()
+    folder = global_config_dir(env) if scope == "global" else Path(directory or os.getcwd()).absolute()
     for name in ("opencode.jsonc", "opencode.json"):
         if (folder / name).is_file():
             return folder / name, scope or "project"
@@ -334,23 +331,25 @@ def _write_atomically(path: Path, text: str, mode: int, backup: Path | None) -> 
 
     On any failure the temporary file and a backup made here are removed: nothing is left behind.
     """
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, newline=""
-    )
+    temporary: str | None = None
     backed_up = False
     try:
-        with handle:
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, newline=""
+        ) as handle:
+            temporary = handle.name
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(handle.name, mode)
+        os.chmod(temporary, mode)
         if backup is not None:
             shutil.copy2(path, backup)
             backed_up = True
-        os.replace(handle.name, path)
+        os.replace(temporary, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(handle.name)
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
         if backed_up and backup is not None:
             with contextlib.suppress(OSError):
                 backup.unlink()

@@ -127,7 +127,9 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check
                 if named
                 else 'OpenCode is not on PATH (nexus reports this as "No model adapter configured")'
             ),
-            detail=f"NEXUS_OPENCODE={named}" if named else f"searched PATH={env.get('PATH', '')} and the checkout's .tools",
+            detail=f"NEXUS_OPENCODE={named}"
+            if named
+            else f"searched PATH={env.get('PATH', '')} and the checkout's .tools",
             fix=f"install it (npm install -g opencode-ai@{TESTED_OPENCODE}) or put it on PATH, then check `which opencode`",
             duration_ms=timer.ms(),
         )

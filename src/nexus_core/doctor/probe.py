@@ -416,7 +416,7 @@ async def _read_sse(response: httpx.Response, clock: _Clock, state: dict[str, An
                 "",
                 200,
             )
-        if not line or line.startswith(":") or line.startswith(("event:", "id:", "retry:")):
+        if not line or line.startswith((":", "event:", "id:", "retry:")):
             continue
         if not line.startswith("data:"):
             return _Verdict(

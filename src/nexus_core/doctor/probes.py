@@ -13,11 +13,12 @@ import asyncio
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from nexus_core.config.gateways import GatewayProvider
 from nexus_core.config.loader import MergedConfig
 from nexus_core.doctor.probe import ModelsProbe, probe_chat_stream
-from nexus_core.doctor.report import Check, Timer, bounded, skipped
+from nexus_core.doctor.report import Check, CheckStatus, Timer, bounded, skipped
 from nexus_core.opencode.attempt import AttemptSpec, run_attempt
 from nexus_core.opencode.events import FailureClass
 from nexus_core.secrets import Redactor
@@ -93,7 +94,7 @@ async def _check_chat(target: ProbeTarget, redact: Redactor, timeout: float, env
         "diagnosis": result.diagnosis,
     }
     elapsed = result.timings.total_ms or 0.0
-    base = {"id": target.check_id, "title": _title(target), "duration_ms": elapsed, "data": data}
+    base: dict[str, Any] = {"id": target.check_id, "title": _title(target), "duration_ms": elapsed, "data": data}
     if not result.ok:
         return Check(
             **base,
@@ -131,7 +132,7 @@ def _provider_summary(gw: GatewayProvider, checks: list[Check]) -> Check:
     passed = [c for c in checks if c.status != "fail"]
     data = {"models": {c.data["model"]: c.status for c in checks}}
     if not failed:
-        worst = "warn" if any(c.status == "warn" for c in checks) else "ok"
+        worst: CheckStatus = "warn" if any(c.status == "warn" for c in checks) else "ok"
         first = checks[0]
         return Check(
             id=check_id,
@@ -270,11 +271,11 @@ async def run_probes(
     results = dict(zip([t.check_id for t in flat], await asyncio.gather(*(one(t) for t in flat)), strict=True))
     passed: list[ProbeTarget] = []
     for gw in gateways:
-        targets = planned.get(gw.provider_id)
-        if not targets:
+        planned_here = planned.get(gw.provider_id)
+        if not planned_here:
             continue
-        own = [results[t.check_id] for t in targets]
-        passed += [t for t, c in zip(targets, own, strict=True) if c.status != "fail"]
+        own = [results[t.check_id] for t in planned_here]
+        passed += [t for t, c in zip(planned_here, own, strict=True) if c.status != "fail"]
         checks += [_provider_summary(gw, own), *own]
     checks.append(await _smoke(gateways, config, opencode, directory, env, passed, smoke_timeout))
     return checks

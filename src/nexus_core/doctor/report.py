@@ -53,6 +53,13 @@ class DoctorReport(BaseModel):
         """The check with this id, or None."""
         return next((c for c in self.checks if c.id == check_id), None)
 
+    def check(self, check_id: str) -> Check:
+        """The check with this id; ``KeyError`` naming the ids there are when the report has none."""
+        found = self.get(check_id)
+        if found is None:
+            raise KeyError(f"no check {check_id!r} in this report; it has {', '.join(c.id for c in self.checks)}")
+        return found
+
     @property
     def exit_code(self) -> int:
         """0 when nothing failed, 1 otherwise (the CLI's exit code)."""

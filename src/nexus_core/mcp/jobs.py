@@ -161,8 +161,9 @@ class JobManager:
 
     # ------------------------------------------------------------ the tools
 
-    def start(self, spec: DelegationSpec, *, decision: Any, task: str) -> JobStarted:
-        """Start ``spec`` in the background; its run id at once."""
+    def start(self, spec: DelegationSpec, *, decision: Any, task: str, reason: str = "") -> JobStarted:
+        """Start ``spec`` in the background; its run id at once (``reason``: why its first model,
+        when routing's ``decision`` has none to give)."""
         store = self.store
         recorder = (
             DelegationRecorder.begin(
@@ -180,7 +181,7 @@ class JobManager:
             run_id=run_id,
             model=chain[0],
             chain=chain,
-            routing_reason=getattr(decision, "reason", "") or "",
+            routing_reason=getattr(decision, "reason", "") or reason,
             next_step=f"call task_status with run_id {run_id!r} to follow it, task_result when it is done",
         )
 

@@ -9,26 +9,29 @@ The SDK drops a line it cannot read as a JSON-RPC message without an answer, so 
 a request with the wrong shape (``params`` an array) or nested too deep for the SDK's parser (which
 stops at a few hundred levels) would wait for ever. Each line is checked first; a request that would be
 dropped gets a JSON-RPC error with its id (``-32600`` invalid request, ``-32700`` for a line that
-is not JSON at all, or too deep to read), through the SDK's own writer so frames never tear.
+is not JSON at all, or too deep to read), written between the SDK's lines so frames never tear.
+
+Only public API: the server runs with ``MCPServer.run_stdio_async``, on ``sys.stdin`` and
+``sys.stdout`` stand-ins whose buffers are the checked wire (the SDK serves a standard stream's
+buffer in place when it is not backed by fd 0 or 1).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
-from collections.abc import AsyncIterator
-from io import TextIOWrapper
-from typing import Any
+import sys
+import threading
+from typing import Any, BinaryIO, TextIO, cast
 
 import anyio
 import mcp_types as types
 from mcp.server.mcpserver import MCPServer
-from mcp.server.stdio import stdio_server
-from mcp.shared.message import SessionMessage
 
-__all__ = ["CheckedStdin", "client_gone", "invalid_reply", "run_stdio"]
+__all__ = ["client_gone", "invalid_reply", "run_stdio"]
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -82,45 +85,109 @@ def invalid_reply(line: str) -> types.JSONRPCError | None:
     return types.JSONRPCError(jsonrpc="2.0", id=ident, error=types.ErrorData(code=INVALID_REQUEST, message=message))
 
 
-class CheckedStdin:
+class _CheckedWire(io.RawIOBase):
     """The client's lines for the SDK; one the SDK would drop unanswered is answered here instead."""
 
-    def __init__(self, source: Any) -> None:
-        self._source = source
-        self.replies: Any = None
+    def __init__(self, wire: BinaryIO, out: _WireWriter) -> None:
+        self._wire = wire
+        self._out = out
+        self._pending = b""
 
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._lines()
+    def readable(self) -> bool:
+        return True
 
-    async def _lines(self) -> AsyncIterator[str]:
-        async for line in self._source:
-            try:
-                types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-            except ValueError:
-                reply = invalid_reply(line)
-                if reply is not None and self.replies is not None:
-                    await self.replies.send(SessionMessage(reply))
-                    continue
-            yield line
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            line = self._wire.readline()
+            if not line:
+                return 0
+            self._pending = self._checked(line)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def _checked(self, line: bytes) -> bytes:
+        text = line.decode("utf-8", "replace")
+        try:
+            types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+        except ValueError:
+            reply = invalid_reply(text)
+            if reply is not None:
+                self._out.send_line(reply.model_dump_json(by_alias=True, exclude_unset=True).encode())
+                return b""
+        return line
 
 
-def _private_stdin() -> Any:
-    """The wire on a private descriptor, and fd 0 on the null device (what the SDK does for its own reader)."""
-    wire = os.dup(0)
-    os.set_inheritable(wire, False)
+class _WireWriter(io.RawIOBase):
+    """The wire to the client: the SDK's bytes go out a whole line at a time, so that a reply sent
+    from the reader (:meth:`send_line`) never lands inside one of the SDK's frames."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._partial = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        with self._lock:
+            self._partial += chunk
+            end = self._partial.rfind(b"\n") + 1
+            if end:
+                whole, self._partial = bytes(self._partial[:end]), self._partial[end:]
+                self._write_all(whole)
+        return len(chunk)
+
+    def send_line(self, line: bytes) -> None:
+        """Write one line of ours between the SDK's lines."""
+        with self._lock:
+            self._write_all(line + b"\n")
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+
+class _Std:
+    """A stand-in for ``sys.stdin`` / ``sys.stdout`` whose ``buffer`` is the wire (what the SDK reads
+    and writes when the stream is not backed by fd 0 or 1); text written to it goes where ``text`` goes."""
+
+    def __init__(self, text: TextIO, buffer: io.BufferedIOBase) -> None:
+        self._text = text
+        self.buffer = buffer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._text, name)
+
+
+def _take_wire() -> tuple[BinaryIO, int]:
+    """The wire on private descriptors; fd 0 on the null device and fd 1 on stderr, so that children
+    and stray prints never read or write it (what the SDK does when it claims the descriptors itself)."""
+    wire_in, wire_out = os.dup(0), os.dup(1)
+    os.set_inheritable(wire_in, False)
+    os.set_inheritable(wire_out, False)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    return anyio.wrap_file(TextIOWrapper(os.fdopen(wire, "rb"), encoding="utf-8", errors="replace"))
+    os.dup2(2, 1)
+    return os.fdopen(wire_in, "rb"), wire_out
 
 
 async def _serve(server: MCPServer) -> None:
-    stdin = CheckedStdin(_private_stdin())
-    async with stdio_server(stdin=stdin) as (read_stream, write_stream):  # type: ignore[arg-type]
-        stdin.replies = write_stream
-        # What MCPServer.run_stdio_async does, with the checked stdin.
-        lowlevel = server._lowlevel_server
-        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+    wire_in, wire_out = _take_wire()
+    writer = _WireWriter(wire_out)
+    stdin, stdout = sys.stdin, sys.stdout
+    # The SDK serves sys.stdin.buffer and sys.stdout.buffer in place when they are not fd 0 and 1.
+    sys.stdin = cast(TextIO, _Std(stdin, io.BufferedReader(_CheckedWire(wire_in, writer))))
+    sys.stdout = cast(TextIO, _Std(stdout, io.BufferedWriter(writer)))
+    try:
+        await server.run_stdio_async()
+    finally:
+        sys.stdin, sys.stdout = stdin, stdout
 
 
 def run_stdio(server: MCPServer) -> int:

@@ -209,7 +209,9 @@ async def session_model(client: ServeClient, session_id: str) -> str:
         info = message.get("info") if isinstance(message, dict) else None
         if not isinstance(info, dict):
             continue
-        model = info.get("model") if isinstance(info.get("model"), dict) else info
+        model = info.get("model")
+        if not isinstance(model, dict):
+            model = info
         provider, model_id = model.get("providerID"), model.get("modelID")
         if isinstance(provider, str) and isinstance(model_id, str) and provider and model_id:
             return f"{provider}/{model_id}"

@@ -35,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -144,7 +145,7 @@ class DelegationResult(BaseModel):
         """The session of the last attempt (``--continue`` takes it)."""
         return self.final.session_id
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         """The result without the events, as plain JSON data (the CLI's final object)."""
         return {
             "ok": self.ok,

@@ -324,7 +324,7 @@ def _apply_overlay(models: dict[str, ModelProfile], path: Path, problems: list[R
     problems.extend(found)
     for model_id, raw in entries.items():
 
-        def skip(reason: str) -> None:
+        def skip(reason: str, model_id: str = model_id) -> None:
             problems.append(RegistryProblem(source=str(path), entry=model_id, reason=reason))
 
         try:

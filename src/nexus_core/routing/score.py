@@ -428,10 +428,11 @@ class RoutingSnapshot:
         listed = self.gateway_models.get(pid)
         served = sorted(listed) if listed is not None else None
         where, overlay = declared_file(self.config, pid), overlay_hint(self.config)
-        if key in declared and served is not None:
-            found = not_served(pid, key, declared[key], served, declared_in=where, overlay=overlay)
-        else:
-            found = registry_mismatch(model, declared, served, declared_in=where, overlay=overlay)
+        found = (
+            not_served(pid, key, declared[key], served, declared_in=where, overlay=overlay)
+            if key in declared and served is not None
+            else registry_mismatch(model, declared, served, declared_in=where, overlay=overlay)
+        )
         return found.sentence() if found else f"{model.cli_model_name} cannot run as configured"
 
     def cooling_for(self, model_id: str, now: float | None = None) -> float:
@@ -662,7 +663,7 @@ class _Terms:
         if found is None:
             points = self.w.quality_points
             made = []
-            for dim, score in zip(DIMENSIONS, q):
+            for dim, score in zip(DIMENSIONS, q, strict=True):
                 weight = self.profile.weights[dim]
                 made.append(
                     ScoreTerm(

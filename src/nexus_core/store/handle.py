@@ -153,7 +153,8 @@ class RunHandle:
             status = "ok"
         else:
             status = "failed"
-        text = red(result.text) if result is not None and getattr(result, "text", "") else None
+        said = getattr(result, "text", None)
+        text = red(said) if isinstance(said, str) and said else None
         final = getattr(result, "final", None)
         chosen = red(final.model_id) if final is not None and final.model_id else None
         failure = outcome.failure.value if outcome is not None and outcome.failure is not None else None

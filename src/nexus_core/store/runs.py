@@ -108,7 +108,7 @@ class RunStore:
         # Checkpoints are the writer thread's: one here would land in begin_run, on the stream's path.
         self._conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[Callable[[sqlite3.Connection], None], threading.Event | None]] = queue.Queue(
+        self._queue: queue.Queue[tuple[Callable[[sqlite3.Connection], object], threading.Event | None]] = queue.Queue(
             QUEUE_BATCHES
         )
         self._writer: threading.Thread | None = None
@@ -204,13 +204,13 @@ class RunStore:
         assert seq is not None
         return RunHandle(self, run_id, seq)
 
-    def _submit(self, op: Callable[[sqlite3.Connection], None]) -> None:
+    def _submit(self, op: Callable[[sqlite3.Connection], object]) -> None:
         self._ensure_writer()
         self._queue.put((op, None))
         if self._queue.qsize() >= MAX_OPS_PER_TRANSACTION:
             self._wake.set()
 
-    def _call(self, op: Callable[[sqlite3.Connection], None] | None) -> None:
+    def _call(self, op: Callable[[sqlite3.Connection], object] | None) -> None:
         """Queue ``op`` and wait until it and everything queued before it is committed."""
         self._ensure_writer()
         done = threading.Event()
@@ -229,14 +229,14 @@ class RunStore:
                     self._writer = threading.Thread(target=self._write_loop, name="nexus-run-store", daemon=True)
                     self._writer.start()
 
-    def _next_ops(self) -> list[tuple[Callable[[sqlite3.Connection], None], threading.Event | None]]:
+    def _next_ops(self) -> list[tuple[Callable[[sqlite3.Connection], object], threading.Event | None]]:
         """The next group of queued writes, taken every ``POLL_S`` or at once when someone waits (a
         flush, a close) or the queue fills. Queueing a write never wakes the writer: a woken thread
         takes the GIL from the stream that queued it, so the writer comes by on its own time."""
         while True:
             self._wake.wait(POLL_S)
             self._wake.clear()
-            ops = []
+            ops: list[tuple[Callable[[sqlite3.Connection], object], threading.Event | None]] = []
             while len(ops) < MAX_OPS_PER_TRANSACTION:
                 try:
                     ops.append(self._queue.get_nowait())
@@ -347,7 +347,9 @@ class RunStore:
     def _events_of(self, seq: int) -> list[RunEvent]:
         out: list[RunEvent] = []
         for (data,) in self._read("SELECT data FROM events WHERE run = ? ORDER BY chunk", (seq,)):
-            items = json.loads(data) if data.startswith("[") else [json.loads(line) for line in data.split("\n") if line]
+            items = (
+                json.loads(data) if data.startswith("[") else [json.loads(line) for line in data.split("\n") if line]
+            )
             out.extend(event for item in items if (event := _stored_event(item)) is not None)
         return out
 

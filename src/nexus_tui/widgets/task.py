@@ -219,7 +219,7 @@ class TaskPanel(Vertical):
                         Text(""),
                     ]
                 table.add_row(*cells, key=ranked.model_id)
-            if self.picked_model in table.rows:
+            if self.picked_model is not None and self.picked_model in table.rows:
                 table.move_cursor(row=table.get_row_index(self.picked_model), animate=False)
         self._draw_chosen()
 

@@ -183,11 +183,11 @@ def map_event(
     if kind == "session.error":
         error = as_object(props.get("error"))
         data = as_object(error.get("data"))
-        status = data.get("statusCode")
+        code = data.get("statusCode")
         return ErrorEvent(
             name=_str(error.get("name")) or "UnknownError",
             message=_str(data.get("message")) or _str(error.get("name")) or "unknown error",
-            status_code=status if isinstance(status, int) and not isinstance(status, bool) else None,
+            status_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
             retryable=data.get("isRetryable") if isinstance(data.get("isRetryable"), bool) else None,
             **base,
         )
