@@ -123,6 +123,11 @@ class ServeLease:
         attach = ServerHandle(attach_url, attach_password) if attach_url else None
         return cls(workdir, env=env, opencode=opencode, attach=attach, pool=pool)
 
+    @property
+    def live(self) -> bool:
+        """Whether the lease holds a server that is running."""
+        return self._server is not None and self._server.alive
+
     async def client(self) -> ServeClient:
         """A client of the live server (a managed server that died is started again)."""
         if self._client is not None and self._server is not None and self._server.alive:

@@ -119,14 +119,17 @@ class ServeAttempt:
             await asyncio.wait_for(connected.wait(), 30)
             if self.session_id is None:
                 self.session_id = await self.client.create_session()
-            await self.client.prompt(
-                self.session_id,
-                prompt if prompt is not None else self.spec.prompt,
-                provider_id=provider,
-                model_id=model,
-                agent=self.agent,
-                variant=self.spec.variant,
-            )
+            if self._cancel.is_set():  # cancelled while the server started: the gateway is never asked
+                outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
+            else:
+                await self.client.prompt(
+                    self.session_id,
+                    prompt if prompt is not None else self.spec.prompt,
+                    provider_id=provider,
+                    model_id=model,
+                    agent=self.agent,
+                    variant=self.spec.variant,
+                )
             part_kinds: dict[str, str] = {}
             deadline = self._started + self.spec.timeout_s
             last = time.monotonic()
