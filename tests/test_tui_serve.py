@@ -27,7 +27,9 @@ pytestmark = pytest.mark.opencode
 
 KEY = "sk-nexus-tui-0123456789abcdef"
 MODEL = "opencode-custom-sonnet"
-ANSWER = "alpha " + " ".join(f"w{i}" for i in range(36)) + " omega"
+# About 70 chunks, 0.1 s apart: long enough to outlast OpenCode 1.18.33's first prompt on a cold
+# server, which publishes the deltas of its first seconds together.
+ANSWER = "alpha " + " ".join(f"w{i}" for i in range(200)) + " omega"
 
 
 @pytest.fixture
