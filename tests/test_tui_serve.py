@@ -39,7 +39,11 @@ def gateway() -> Iterator[SlowChunkGateway]:
 
 
 def make_app(
-    tmp_path: Path, env: dict[str, str], gateway: SlowChunkGateway, binary: str, permission: dict[str, str] | None = None
+    tmp_path: Path,
+    env: dict[str, str],
+    gateway: SlowChunkGateway,
+    binary: str,
+    permission: dict[str, str] | None = None,
 ) -> RecordingApp:
     project = tmp_path / "project"
     project.mkdir()
@@ -137,9 +141,9 @@ async def test_tokens_stream_into_the_view_and_f6_follows_up_in_the_same_session
         users = [m for m in chats[-1].messages if m.get("role") == "user"]
         assert len(users) >= 2 and "please count words" in json.dumps(users[0]), "not one conversation"
         assert "and now backwards" in chats[-1].last_user_text
-        assert any(
-            "alpha" in json.dumps(m) for m in chats[-1].messages if m.get("role") == "assistant"
-        ), "the first answer is not in the conversation"
+        assert any("alpha" in json.dumps(m) for m in chats[-1].messages if m.get("role") == "assistant"), (
+            "the first answer is not in the conversation"
+        )
         assert servers_in(app.project_dir), "the server should run until the app exits"
         project = app.project_dir
         await pilot.press("ctrl+q")
@@ -182,9 +186,7 @@ async def test_permission_questions_are_asked_y_runs_the_tool_n_ends_the_run(
         assert "done running" in view.reply_text
         rows = list(view._tools.rows.values())
         assert [(row.tool, row.state) for row in rows] == [("bash", "completed")]
-        tool_results = [
-            m for r in gateway.requests if r.kind == "chat" for m in r.messages if m.get("role") == "tool"
-        ]
+        tool_results = [m for r in gateway.requests if r.kind == "chat" for m in r.messages if m.get("role") == "tool"]
         assert tool_results and "hi-from-bash" in json.dumps(tool_results[-1]), "the tool result never went back"
 
         rejected = await submit(pilot, app, "please run it again", "run-2")
