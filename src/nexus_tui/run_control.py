@@ -311,7 +311,8 @@ class RunControl:
             try:
                 return await answered
             finally:
-                if not answered.done():
+                # Cancelling this coroutine cancels the future it awaits: only a result is an answer.
+                if answered.cancelled() or not answered.done():
                     self._withdraw(question)
 
         return ask
