@@ -8,6 +8,7 @@ a follow-up into the same session; quitting leaves no OpenCode process behind.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +202,77 @@ async def test_permission_questions_are_asked_y_runs_the_tool_n_ends_the_run(
         await pilot.press("ctrl+q")
     assert app.return_code == 0
     assert_all_gone(spawned)
+
+
+def test_the_ask_callback_answers_waits_without_stalling_and_is_bounded(
+    tmp_path: Path, hermetic_env: dict[str, str], opencode_binary: str
+) -> None:
+    """The core side of the dashboard's questions: ``ServeAttempt(ask=...)``."""
+    from nexus_core.gateway import write_opencode_config
+    from nexus_core.opencode.attempt import AttemptSpec
+    from nexus_core.opencode.events import FailureClass
+    from nexus_core.opencode.serve.client import ServeClient
+    from nexus_core.opencode.serve.events import PermissionAsked, ToolState
+    from nexus_core.opencode.serve.server import ManagedServer
+    from nexus_core.opencode.serve.session import ServeAttempt
+
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gw:
+        gw.script(
+            "run it",
+            tool_calls=[("bash", {"command": "echo hi-from-bash", "description": "say hi"})],
+            then="done running",
+        )
+        work = tmp_path / "work"
+        work.mkdir()
+        path = write_opencode_config(work, gw.base_url, api_key_env="CUSTOM_API_KEY")
+        config = json.loads(path.read_text())
+        config["permission"] = {"bash": "ask"}
+        path.write_text(json.dumps(config))
+        env = {**hermetic_env, "CUSTOM_API_KEY": KEY}
+        spec = AttemptSpec(
+            cli_model_name="custom/claude-sonnet-4-5", prompt="please run it", timeout_s=90, stall_timeout_s=3
+        )
+        asked: list[PermissionAsked] = []
+        withdrawn: list[str] = []
+
+        async def slow_yes(event: PermissionAsked) -> Any:
+            asked.append(event)
+            await asyncio.sleep(5)  # longer than the stall timeout: a human is deciding
+            return "once"
+
+        async def no(event: PermissionAsked) -> Any:
+            return "reject"
+
+        async def never(event: PermissionAsked) -> Any:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                withdrawn.append(event.permission_id)
+
+        async def main() -> None:
+            server = await ManagedServer.start(work, env=env, opencode=opencode_binary)
+            try:
+                async with ServeClient(server) as client:
+                    allowed = ServeAttempt(client, spec, ask=slow_yes)
+                    events = [event async for event in allowed.events()]
+                    assert allowed.result is not None and allowed.result.outcome.ok, allowed.result.outcome
+                    assert asked and asked[0].permission == "bash" and "echo hi-from-bash" in asked[0].patterns
+                    done = [e for e in events if isinstance(e, ToolState) and e.status == "completed"]
+                    assert done and "hi-from-bash" in (done[0].output or "")
+
+                    rejected = ServeAttempt(client, spec, ask=no)
+                    [event async for event in rejected.events()]
+                    assert rejected.result is not None
+                    assert rejected.result.outcome.failure is FailureClass.PERMISSION
+                    assert "it was rejected" in rejected.result.outcome.message
+
+                    unanswered = ServeAttempt(client, spec, ask=never, ask_timeout_s=1.0)
+                    [event async for event in unanswered.events()]
+                    assert unanswered.result is not None
+                    assert unanswered.result.outcome.failure is FailureClass.PERMISSION
+                    assert "nobody answered within 1 s" in unanswered.result.outcome.message
+                    assert withdrawn, "the unanswered question was not withdrawn"
+            finally:
+                await server.aclose()
+
+        asyncio.run(main())
