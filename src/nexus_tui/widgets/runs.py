@@ -405,6 +405,8 @@ class RunView(Vertical):
 
     def begin_follow_up(self, text: str) -> None:
         """The log goes on under a separator with the follow-up; the status is queued again."""
+        if self.is_mounted and self.follow_up_box.has_focus:
+            self._log.focus()  # the box hides until the answer is in: focus must not vanish with it
         self.allow_follow_up(False)
         self.attempts.clear()
         self.started_at = self.clock()
