@@ -204,6 +204,23 @@ async def test_permission_questions_are_asked_y_runs_the_tool_n_ends_the_run(
     assert_all_gone(spawned)
 
 
+async def test_a_gateway_retry_shows_in_the_run_view(
+    tmp_path: Path, hermetic_env: dict[str, str], gateway: SlowChunkGateway, opencode_binary: str
+) -> None:
+    gateway.chunk_delay_s = 0.0
+    gateway.add_fault("503,times=1")
+    app = make_app(tmp_path, hermetic_env, gateway, opencode_binary)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = await submit(pilot, app, "try again", "run-1")
+        await until(pilot, lambda: view.status.finished, timeout=90, what="the run to end")
+        assert view.status is RunStatus.SUCCEEDED, view.verdict
+        retries = [line for line in view.log_widget.lines if line.startswith("↻ gateway retry 1")]
+        assert retries, list(view.log_widget.lines)
+        assert "Reply to: try again" in view.reply_text
+        await app.shutdown()
+
+
 def test_the_ask_callback_answers_waits_without_stalling_and_is_bounded(
     tmp_path: Path, hermetic_env: dict[str, str], opencode_binary: str
 ) -> None:
