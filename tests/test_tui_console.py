@@ -164,7 +164,7 @@ async def test_copy_save_and_rerun_the_run_in_view(
     app = make_app(tmp_path, hermetic_env)
     asked: list[Any] = []
 
-    def start_run(state: Any, request: Any, env: Any, project_dir: Any) -> Any:
+    def start_run(state: Any, request: Any, env: Any, project_dir: Any, **_: Any) -> Any:
         asked.append(request)
         raise NexusError("not started in this test")
 

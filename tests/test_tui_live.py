@@ -197,3 +197,63 @@ async def test_the_kept_reply_is_bounded(tmp_path: Path, hermetic_env: dict[str,
             view.feed(Text(attempt=1, text=f"{index:04d}" + "x" * 1_000))
         reply = view.reply_text
         assert len(reply) <= REPLY_CHAR_CAP + 1_100 and reply.endswith("0999" + "x" * 1_000)
+
+
+async def test_serve_events_draw_deltas_reasoning_tools_and_retries(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
+    from nexus_core.opencode.events import Text
+    from nexus_core.opencode.serve.events import ReasoningDelta, SessionRetry, ToolState
+    from nexus_core.opencode.serve.events import TextDelta as SessionTextDelta
+
+    app = make_app(tmp_path, hermetic_env)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = await open_run(app, "explain")
+        view.feed(ReasoningDelta(attempt=1, delta="The user wants "))
+        view.feed(ReasoningDelta(attempt=1, delta="an explanation."))
+        for piece in ("Here is ", "the answer."):
+            view.feed(SessionTextDelta(attempt=1, delta=piece))
+        view.feed(Text(attempt=1, text="Here is the answer."))  # the part's end: not drawn twice
+        view.feed(ToolState(attempt=1, call_id="c1", tool="read", status="running", title="README.md"))
+        view.feed(ToolState(attempt=1, call_id="c1", tool="read", status="completed", title="README.md", output="# x"))
+        view.feed(SessionRetry(attempt=1, retry=1, message="503 Service Unavailable"))
+        view.feed(SessionTextDelta(attempt=1, delta="More."))
+        await pilot.pause()
+        view.flush()
+        lines = [line for line in view.log_widget.lines if not line.startswith("$ ")]
+        assert lines == [
+            "… The user wants an explanation.",
+            "Here is the answer.",
+            "⚙ read [completed] README.md",
+            "↻ gateway retry 1: 503 Service Unavailable",
+            "More.",
+        ]
+        assert view.reply_text == "Here is the answer.\nMore."
+        assert view.query_one(ToolCalls).rows["c1"].state == "completed"
+
+
+async def test_a_session_question_is_asked_answered_or_withdrawn(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    from nexus_core.opencode.serve.events import PermissionAsked as SessionPermissionAsked
+
+    app = make_app(tmp_path, hermetic_env)
+    event = SessionPermissionAsked(attempt=1, permission_id="per_1", permission="bash", patterns=("make clean",))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = await open_run(app, "clean up")
+        ask = app.asker([view.run_id])
+        answered = asyncio.ensure_future(ask(event))
+        await until(pilot, lambda: isinstance(app.screen, PermissionScreen), what="the question")
+        assert "make clean" in str(app.screen.query_one("#permission-detail").render())
+        await pilot.press("a")
+        await until(pilot, answered.done, what="the answer")
+        assert answered.result() == "always"
+
+        # The session stops waiting (its run was cancelled): the question leaves the screen.
+        withdrawn = asyncio.ensure_future(ask(event))
+        await until(pilot, lambda: isinstance(app.screen, PermissionScreen), what="the second question")
+        withdrawn.cancel()
+        await until(pilot, lambda: not isinstance(app.screen, PermissionScreen), what="the question to go")
+        view.flush()
+        assert "  → bash: withdrawn (the run stopped waiting)" in view.log_widget.lines
+        assert not view.waiting and app.questions_waiting == 0

@@ -73,6 +73,7 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         Binding("f5", "reprobe", "Re-probe", id="app.reprobe"),
         Binding("ctrl+t", "focus_task", "Task", id="app.focus_task"),
         Binding("f8", "cancel_active_run", "Cancel run", id="app.cancel_run"),
+        Binding("f6", "follow_up", "Follow-up", show=False, priority=True, id="app.follow_up"),
         Binding("f2", "toggle_models", "Models", priority=True, id="app.toggle_models"),
         Binding("f3", "toggle_task", "Task", show=False, priority=True, id="app.toggle_task"),
         Binding("f4", "toggle_health", "Health", priority=True, id="app.toggle_health"),
@@ -265,6 +266,8 @@ class NexusApp(RunControl, LayoutControl, App[int]):
             if change.only_availability:
                 continue
             self.notify(change.summary, title="Config reloaded", timeout=6)
+            # A running OpenCode server has read the old config: each ends with its last run.
+            await self.servers.refresh()
             if self.check_health:
                 self.run_doctor()
 
@@ -280,6 +283,9 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         yield SystemCommand("Collapse task", "Collapse or expand the Task breakdown (F3)", self.action_toggle_task)
         yield SystemCommand("Toggle health", "Show or hide the Health panel (F4)", self.action_toggle_health)
         yield SystemCommand("Health details", "Every health check in full, failures first", self.action_health_details)
+        yield SystemCommand(
+            "Follow up", "Send a follow-up into the session of the run in view (F6)", self.action_follow_up
+        )
         yield SystemCommand("Copy reply", "Copy the answer of the run in view (y)", self.action_copy_reply)
         yield SystemCommand("Save log", "Save the log of the run in view to a file (s)", self.action_save_log)
         yield SystemCommand(
@@ -367,10 +373,13 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         self.exit(0)
 
     async def release(self) -> None:
-        """Cancel every run and wait for their process trees to end; stop the watcher and the demo."""
+        """Cancel every run and wait for them to end; end the OpenCode servers; stop the watcher and the demo."""
         for run_id in self.running:
             self.cancel_run(run_id)
-        await backend.wait_all(self.runs.values())
+        try:
+            await backend.wait_all(self.runs.values())
+        finally:
+            await self.servers.aclose()
         if self.watcher is not None:
             await self.watcher.stop()
         if self.demo_environment is not None:
@@ -378,9 +387,10 @@ class NexusApp(RunControl, LayoutControl, App[int]):
             self.demo_environment = None
 
     async def on_unmount(self) -> None:
-        """However the app ends, its runs' process trees and the demo's gateway and files go with it."""
+        """However the app ends, its runs, its OpenCode servers and the demo's gateway and files go with it."""
         for run_id in self.running:
             self.cancel_run(run_id)
+        await self.servers.aclose()
         if self.watcher is not None:
             await self.watcher.stop()
         if self.demo_environment is not None:

@@ -9,6 +9,7 @@ the core's types and the core never learns about widgets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from nexus_tui.widgets.task import Breakdown, RankedModel, RunRequest
 if TYPE_CHECKING:
     from nexus_core.config.watch import ConfigWatcher, SnapshotUpdate
     from nexus_core.opencode.events import RunEvent
+    from nexus_core.opencode.serve.server import ServerPool
+    from nexus_core.opencode.serve.session import PermissionAsk
+    from nexus_core.opencode.transport import ServeLease
     from nexus_core.routing.chain import Delegation
     from nexus_core.routing.score import ObservedTerms
     from nexus_core.store.recorder import DelegationRecorder
@@ -39,6 +43,7 @@ __all__ = [
     "DemoEnvironment",
     "Health",
     "RunHandle",
+    "Servers",
     "change_of",
     "config_error_sentence",
     "config_paths",
@@ -48,6 +53,7 @@ __all__ = [
     "score",
     "shown_path",
     "start_demo",
+    "start_follow_up",
     "start_run",
     "wait_all",
     "warm_up",
@@ -169,6 +175,68 @@ class ConfigChange:
     only_availability: bool = False
 
 
+class Servers:
+    """The dashboard's ``opencode serve`` servers: one per working directory (and environment),
+    shared by its runs and kept running between them, so the next run starts at once.
+
+    A kept server ends on :meth:`aclose` (the app's exit), or after a config edit
+    (:meth:`refresh`) once its last run is done, so the next run reads the new config.
+    """
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[tuple[str, str], ...], ServerPool] = {}
+        self._kept: dict[tuple[object, ...], ServeLease] = {}
+        self._locks: dict[tuple[object, ...], asyncio.Lock] = {}
+        self._closed = False
+
+    def pool(self, env: Mapping[str, str]) -> ServerPool:
+        """The pool of servers started with ``env``."""
+        from nexus_core.opencode.serve.server import ServerPool
+
+        key = tuple(sorted(env.items()))
+        if key not in self._pools:
+            self._pools[key] = ServerPool(env=dict(env))
+        return self._pools[key]
+
+    @staticmethod
+    def _key(workdir: Path, env: Mapping[str, str]) -> tuple[object, ...]:
+        return (str(workdir.resolve()), tuple(sorted(env.items())))
+
+    def warm(self, workdir: Path, env: Mapping[str, str]) -> bool:
+        """Whether a server for ``workdir`` is running already."""
+        lease = self._kept.get(self._key(workdir, env))
+        return lease is not None and lease.live
+
+    async def keep(self, workdir: Path, env: Mapping[str, str]) -> None:
+        """Start the server for ``workdir`` if none runs, and keep it. A failure is left to the run to
+        report (its attempt gets the same error, classified)."""
+        from nexus_core.opencode.transport import ServeLease
+
+        if self._closed:
+            return
+        key = self._key(workdir, env)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            lease = self._kept.get(key)
+            if lease is None:
+                lease = self._kept[key] = ServeLease(workdir, env=env, pool=self.pool(env))
+            with contextlib.suppress(NexusError, OSError):
+                await lease.client()
+
+    async def refresh(self) -> None:
+        """Let go of the kept servers: each ends with its last run; the next run starts a new one."""
+        kept, self._kept = list(self._kept.values()), {}
+        for lease in kept:
+            await lease.aclose()
+
+    async def aclose(self) -> None:
+        """End every server (their whole process trees), in use or not."""
+        self._closed = True
+        await self.refresh()
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
+
+
 class RunHandle:
     """One delegation the dashboard started: its events, its cancel switch, and how it ended."""
 
@@ -179,25 +247,60 @@ class RunHandle:
         recorder: DelegationRecorder | None = None,
         env: Mapping[str, str] | None = None,
         directory: str = "",
+        servers: Servers | None = None,
     ) -> None:
         self.delegation = delegation
         self.label = label
         self.recorder = recorder
         self.finished = False
+        self.servers = servers
         self._env = env
         self._directory = directory
         self._done = asyncio.Event()
+        self._cancel = asyncio.Event()
 
     @property
     def run_id(self) -> str | None:
         """The run store's id of this run (None when history is off)."""
         return self.recorder.run_id if self.recorder is not None else None
 
+    @property
+    def waits_for_server(self) -> bool:
+        """Whether the run must wait for its OpenCode server to start (it shows as queued meanwhile)."""
+        spec = self.delegation.spec
+        if spec.transport != "serve" or spec.attach_url or self.servers is None or spec.workdir is None:
+            return False
+        return not self.servers.warm(spec.workdir, spec.env or {})
+
+    @property
+    def session_id(self) -> str | None:
+        """The OpenCode session of the run's last attempt (a follow-up goes on in it); None on ``run``."""
+        result = self.delegation.result
+        return result.session_id if result is not None and self.delegation.spec.transport == "serve" else None
+
+    async def _start_server(self) -> bool:
+        """Start (or find) the run's server; False when the run was cancelled meanwhile."""
+        spec = self.delegation.spec
+        if self.servers is None or spec.transport != "serve" or spec.attach_url or spec.workdir is None:
+            return not self._cancel.is_set()
+        # Shielded: a server that is starting is kept for the next run even if this one is cancelled.
+        starting = asyncio.ensure_future(self.servers.keep(spec.workdir, spec.env or {}))
+        cancelled = asyncio.ensure_future(self._cancel.wait())
+        try:
+            await asyncio.wait({starting, cancelled}, return_when="FIRST_COMPLETED")
+        finally:
+            cancelled.cancel()
+        return not self._cancel.is_set()
+
     async def events(self) -> AsyncIterator[RunEvent]:
-        """The delegation's events as they come (the OpenCode process starts on the first one), recorded."""
+        """The delegation's events as they come (the server starts first, if none runs), recorded."""
         from nexus_core.store.recorder import recorded
 
         try:
+            if not await self._start_server():
+                if self.recorder is not None:
+                    self.recorder.finish(None, cancelled=True)
+                return
             async with self.delegation:
                 async for event in recorded(self.delegation.events(), self.recorder, self.delegation):
                     yield event
@@ -215,7 +318,8 @@ class RunHandle:
         _latest_observed[self._directory] = load_observed(self._env)
 
     def cancel(self) -> None:
-        """End the run's process tree; the delegation tries no further model."""
+        """Abort the run's session (on ``run``: end its process tree); the delegation tries no further model."""
+        self._cancel.set()
         self.delegation.cancel()
 
     async def wait(self) -> None:
@@ -245,10 +349,19 @@ class RunHandle:
         return RunStatus.FAILED, outcome.sentence()
 
 
-def start_run(state: DashboardState, request: RunRequest, env: Mapping[str, str], project_dir: Path) -> RunHandle:
+def start_run(
+    state: DashboardState,
+    request: RunRequest,
+    env: Mapping[str, str],
+    project_dir: Path,
+    *,
+    servers: Servers | None = None,
+    ask: PermissionAsk | None = None,
+) -> RunHandle:
     """Route ``request`` (its picked model as a hint) and prepare the delegation along the fallback chain.
 
-    The OpenCode process starts when the handle's events are first read.
+    The run is a session on the working directory's server of ``servers`` (started when the
+    handle's events are first read, if none runs); ``ask`` answers its permission questions.
     """
     from nexus_core.routing.chain import Delegation, DelegationSpec
 
@@ -268,19 +381,49 @@ def start_run(state: DashboardState, request: RunRequest, env: Mapping[str, str]
         thinking=request.thinking,
         workdir=workdir or project_dir,
         env=dict(env),
-        # The run panel draws `opencode run`'s events (finished parts, process stats); it moves to serve
-        # once it draws text deltas and tool states.
-        transport="run",
+        transport="serve",
     )
-    recorder = None
-    store = _history_store(env) if state.snapshot.observed is not None else None
-    if store is not None:
-        from nexus_core.store.recorder import DelegationRecorder
+    recorder = _recorder(state, spec, env, project_dir, request.task, decision)
+    delegation = Delegation(spec, pool=servers.pool(env) if servers is not None else None, ask=ask)
+    return RunHandle(delegation, chosen.id, recorder, env, state.snapshot.directory, servers)
 
-        recorder = DelegationRecorder.begin(
-            store, spec, decision=decision, source="dashboard", project=project_dir, task=request.task
-        )
-    return RunHandle(Delegation(spec), chosen.id, recorder, env, state.snapshot.directory)
+
+def _recorder(
+    state: DashboardState, spec: object, env: Mapping[str, str], project_dir: Path, task: str, decision: object
+) -> DelegationRecorder | None:
+    store = _history_store(env) if state.snapshot.observed is not None else None
+    if store is None:
+        return None
+    from nexus_core.store.recorder import DelegationRecorder
+
+    return DelegationRecorder.begin(store, spec, decision=decision, source="dashboard", project=project_dir, task=task)
+
+
+def start_follow_up(
+    state: DashboardState,
+    previous: RunHandle,
+    text: str,
+    project_dir: Path,
+    *,
+    servers: Servers | None = None,
+    ask: PermissionAsk | None = None,
+) -> RunHandle:
+    """``text`` sent into the OpenCode session of ``previous`` (finished), on the model that answered it."""
+    from nexus_core.routing.chain import Delegation
+
+    session_id = previous.session_id
+    result = previous.delegation.result
+    if session_id is None or result is None:
+        raise NexusError("that run has no OpenCode session to continue", "Start a new run from the task box")
+    spec = previous.delegation.spec
+    model = next((m for m in spec.chain if m.id == result.final.model_id), None)
+    if model is None:
+        raise NexusError(f"the model {result.final.cli_model_name} of that run is gone", "Start a new run instead")
+    follow = spec.model_copy(update={"prompt": text, "chain": (model,), "session_id": session_id})
+    env = follow.env or {}
+    recorder = _recorder(state, follow, env, project_dir, text, None)
+    delegation = Delegation(follow, pool=servers.pool(env) if servers is not None else None, ask=ask)
+    return RunHandle(delegation, model.id, recorder, env, previous._directory, servers)
 
 
 async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:

@@ -1,8 +1,11 @@
 """The live events a backend posts to the dashboard while a run streams.
 
-A transport (``opencode serve`` sessions, or a test) posts these messages to the app with
-``app.post_message(...)``; the app routes each one to the run it names. Nothing here knows
-about OpenCode: a permission question carries the callable that takes the user's answer back.
+The dashboard's own runs (``opencode serve`` sessions) hand their typed events to the run's view
+directly (:meth:`~nexus_tui.widgets.runs.RunView.feed`); their permission questions come as
+:class:`PermissionAsked` (posted by :meth:`~nexus_tui.run_control.RunControl.asker`). Any other
+streaming backend, or a test, posts these messages to the app with ``app.post_message(...)``;
+the app routes each one to the run it names. Nothing here knows about OpenCode: a permission
+question carries the callable that takes the user's answer back.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """The dashboard's runs: starting them, following their events, and what the user does with them.
 
-A mixin of :class:`~nexus_tui.app.NexusApp`: start, cancel, copy the reply, save the log, re-run
-on another model, and the live events a backend posts (:mod:`nexus_tui.live`), permission
-questions included (asked one at a time, queued across runs).
+A mixin of :class:`~nexus_tui.app.NexusApp`: start, cancel, follow up (F6), copy the reply, save
+the log, re-run on another model, and the live events a backend posts (:mod:`nexus_tui.live`),
+permission questions included: a run's session asks through :meth:`RunControl.asker`, and the
+questions of every run are asked one at a time, in order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import time
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from textual.app import App
 
     from nexus_core.config.watch import ConfigWatcher
+    from nexus_core.opencode.serve.events import PermissionAsked as SessionPermissionAsked
+    from nexus_core.opencode.serve.session import PermissionAsk
 
     _AppBase = App[int]  # for the type checker only: the mixin uses the app's API
 else:
@@ -63,13 +67,16 @@ class RunControl(_AppBase):
     test_mode: bool
     watcher: ConfigWatcher | None
     state: backend.DashboardState | None
+    servers: backend.Servers
 
     def _init_runs(self) -> None:
         self.runs = {}
         self.requests = {}
+        self.servers = backend.Servers()
         self._run_numbers = count(1)
         self._questions: deque[PermissionQuestion] = deque()
         self._asking: PermissionQuestion | None = None
+        self._withdrawn: set[str] = set()
 
     @property
     def runs_area(self) -> RunsArea:
@@ -92,12 +99,16 @@ class RunControl(_AppBase):
         if self.state is None:
             self.notify("The config is not loaded yet; wait a moment and press Enter again.", severity="warning")
             return None
+        run_id: list[str] = []  # known once the view exists: the run may be refused first
         try:
-            handle = backend.start_run(self.state, request, self.env, self.project_dir)
+            handle = backend.start_run(
+                self.state, request, self.env, self.project_dir, servers=self.servers, ask=self.asker(run_id)
+            )
         except NexusError as exc:
             self.notify(exc.sentence(), title="Cannot run", severity="error", timeout=10)
             return None
         view = self.new_run_view(request.task)
+        run_id.append(view.run_id)
         self.runs[view.run_id] = handle
         self.requests[view.run_id] = request
         # The worker first, so that OpenCode is spawning while the tab mounts.
@@ -118,6 +129,8 @@ class RunControl(_AppBase):
     async def drive_run(self, run_id: str, handle: backend.RunHandle, view: RunView) -> None:
         """Pass the run's events to its view until it ends."""
         refused: str | None = None
+        if handle.waits_for_server:
+            view.write_lines(["◌ queued: starting OpenCode's server for this directory"])
         try:
             async for event in handle.events():
                 view.feed(event)
@@ -126,6 +139,7 @@ class RunControl(_AppBase):
         finally:
             status, verdict = (RunStatus.FAILED, refused) if refused else handle.verdict()
             view.finish(status, verdict)
+            view.allow_follow_up(handle.session_id is not None)
             if self.watcher is not None:
                 for model_id in handle.rate_limited_models():
                     self.watcher.note_rate_limit(model_id)
@@ -159,6 +173,44 @@ class RunControl(_AppBase):
     def running(self) -> list[str]:
         """Ids of the runs still in progress."""
         return [run_id for run_id, handle in self.runs.items() if not handle.finished]
+
+    # Follow-ups --------------------------------------------------------------------------
+
+    def action_follow_up(self) -> None:
+        """F6: into the follow-up box of the run in view (once it has ended with a session)."""
+        view = self._view_in_view()
+        if view is None:
+            return
+        handle = self.runs.get(view.run_id)
+        if handle is not None and not handle.finished:
+            self.notify("That run is still going: F6 works once it has ended.", severity="warning", timeout=4)
+        elif handle is None or handle.session_id is None:
+            self.notify("That run has no OpenCode session to go on in.", severity="warning", timeout=4)
+        else:
+            view.allow_follow_up(True)
+            view.follow_up_box.focus()
+
+    def on_run_view_follow_up(self, message: RunView.FollowUp) -> None:
+        self.follow_up(message.run_id, message.text)
+
+    def follow_up(self, run_id: str, text: str) -> bool:
+        """Send ``text`` into the session of ``run_id`` (ended); its view goes on under a separator."""
+        view = self.run_view(run_id)
+        previous = self.runs.get(run_id)
+        if view is None or previous is None or not previous.finished or self.state is None:
+            self.notify("That run cannot take a follow-up now.", severity="warning", timeout=4)
+            return False
+        try:
+            handle = backend.start_follow_up(
+                self.state, previous, text, self.project_dir, servers=self.servers, ask=self.asker([run_id])
+            )
+        except NexusError as exc:
+            self.notify(exc.sentence(), title="Cannot follow up", severity="error", timeout=10)
+            return False
+        self.runs[run_id] = handle
+        view.begin_follow_up(text)
+        self.drive_run(run_id, handle, view)
+        return True
 
     # What the user does with a run ---------------------------------------------------------
 
@@ -251,8 +303,58 @@ class RunControl(_AppBase):
                 error=message.error,
             )
 
+    def asker(self, run_id: list[str]) -> PermissionAsk:
+        """The callback a run's session asks its permission questions through (``run_id[0]`` names the run).
+
+        The question joins the queue; the answer comes back when the user gives it. A question the
+        session stops waiting for (the run was cancelled, or nobody answered in time) is withdrawn.
+        """
+
+        async def ask(event: SessionPermissionAsked) -> PermissionReply:
+            answered: asyncio.Future[PermissionReply] = asyncio.get_running_loop().create_future()
+
+            def answer(reply: PermissionReply) -> None:
+                if not answered.done():
+                    answered.set_result(reply)
+
+            question = PermissionQuestion(
+                run_id=run_id[0] if run_id else "run-0",
+                tool=event.permission or "a tool",
+                detail=", ".join(event.patterns),
+                answer=answer,
+            )
+            self.post_message(PermissionAsked(question))
+            try:
+                return await answered
+            finally:
+                # Cancelling this coroutine cancels the future it awaits: only a result is an answer.
+                if answered.cancelled() or not answered.done():
+                    self._withdraw(question)
+
+        return ask
+
+    def _withdraw(self, question: PermissionQuestion) -> None:
+        """The run stopped waiting for ``question``: off the queue, or off the screen."""
+        self._withdrawn.add(question.question_id)
+        if question in self._questions:
+            self._questions.remove(question)
+            self._waiting_changed(question)
+        elif (
+            self._asking is question and isinstance(self.screen, PermissionScreen) and self.screen.question is question
+        ):
+            self.screen.dismiss(None)
+
+    def _waiting_changed(self, question: PermissionQuestion) -> None:
+        view = self.run_view(question.run_id)
+        if view is not None:
+            view.set_waiting(any(q.run_id == question.run_id for q in self._questions))
+        if self._asking is not None and isinstance(self.screen, PermissionScreen):
+            self.screen.set_queued(len(self._questions))
+
     def on_permission_asked(self, message: PermissionAsked) -> None:
         question = message.question
+        if question.question_id in self._withdrawn:
+            return
         self._questions.append(question)
         view = self.run_view(question.run_id)
         if view is not None:
@@ -279,13 +381,16 @@ class RunControl(_AppBase):
     def _answered(self, question: PermissionQuestion, reply: PermissionReply | None) -> None:
         reply = reply or "reject"
         self._asking = None
+        withdrawn = question.question_id in self._withdrawn
         view = self.run_view(question.run_id)
         if view is not None:
             still = any(q.run_id == question.run_id for q in self._questions)
             view.set_waiting(still)
             words = {"once": "allowed once", "always": "allowed always (this session)", "reject": "rejected"}
-            view.write_lines([f"  → {question.tool}: {words[reply]}"])
-        self.run_worker(self._send_answer(question, reply), group="permission", exit_on_error=False)
+            said = "withdrawn (the run stopped waiting)" if withdrawn else words[reply]
+            view.write_lines([f"  → {question.tool}: {said}"])
+        if not withdrawn:
+            self.run_worker(self._send_answer(question, reply), group="permission", exit_on_error=False)
         self._ask_next()
 
     @staticmethod

@@ -25,7 +25,7 @@ from nexus_core.opencode.attempt import AttemptResult, AttemptSpec, check_model_
 from nexus_core.opencode.events import AttemptFinished, AttemptStarted, FailureClass, Outcome, RunEvent
 from nexus_core.opencode.serve.client import ServeClient
 from nexus_core.opencode.serve.server import ServerHandle, ServerPool
-from nexus_core.opencode.serve.session import ServeAttempt
+from nexus_core.opencode.serve.session import PermissionAsk, ServeAttempt
 
 __all__ = [
     "PERMISSIONS",
@@ -123,6 +123,11 @@ class ServeLease:
         attach = ServerHandle(attach_url, attach_password) if attach_url else None
         return cls(workdir, env=env, opencode=opencode, attach=attach, pool=pool)
 
+    @property
+    def live(self) -> bool:
+        """Whether the lease holds a server that is running."""
+        return self._server is not None and self._server.alive
+
     async def client(self) -> ServeClient:
         """A client of the live server (a managed server that died is started again)."""
         if self._client is not None and self._server is not None and self._server.alive:
@@ -172,10 +177,12 @@ async def serve_attempt(
     approve: Collection[str] = (),
     session_id: str | None = None,
     started: list[ServeAttempt] | None = None,
+    ask: PermissionAsk | None = None,
 ) -> AsyncIterator[RunEvent | AttemptResult | Any]:
     """One attempt's events on the lease's server, then its :class:`AttemptResult` (with ``session_id``).
 
-    ``started`` receives the :class:`ServeAttempt` once it exists, so the caller can cancel it.
+    ``started`` receives the :class:`ServeAttempt` once it exists, so the caller can cancel it;
+    ``ask`` answers the permission questions ``approve`` does not cover (see :class:`ServeAttempt`).
     """
     check_model_name(spec.cli_model_name)
     try:
@@ -186,7 +193,7 @@ async def serve_attempt(
         yield AttemptFinished(attempt=number, cli_model_name=spec.cli_model_name, outcome=result.outcome)
         yield result
         return
-    attempt = ServeAttempt(client, spec, attempt=number, approve=approve, session_id=session_id)
+    attempt = ServeAttempt(client, spec, attempt=number, approve=approve, session_id=session_id, ask=ask)
     if started is not None:
         started.append(attempt)
     async for event in attempt.events():

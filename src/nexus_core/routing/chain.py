@@ -27,7 +27,8 @@ directory, shared with the other delegations of the event loop, or an attached o
 arrives as deltas and permission questions can be answered (``approve``); ``run`` starts one
 ``opencode run`` per attempt. Both give the same outcome classes, and each attempt's result
 names its OpenCode ``session_id``. A permission question nobody answered ends the delegation:
-every model would meet the same rule.
+every model would meet the same rule. A caller that can ask a human (the dashboard) passes
+``ask`` to :class:`Delegation`: questions ``approve`` does not cover are put to it.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from nexus_core.opencode.events import (
     RunEvent,
 )
 from nexus_core.opencode.serve.server import ServerPool
-from nexus_core.opencode.serve.session import ServeAttempt
+from nexus_core.opencode.serve.session import PermissionAsk, ServeAttempt
 from nexus_core.opencode.transport import ServeLease, Transport, serve_attempt
 from nexus_core.routing.registry import ModelProfile
 
@@ -170,10 +171,17 @@ class DelegationResult(BaseModel):
 
 
 class Delegation:
-    """Runs a :class:`DelegationSpec`. Use as ``async with``; iterate :meth:`events` once."""
+    """Runs a :class:`DelegationSpec`. Use as ``async with``; iterate :meth:`events` once.
 
-    def __init__(self, spec: DelegationSpec, *, pool: ServerPool | None = None) -> None:
+    ``pool`` serves the managed servers (default: the event loop's shared pool); ``ask`` answers
+    the permission questions the spec's ``approve`` does not cover (serve; default: rejected).
+    """
+
+    def __init__(
+        self, spec: DelegationSpec, *, pool: ServerPool | None = None, ask: PermissionAsk | None = None
+    ) -> None:
         self.spec = spec
+        self.ask = ask
         self.result: DelegationResult | None = None
         self._current: Attempt | ServeAttempt | None = None
         self._cancelled = False
@@ -289,6 +297,7 @@ class Delegation:
                 approve=self.spec.approve,
                 session_id=self.spec.session_id,
                 started=started,
+                ask=self.ask,
             ):
                 if started and self._current is None:
                     self._current = started[0]

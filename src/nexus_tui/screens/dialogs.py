@@ -25,7 +25,8 @@ chain. **Enter** runs the task on the top-ranked model.
 - `Tab` / `Shift+Tab`: move between the task box, the options, the breakdown, the registry, the runs
 - `Enter` on a breakdown or registry row: pick that model for the next run; `Esc` in the task box: automatic again
 - `F2` / `F3`: collapse or open the Models / Task panels; `F4`: Health; `F7` (or `z` in a run): zoom the run
-- `F8` (or `c` in a run): cancel the run in view (its whole OpenCode process tree ends)
+- `F8` (or `c` in a run): cancel the run in view (its OpenCode session is aborted)
+- `F6`: the follow-up box of the run in view, once it has ended; `Enter` sends it into the same OpenCode session
 - In a run: `y` copy the reply, `s` save the log, `r` re-run on another model, `End` follow the tail,
   `1`…`9` and `[` / `]` switch tabs, `x` close a finished tab, `X` clear every finished one
 - Permission question: `y` allow once, `a` allow always (this session), `n` reject

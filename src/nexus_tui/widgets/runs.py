@@ -3,7 +3,8 @@
 Events become lines (or, streamed, text deltas) queued in a :class:`RunLog`; a timer writes them
 in batches with a line cap, so memory stays bounded however long the run. The view follows the
 tail only while it is scrolled to the bottom and otherwise counts the lines that arrived below
-("N new").
+("N new"). Once a run with an OpenCode session has ended, its follow-up box (F6) takes the next
+message for that session; the log goes on under a separator.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Sparkline, Static
+from textual.widgets import Input, Sparkline, Static
 
 from nexus_tui.widgets.run_log import RunLog
 from nexus_tui.widgets.tool_calls import ToolCalls
@@ -108,8 +109,20 @@ def event_lines(event: Any) -> list[str]:
     if kind == "error":
         status = f" (HTTP {event.status_code})" if event.status_code else ""
         return [f"✗ {event.name}{status}: {event.message}"]
-    if kind == "retrying":
+    if kind in ("retrying", "session_retry"):
         return [f"↻ gateway retry {event.retry}: {event.message}"]
+    if kind == "tool_state":
+        if event.status not in ("completed", "error"):
+            return []
+        return event_lines(_ToolLine(tool=event.tool, status=event.status, title=event.title, error=event.error))
+    if kind == "permission_asked":
+        return [f"? permission asked: {event.permission} {', '.join(event.patterns)}".rstrip()]
+    if kind == "permission_replied":
+        return [f"  → permission answered: {event.reply}"]
+    if kind in ("text_delta", "reasoning_delta"):
+        return [event.delta]
+    if kind == "session_idle":
+        return []
     if kind == "attempt_started":
         return [f"── attempt {event.attempt}: {event.cli_model_name} ──"]
     if kind == "attempt_finished":
@@ -154,6 +167,14 @@ class RunView(Vertical):
             super().__init__()
             self.run_id = run_id
 
+    class FollowUp(Message):
+        """The user sent a follow-up into this run's session (from its follow-up box)."""
+
+        def __init__(self, run_id: str, text: str) -> None:
+            super().__init__()
+            self.run_id = run_id
+            self.text = text
+
     class StatusChanged(Message):
         """The run's status changed (the tab label follows it)."""
 
@@ -190,6 +211,9 @@ class RunView(Vertical):
         self._reply: deque[str] = deque()
         self._reply_chars = 0
         self._tool_numbers = 0
+        # What the log's last line is while text streams into it ("text" or "reasoning"), else None.
+        self._streaming: str | None = None
+        self._streamed_text = False  # text deltas came since the last finished text part
         # Made here, not in compose: a run's first events can arrive before its tab is mounted.
         self._tools = ToolCalls(id="run-tools")
         self._log = RunLog(line_cap=line_cap, id="run-log")
@@ -204,6 +228,9 @@ class RunView(Vertical):
         yield self._tools
         yield self._log
         yield Static("", id="run-new-lines")
+        box = Input(placeholder="Follow-up for this session — Enter sends it (F6 comes here)", id="run-follow-up")
+        box.display = False
+        yield box
 
     @property
     def number(self) -> int:
@@ -246,6 +273,26 @@ class RunView(Vertical):
             self.rss_bytes = int(event.rss_bytes)
             self._draw_stats()
             return
+        if kind in ("text_delta", "reasoning_delta"):
+            self._stream_delta(event.delta, reasoning=kind == "reasoning_delta")
+            return
+        if kind == "text" and self._streamed_text:
+            # Its text came as deltas: the part's end only ends the paragraph.
+            self._streamed_text = False
+            self._keep_reply("\n")
+            return
+        if kind == "tool_state":
+            self.tool_call(
+                event.call_id or f"tool-{event.tool}",
+                event.tool,
+                event.status,
+                title=event.title,
+                output=event.output,
+                error=event.error,
+            )
+            return
+        if kind in ("permission_asked", "permission_replied", "session_idle"):
+            return  # the dashboard asks the question itself, and logs the answer (see RunControl)
         if kind == "text":
             self._keep_reply(event.text if not self._reply else "\n" + event.text)
         elif kind == "tool_use":
@@ -282,6 +329,9 @@ class RunView(Vertical):
 
     def write_lines(self, lines: Iterable[str]) -> None:
         """Queue lines for the next batched write (the oldest queued ones drop beyond the cap)."""
+        lines = list(lines)
+        if lines:
+            self._streaming = None
         self._log.queue_lines(lines)
 
     def stream_text(self, delta: str, *, reasoning: bool = False) -> None:
@@ -289,6 +339,22 @@ class RunView(Vertical):
         if not reasoning:
             self._keep_reply(delta)
         self._log.queue_text(delta)
+
+    def _stream_delta(self, delta: str, *, reasoning: bool) -> None:
+        """A session's delta: reasoning starts on a line of its own, marked ``…``; the answer after it
+        on the next line."""
+        kind = "reasoning" if reasoning else "text"
+        shown = delta
+        if kind != self._streaming:
+            if reasoning:
+                shown = ("\n" if self._streaming else "") + "… " + delta
+            elif self._streaming:
+                shown = "\n" + delta
+            self._streaming = kind
+        if not reasoning:
+            self._streamed_text = True
+            self._keep_reply(delta)
+        self._log.queue_text(shown)
 
     def tool_call(
         self,
@@ -304,7 +370,7 @@ class RunView(Vertical):
         """A tool call started or moved on: its row updates in place; a finished one is also logged."""
         row = self._tools.update_call(call_id, tool, state, title=title, output=output, error=error)
         if log and row.finished:
-            self._log.queue_lines(event_lines(_ToolLine(tool=tool, status=row.state, title=row.title, error=error)))
+            self.write_lines(event_lines(_ToolLine(tool=tool, status=row.state, title=row.title, error=error)))
 
     def set_waiting(self, waiting: bool) -> None:
         """Whether a permission question of this run waits for the user (the tab shows it)."""
@@ -327,6 +393,36 @@ class RunView(Vertical):
         self.set_status(status)
         self.write_lines([f"══ {status.value}: {verdict}" if verdict else f"══ {status.value}"])
         self.flush()
+
+    @property
+    def follow_up_box(self) -> Input:
+        return self.query_one("#run-follow-up", Input)
+
+    def allow_follow_up(self, allowed: bool) -> None:
+        """Show (or hide) the follow-up box: shown once the run has ended with a session to go on in."""
+        if self.is_mounted:
+            self.follow_up_box.display = allowed
+
+    def begin_follow_up(self, text: str) -> None:
+        """The log goes on under a separator with the follow-up; the status is queued again."""
+        if self.is_mounted and self.follow_up_box.has_focus:
+            self._log.focus()  # the box hides until the answer is in: focus must not vanish with it
+        self.allow_follow_up(False)
+        self.attempts.clear()
+        self.started_at = self.clock()
+        self.finished_at = None
+        self.verdict = ""
+        self.write_lines(["", "──── follow-up ────", *(f"$ {line}" for line in text.splitlines()[:3])])
+        self.set_status(RunStatus.QUEUED)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "run-follow-up":
+            return
+        event.stop()
+        text = event.value.strip()
+        if text:
+            event.input.value = ""
+            self.post_message(self.FollowUp(self.run_id, text))
 
     def set_status(self, status: RunStatus) -> None:
         if status != self.status:

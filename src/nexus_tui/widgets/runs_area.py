@@ -6,9 +6,12 @@ every finished one. A closed tab only leaves the screen: the app keeps the run's
 
 from __future__ import annotations
 
+import contextlib
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Static, TabbedContent, TabPane
 
@@ -86,7 +89,9 @@ class RunsArea(Vertical):
     def relabel(self, view: RunView) -> None:
         """Redraw a run's tab label from its status, its waiting state and its title."""
         if view.run_id in {pane.id for pane in self.tabs.query(TabPane)}:
-            self.tabs.get_tab(view.run_id).label = tab_label(view)
+            # The pane and its tab come and go in separate steps (mount, close, the app's exit).
+            with contextlib.suppress(NoMatches):
+                self.tabs.get_tab(view.run_id).label = tab_label(view)
         self._draw_count()
 
     async def close(self, run_ids: list[str]) -> None:

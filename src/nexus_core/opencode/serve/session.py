@@ -8,8 +8,11 @@
 
 Success is ``idle`` after some answer text. A ``session.error`` is classified as for ``run``;
 more than ``max_gateway_retries`` retries abort the session and end it as rate limited,
-connection or gateway error; a permission question outside ``approve`` is rejected and ends the
-attempt as ``permission``. ``follow_up`` sends another prompt on the same session.
+connection or gateway error. A permission question outside ``approve`` goes to the ``ask``
+callback when there is one (awaited at most ``ask_timeout_s``, while the stall timer waits too:
+a human may be deciding); with no callback, or when it answers ``reject`` or not in time, the
+question is rejected and the attempt ends as ``permission``. ``events(prompt)`` sends another
+prompt on the same session.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Collection
-from typing import Any, get_args
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Any, Literal, get_args
 
 import httpx
 
@@ -36,9 +39,18 @@ from nexus_core.opencode.events import (
 from nexus_core.opencode.serve.client import ServeClient
 from nexus_core.opencode.serve.events import PermissionAsked, SessionIdle, SessionRetry, TextDelta, map_event
 
-__all__ = ["PERMISSION_FIX", "ServeAttempt"]
+__all__ = ["ASK_TIMEOUT_S", "PERMISSION_FIX", "PermissionAsk", "PermissionReply", "ServeAttempt"]
 
 PERMISSION_FIX = "Allow it with --approve {permission} (or --approve all)"
+ASKED_FIX = "Run it again and allow it when OpenCode asks"
+#: How long a permission question waits for the ``ask`` callback's answer.
+ASK_TIMEOUT_S = 600.0
+
+#: OpenCode's answers to a permission question.
+PermissionReply = Literal["once", "always", "reject"]
+#: Asked for a permission question ``approve`` does not cover; returns the answer to send.
+PermissionAsk = Callable[[PermissionAsked], Awaitable[PermissionReply]]
+_REPLIES = frozenset(("once", "always", "reject"))
 EVENT_QUEUE_SIZE = 4096
 KEPT_EVENTS_LIMIT = 20_000
 # The events an AttemptResult keeps: those both transports share (step finishes carry the tokens).
@@ -57,6 +69,8 @@ class ServeAttempt:
         approve: Collection[str] = (),
         agent: str | None = None,
         session_id: str | None = None,
+        ask: PermissionAsk | None = None,
+        ask_timeout_s: float = ASK_TIMEOUT_S,
     ) -> None:
         self.client = client
         self.spec = spec
@@ -64,6 +78,8 @@ class ServeAttempt:
         self.approve = frozenset(approve)
         self.agent = agent
         self.session_id = session_id
+        self.ask = ask
+        self.ask_timeout_s = ask_timeout_s
         self.result: AttemptResult | None = None
         self._started = 0.0
         self._cancel = asyncio.Event()
@@ -98,18 +114,22 @@ class ServeAttempt:
         answer: list[str] = []
         deltas: list[str] = []
         outcome: Outcome | None = None
+        asks: dict[asyncio.Task[PermissionReply], PermissionAsked] = {}
         try:
             await asyncio.wait_for(connected.wait(), 30)
             if self.session_id is None:
                 self.session_id = await self.client.create_session()
-            await self.client.prompt(
-                self.session_id,
-                prompt if prompt is not None else self.spec.prompt,
-                provider_id=provider,
-                model_id=model,
-                agent=self.agent,
-                variant=self.spec.variant,
-            )
+            if self._cancel.is_set():  # cancelled while the server started: the gateway is never asked
+                outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
+            else:
+                await self.client.prompt(
+                    self.session_id,
+                    prompt if prompt is not None else self.spec.prompt,
+                    provider_id=provider,
+                    model_id=model,
+                    agent=self.agent,
+                    variant=self.spec.variant,
+                )
             part_kinds: dict[str, str] = {}
             deadline = self._started + self.spec.timeout_s
             last = time.monotonic()
@@ -118,10 +138,13 @@ class ServeAttempt:
             busy_seen = False
             while outcome is None:
                 now = time.monotonic()
-                wait = min(deadline, last + self.spec.stall_timeout_s) - now
+                # While a question waits for its answer, OpenCode is silent by design: no stall.
+                wait = (deadline if asks else min(deadline, last + self.spec.stall_timeout_s)) - now
                 getter = asyncio.ensure_future(queue.get())
                 cancel = asyncio.ensure_future(self._cancel.wait())
-                done, _ = await asyncio.wait({getter, cancel}, timeout=max(0.0, wait), return_when="FIRST_COMPLETED")
+                done, _ = await asyncio.wait(
+                    {getter, cancel, *asks}, timeout=max(0.0, wait), return_when="FIRST_COMPLETED"
+                )
                 getter.cancel()
                 cancel.cancel()
                 now = time.monotonic()
@@ -129,6 +152,17 @@ class ServeAttempt:
                     await self._abort()
                     outcome = self._outcome(FailureClass.CANCELLED, "the attempt was cancelled")
                     break
+                answered = [task for task in asks if task in done]
+                for task in answered:
+                    asked = asks.pop(task)
+                    last = now
+                    outcome = await self._answer(asked, task)
+                    if outcome is not None:
+                        break
+                if outcome is not None:
+                    break
+                if answered and getter not in done:
+                    continue
                 if getter not in done:
                     await self._abort()
                     if now >= deadline:
@@ -171,6 +205,9 @@ class ServeAttempt:
                         )
                 elif isinstance(event, PermissionAsked):
                     allowed = "all" in self.approve or event.permission in self.approve
+                    if not allowed and self.ask is not None:
+                        asks[asyncio.ensure_future(self._ask(event))] = event
+                        continue
                     await self.client.reply_permission(
                         self.session_id, event.permission_id, "once" if allowed else "reject"
                     )
@@ -207,9 +244,12 @@ class ServeAttempt:
             if outcome is None:
                 outcome = self._outcome(FailureClass.CONNECTION, f"the OpenCode server could not be reached ({exc})")
         finally:
+            # A question still open (the attempt was cancelled, failed or timed out) is withdrawn.
+            for task in asks:
+                task.cancel()
             reader.cancel()
             with contextlib.suppress(BaseException):
-                await reader
+                await asyncio.gather(reader, *asks, return_exceptions=True)
         assert outcome is not None
         text = "\n".join(answer) or "".join(deltas).strip()
         self.result = AttemptResult(
@@ -223,6 +263,35 @@ class ServeAttempt:
         )
         yield AttemptFinished(
             attempt=self.number, at=self._at(), cli_model_name=self.spec.cli_model_name, outcome=outcome
+        )
+
+    async def _ask(self, event: PermissionAsked) -> PermissionReply:
+        assert self.ask is not None
+        return await asyncio.wait_for(self.ask(event), self.ask_timeout_s)
+
+    async def _answer(self, event: PermissionAsked, task: asyncio.Task[PermissionReply]) -> Outcome | None:
+        """Send the answer ``task`` got (no answer in time, or a failed callback, is ``reject``);
+        the outcome that ends the attempt when it was rejected."""
+        error = None if task.cancelled() else task.exception()
+        reply: str = "reject" if task.cancelled() or error is not None else task.result()
+        if reply not in _REPLIES:
+            reply = "reject"
+        assert self.session_id is not None
+        await self.client.reply_permission(self.session_id, event.permission_id, reply)
+        if reply != "reject":
+            return None
+        pattern = ", ".join(event.patterns) or "*"
+        if isinstance(error, TimeoutError):
+            why = f"nobody answered within {self.ask_timeout_s:g} s"
+        elif error is not None:
+            why = f"the question could not be asked ({type(error).__name__}: {error})"
+        else:
+            why = "it was rejected"
+        await self._abort()
+        return self._outcome(
+            FailureClass.PERMISSION,
+            f"OpenCode asked for permission {event.permission!r} ({pattern}) and {why}",
+            fix=ASKED_FIX,
         )
 
     async def _abort(self) -> None:
