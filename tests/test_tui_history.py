@@ -1,0 +1,241 @@
+"""The dashboard's History: past runs from the run store (seeded through the real recorder in a
+hermetic ``NEXUS_STATE_DIR``) are listed at start, replayed, re-run, recalled with Up, and a run
+whose process was killed reads as interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nexus_core.opencode.attempt import AttemptResult
+from nexus_core.opencode.events import (
+    AttemptFinished,
+    AttemptStarted,
+    FailureClass,
+    Outcome,
+    StepFinish,
+    StepStart,
+    Text,
+    TokenUsage,
+)
+from nexus_core.routing.chain import DelegationResult, DelegationSpec
+from nexus_core.routing.registry import ModelProfile
+from nexus_core.store.recorder import DelegationRecorder
+from nexus_core.store.runs import RunStore
+from nexus_tui.history import StoreTaskHistory, load_past_runs
+from nexus_tui.widgets.editor import TaskEditor
+from nexus_tui.widgets.history import HistoryPanel, HistoryRun
+from nexus_tui.widgets.runs import RunStatus
+from nexus_tui.widgets.runs_area import HISTORY_PANE
+from tui_support import SIZE, RecordingApp, settle, until, write_project
+
+SONNET_ID = "opencode-custom-sonnet"
+SONNET = "custom/claude-sonnet-4-5"
+
+
+@pytest.fixture
+def env(hermetic_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    return {**hermetic_env, "NEXUS_STATE_DIR": str(tmp_path / "state")}
+
+
+def seed_run(
+    store: RunStore,
+    project: Path,
+    task: str,
+    reply: str,
+    *,
+    ok: bool = True,
+    session_id: str = "ses_seeded0001",
+    model_id: str = SONNET_ID,
+) -> str:
+    """One finished delegation recorded as the CLI records it: attempt, step, text, outcome."""
+    profile = ModelProfile(id=model_id, name=model_id, provider="custom", cli_model_name=SONNET, source="opencode.json")
+    recorder = DelegationRecorder.begin(store, DelegationSpec(prompt=task, chain=(profile,)), project=project)
+    recorder.see(AttemptStarted(attempt=1, model_id=model_id, cli_model_name=SONNET))
+    recorder.see(StepStart(attempt=1, session_id=session_id))
+    outcome = Outcome(message="answered") if ok else Outcome(failure=FailureClass.GATEWAY_ERROR, message="HTTP 500")
+    if ok:
+        recorder.see(Text(attempt=1, text=reply))
+    recorder.see(StepFinish(attempt=1, reason="stop", tokens=TokenUsage(input=12, output=5)))
+    recorder.see(AttemptFinished(attempt=1, cli_model_name=SONNET, outcome=outcome))
+    attempt = AttemptResult(
+        attempt=1, cli_model_name=SONNET, model_id=model_id, outcome=outcome, text=reply if ok else "", session_id=session_id
+    )
+    recorder.finish(DelegationResult(attempts=(attempt,), duration_s=1.5), wait=True)
+    return recorder.run_id
+
+
+def make_app(project: Path, env: dict[str, str]) -> RecordingApp:
+    return RecordingApp(project, env=env, test_mode=True, watch_config=False, check_health=False, debounce=0.01)
+
+
+async def test_past_runs_are_listed_replayed_rerun_and_recalled(tmp_path: Path, env: dict[str, str]) -> None:
+    project = write_project(tmp_path)
+    with RunStore.open(env) as store:
+        oldest = seed_run(store, project, "explain the parser", "The parser is a Pratt parser.")
+        failed = seed_run(store, project, "design a cache", "", ok=False)
+        newest = seed_run(store, project, "What is the capital of Peru?", "Lima is the capital.")
+        seed_run(store, tmp_path, "another project's task", "not listed")
+    app = make_app(project, env)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, app.history_loaded.is_set, what="the history read")
+        await settle(pilot)
+        panel = app.query_one(HistoryPanel)
+        assert [e.run_id for e in panel.entries] == [newest, failed, oldest]
+        assert app.runs_area.tabs.active == HISTORY_PANE
+        table = panel.table
+        assert table.row_count == 3
+        first_row = [str(cell) for cell in table.get_row_at(0)]
+        assert first_row[0] == "✓ ok" and first_row[2] == "What is the capital of Peru?"
+        assert str(table.get_row_at(1)[0]) == "✗ failed"
+
+        # Up in the (empty) task box recalls the stored tasks, newest first, this project's only.
+        editor = app.query_one("#task-input", TaskEditor)
+        editor.focus()
+        await pilot.press("up")
+        assert editor.text == "What is the capital of Peru?"
+        await pilot.press("up", "up")
+        assert editor.text == "explain the parser"
+        await pilot.press("up")
+        assert editor.text == "explain the parser", "the other project's task is not recalled"
+        editor.set_text("")
+
+        # Enter on a row replays that run read-only in a new tab.
+        table.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: bool(app.query(HistoryRun)), what="the replay tab")
+        replay = app.query_one(HistoryRun)
+        await settle(pilot)
+        assert replay.stored_id == newest and replay.status is RunStatus.SUCCEEDED
+        lines = list(replay.log_widget.lines)
+        assert "Lima is the capital." in lines, lines
+        assert any(line.startswith("── attempt 1: custom/claude-sonnet-4-5") for line in lines), lines
+        assert any("F6 continue its session" in line for line in lines), lines
+        assert replay.reply_text == "Lima is the capital."
+        assert app.runs_area.active_view is replay
+        assert replay.stored.session_id == "ses_seeded0001"
+
+        # F6 asks to continue the stored session (the follow-up sender takes it from there).
+        await pilot.press("f6")
+        [asked] = app.seen(HistoryRun.ContinueRequested)
+        assert (asked.session_id, asked.model, asked.task) == ("ses_seeded0001", SONNET_ID, replay.task_text)
+
+        # A replay closes like a finished run; opening it again brings a new replay.
+        # R re-runs the same task on the same model: a new, live run.
+        await pilot.press("R")
+        await until(pilot, lambda: len(app.runs) == 1, what="the re-run")
+        [(run_id, handle)] = app.runs.items()
+        assert app.requests[run_id].task == "What is the capital of Peru?"
+        assert app.requests[run_id].model_id == SONNET_ID and handle.label == SONNET_ID
+        assert app.runs_area.active_view is not None and app.runs_area.active_view.run_id == run_id
+        await until(pilot, lambda: handle.finished, timeout=60, what="the re-run to end")
+
+        # The History tab lists the new run once it comes into view again, and the replay closes with x.
+        app.runs_area.action_history()
+        await until(pilot, lambda: len(panel.entries) == 4, what="the list read again")
+        assert panel.entries[0].task == "What is the capital of Peru?" and panel.entries[0].run_id == handle.run_id
+        app.runs_area.tabs.active = replay.run_id
+        replay.log_widget.focus()
+        await pilot.press("x")
+        await until(pilot, lambda: not app.query(HistoryRun), what="the replay tab to close")
+
+
+_RECORD_AND_HANG = """
+import sys, time
+from nexus_core.opencode.events import AttemptStarted, Text
+from nexus_core.routing.chain import DelegationSpec
+from nexus_core.routing.registry import ModelProfile
+from nexus_core.store.recorder import DelegationRecorder, history_store
+profile = ModelProfile(id="m", name="m", provider="custom", cli_model_name="custom/m", source="opencode.json")
+store = history_store()
+recorder = DelegationRecorder.begin(store, DelegationSpec(prompt="doomed task", chain=(profile,)), project=sys.argv[1])
+recorder.see(AttemptStarted(attempt=1, model_id="m", cli_model_name="custom/m"))
+recorder.see(Text(attempt=1, text="half an answer"))
+recorder.flush()
+store.flush()
+print(recorder.run_id, flush=True)
+time.sleep(120)
+"""
+
+
+async def test_a_run_of_another_process_shows_running_then_interrupted_once_killed(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    project = write_project(tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _RECORD_AND_HANG, str(project)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert child.stdout is not None
+        run_id = child.stdout.readline().strip()
+        assert run_id, "the recording child printed no run id"
+        app = make_app(project, env)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, app.history_loaded.is_set, what="the history read")
+            await settle(pilot)
+            panel = app.query_one(HistoryPanel)
+            assert [(e.run_id, e.status) for e in panel.entries] == [(run_id, "running")]
+            assert str(panel.table.get_row_at(0)[0]) == "● running elsewhere"
+            panel.table.focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: bool(app.query(HistoryRun)), what="the replay tab")
+            replay = app.query_one(HistoryRun)
+            await settle(pilot)
+            assert replay.status is RunStatus.RUNNING
+            assert "half an answer" in list(replay.log_widget.lines)
+            assert any("still running in another process" in line for line in replay.log_widget.lines)
+
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(10)
+            app.runs_area.action_history()
+            await until(pilot, lambda: panel.entries[0].status == "interrupted", what="the list read again")
+            assert str(panel.table.get_row_at(0)[0]) == "⚠ interrupted"
+            # Opening it now replays it as interrupted, with the store's reason.
+            panel.table.focus()
+            await pilot.press("enter")
+            await until(
+                pilot, lambda: [v.status for v in app.query(HistoryRun)] == [RunStatus.FAILED], what="a fresh replay"
+            )
+            again = app.query_one(HistoryRun)
+            assert again.run_id != replay.run_id
+            assert again.status is RunStatus.FAILED and again.verdict.startswith("interrupted: ")
+            assert "killed or crashed" in again.verdict
+            assert app.runs_area.tabs.get_tab(again.run_id).label.plain.startswith("⚠ ")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+
+
+async def test_no_past_runs_keeps_the_empty_runs_line(tmp_path: Path, env: dict[str, str]) -> None:
+    project = write_project(tmp_path)
+    app = make_app(project, env)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, app.history_loaded.is_set, what="the history read")
+        await settle(pilot)
+        assert app.runs_area.history is None
+        assert app.query_one("#runs-empty").display
+
+
+def test_the_start_read_is_bounded_and_tasks_have_no_repeats(tmp_path: Path, env: dict[str, str]) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    with RunStore.open(env) as store:
+        for n in range(30):
+            handle = store.begin_run(f"task {n % 7}", project=project)
+            handle.finish(None, wait=n == 29)
+    past = load_past_runs(env, project, limit=10, scan=12)
+    assert len(past.entries) == 10 and past.entries[0].task == "task 1"
+    assert past.tasks == ("task 1", "task 0", "task 6", "task 5", "task 4", "task 3", "task 2")
+    history = StoreTaskHistory(limit=4)
+    history.add("typed before the read")
+    history.load(past.tasks)
+    assert history.entries() == ("task 6", "task 0", "task 1", "typed before the read")
+    history.add("task 0")
+    assert history.entries() == ("task 6", "task 1", "typed before the read", "task 0")
+    assert load_past_runs({**env, "NEXUS_NO_HISTORY": "1"}, project).entries == ()
