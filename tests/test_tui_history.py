@@ -6,68 +6,30 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual._doc import take_svg_screenshot
+from textual.pilot import Pilot
 
-from nexus_core.opencode.attempt import AttemptResult
-from nexus_core.opencode.events import (
-    AttemptFinished,
-    AttemptStarted,
-    FailureClass,
-    Outcome,
-    StepFinish,
-    StepStart,
-    Text,
-    TokenUsage,
-)
-from nexus_core.routing.chain import DelegationResult, DelegationSpec
-from nexus_core.routing.registry import ModelProfile
-from nexus_core.store.recorder import DelegationRecorder
 from nexus_core.store.runs import RunStore
 from nexus_tui.history import StoreTaskHistory, load_past_runs
 from nexus_tui.widgets.editor import TaskEditor
+from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.history import HistoryPanel, HistoryRun
 from nexus_tui.widgets.runs import RunStatus
 from nexus_tui.widgets.runs_area import HISTORY_PANE
-from tui_support import SIZE, RecordingApp, settle, until, write_project
-
-SONNET_ID = "opencode-custom-sonnet"
-SONNET = "custom/claude-sonnet-4-5"
+from tui_support import SIZE, SONNET_ID, RecordingApp, seed_run, settle, until, write_project
 
 
 @pytest.fixture
 def env(hermetic_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return {**hermetic_env, "NEXUS_STATE_DIR": str(tmp_path / "state")}
-
-
-def seed_run(
-    store: RunStore,
-    project: Path,
-    task: str,
-    reply: str,
-    *,
-    ok: bool = True,
-    session_id: str = "ses_seeded0001",
-    model_id: str = SONNET_ID,
-) -> str:
-    """One finished delegation recorded as the CLI records it: attempt, step, text, outcome."""
-    profile = ModelProfile(id=model_id, name=model_id, provider="custom", cli_model_name=SONNET, source="opencode.json")
-    recorder = DelegationRecorder.begin(store, DelegationSpec(prompt=task, chain=(profile,)), project=project)
-    recorder.see(AttemptStarted(attempt=1, model_id=model_id, cli_model_name=SONNET))
-    recorder.see(StepStart(attempt=1, session_id=session_id))
-    outcome = Outcome(message="answered") if ok else Outcome(failure=FailureClass.GATEWAY_ERROR, message="HTTP 500")
-    if ok:
-        recorder.see(Text(attempt=1, text=reply))
-    recorder.see(StepFinish(attempt=1, reason="stop", tokens=TokenUsage(input=12, output=5)))
-    recorder.see(AttemptFinished(attempt=1, cli_model_name=SONNET, outcome=outcome))
-    attempt = AttemptResult(
-        attempt=1, cli_model_name=SONNET, model_id=model_id, outcome=outcome, text=reply if ok else "", session_id=session_id
-    )
-    recorder.finish(DelegationResult(attempts=(attempt,), duration_s=1.5), wait=True)
-    return recorder.run_id
 
 
 def make_app(project: Path, env: dict[str, str]) -> RecordingApp:
@@ -239,3 +201,74 @@ def test_the_start_read_is_bounded_and_tasks_have_no_repeats(tmp_path: Path, env
     history.add("task 0")
     assert history.entries() == ("task 6", "task 1", "typed before the read", "task 0")
     assert load_past_runs({**env, "NEXUS_NO_HISTORY": "1"}, project).entries == ()
+
+
+def seed_fixed_history(project: Path, env: dict[str, str]) -> None:
+    """Four runs with fixed times (UTC), one of them left ``running`` by a process that is gone."""
+    with RunStore.open(env) as store:
+        seed_run(store, project, "explain the parser\nwith an example", "The parser is a Pratt parser.")
+        seed_run(store, project, "design a cache for the registry lookups", "", ok=False)
+        store.begin_run("rename the config loader and update every caller of it", project=project)
+        seed_run(store, project, "What is the capital of Peru?", "Lima is the capital.")
+        path = store.path
+    with sqlite3.connect(path) as conn:
+        for seq, (start, took) in enumerate(((0, 12.5), (600, 3.2), (1_200, None), (1_800, 95.0)), start=1):
+            at = FIXED_EPOCH + start
+            conn.execute(
+                "UPDATE runs SET started_at = ?, finished_at = ? WHERE seq = ?",
+                (at, None if took is None else at + took, seq),
+            )
+        conn.execute("UPDATE runs SET pid = 999999999, pid_started = 0 WHERE status = 'running'")
+
+
+FIXED_EPOCH = 1_796_300_000.0  # 2026-12-03 12:13:20 UTC
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_history_list_snapshot_at_100x30(
+    snapshot: Any, tmp_path: Path, hermetic_env: dict[str, str], utc: None
+) -> None:
+    from test_tui_snapshots import HEALTH, DashboardSVG
+
+    project = write_project(tmp_path)
+    seed_fixed_history(project, hermetic_env)
+    app = make_app(project, hermetic_env)
+
+    async def prepare(pilot: Pilot[Any]) -> None:
+        await until(pilot, app.history_loaded.is_set, what="the history read")
+        await pilot.app.workers.wait_for_complete()
+        app.query_one(HealthPanel).show(HEALTH)
+        await pilot.pause()
+
+    assert snapshot.use_extension(DashboardSVG) == take_svg_screenshot(
+        app=app, terminal_size=(100, 30), run_before=prepare
+    )
+
+
+async def test_at_80x24_the_history_rows_are_visible(tmp_path: Path, hermetic_env: dict[str, str], utc: None) -> None:
+    project = write_project(tmp_path)
+    seed_fixed_history(project, hermetic_env)
+    app = make_app(project, hermetic_env)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, app.history_loaded.is_set, what="the history read")
+        await settle(pilot)
+        table = app.query_one(HistoryPanel).table
+        region = table.region
+        assert region.height >= 4 and region.bottom <= 24 and region.right <= 80, region
+        # The task column takes the room the model column leaves at this width, and nothing scrolls sideways.
+        assert [str(c.label) for c in table.columns.values()] == ["status", "started", "task", "took"]
+        assert table.virtual_size.width <= region.width, (table.virtual_size, region)
+        assert [str(table.get_row_at(n)[0]) for n in range(4)] == [
+            "✓ ok",
+            "⚠ interrupted",
+            "✗ failed",
+            "✓ ok",
+        ]

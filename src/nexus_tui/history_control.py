@@ -37,15 +37,23 @@ class HistoryControl:
         self.task_history = StoreTaskHistory()
         self.history_loaded = asyncio.Event()
         self._tasks_loaded = False
+        self._history_reading = False
 
     @property
     def own_store_ids(self) -> set[str]:
         """The run store ids of the runs this dashboard started."""
         return {handle.run_id for handle in self.runs.values() if getattr(handle, "run_id", None)}
 
-    @work(exclusive=True, group="history", exit_on_error=False)
+    @work(group="history", exit_on_error=False)
     async def load_history(self) -> None:
-        """Read the project's past runs (bounded) into the History tab and, once, the editor's recall."""
+        """Read the project's past runs (bounded) into the History tab and, once, the editor's recall.
+
+        A read asked for while one is under way is dropped (never cancelled: that could cut the
+        History tab's mounting short); the one under way draws the newer list anyway.
+        """
+        if self._history_reading:
+            return
+        self._history_reading = True
         try:
             past = await asyncio.to_thread(load_past_runs, self.env, self.project_dir)
             if not self._tasks_loaded:
@@ -57,6 +65,7 @@ class HistoryControl:
             if panel is not None:
                 panel.show(past.entries, here=self.own_store_ids)
         finally:
+            self._history_reading = False
             self.history_loaded.set()
 
     def on_runs_area_history_shown(self, message: RunsArea.HistoryShown) -> None:

@@ -65,7 +65,9 @@ class RunsArea(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "Runs"
-        self.tabs.display = False
+        # The History tab may have come first: it mounts as soon as the store is read.
+        if not self.views and self.history is None:
+            self.tabs.display = False
 
     @property
     def tabs(self) -> TabbedContent:
@@ -95,9 +97,9 @@ class RunsArea(Vertical):
         panel = HistoryPanel(id="history-panel")
         tabs = self.tabs
         panes = list(tabs.query(TabPane))
-        await tabs.add_pane(TabPane("⟲ History", panel, id=HISTORY_PANE), before=panes[0] if panes else None)
         tabs.display = True
         self.query_one("#runs-empty", Static).display = False
+        await tabs.add_pane(TabPane("⟲ History", panel, id=HISTORY_PANE), before=panes[0] if panes else None)
         if not self.views:
             tabs.active = HISTORY_PANE
         return panel
