@@ -114,11 +114,14 @@ class HistoryPanel(Vertical):
         self.here = frozenset(here)
         self._draw()
 
+    def on_mount(self) -> None:
+        self._draw()
+
     def on_resize(self, event: events.Resize) -> None:
         self._draw()
 
     def _draw(self) -> None:
-        if not self.is_mounted:
+        if not self.is_mounted or not self.query("#history-table"):
             return
         table = self.table
         row = table.cursor_row
