@@ -4,6 +4,7 @@ whose process was killed reads as interrupted."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -24,7 +25,7 @@ from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.history import HistoryPanel, HistoryRun
 from nexus_tui.widgets.runs import RunStatus
 from nexus_tui.widgets.runs_area import HISTORY_PANE
-from tui_support import SIZE, SONNET_ID, RecordingApp, seed_run, settle, until, write_project
+from tui_support import SIZE, SONNET, SONNET_ID, RecordingApp, seed_run, settle, until, write_project
 
 
 @pytest.fixture
@@ -272,3 +273,35 @@ async def test_at_80x24_the_history_rows_are_visible(tmp_path: Path, hermetic_en
             "✗ failed",
             "✓ ok",
         ]
+
+
+@pytest.mark.opencode
+def test_f6_is_offered_only_while_opencode_keeps_the_session(tmp_path: Path, env: dict[str, str]) -> None:
+    from tests.conftest import opencode_path
+
+    from nexus_tui.history import load_stored_run, session_known
+
+    project = write_project(tmp_path)
+    # The real OpenCode makes a session, then fails to reach the (closed) gateway.
+    done = subprocess.run(
+        [opencode_path(), "run", "--format", "json", "-m", SONNET, "hi"],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    session = next((json.loads(line)["sessionID"] for line in done.stdout.splitlines() if '"sessionID"' in line), None)
+    assert session, done.stdout + done.stderr
+    assert session_known(session, env) is True
+    assert session_known("ses_gone", env) is False
+    assert session_known(session, {**env, "XDG_DATA_HOME": str(tmp_path / "nowhere")}) is None
+    with RunStore.open(env) as store:
+        kept = seed_run(store, project, "still here", "yes", session_id=session)
+        gone = seed_run(store, project, "long gone", "no", session_id="ses_gone")
+    kept_run, gone_run = load_stored_run(env, kept), load_stored_run(env, gone)
+    assert kept_run is not None and kept_run.session_exists is True
+    assert gone_run is not None and gone_run.session_exists is False
+    assert HistoryRun("run-1", kept_run, show_timings=False).can_continue
+    assert not HistoryRun("run-2", gone_run, show_timings=False).can_continue

@@ -24,6 +24,8 @@ __all__ = [
     "StoredRun",
     "load_past_runs",
     "load_stored_run",
+    "opencode_db",
+    "session_known",
 ]
 
 HISTORY_LIMIT = 50
@@ -61,6 +63,8 @@ class StoredRun:
     model_id: str | None
     cli_model_name: str | None
     events_dropped: int = 0
+    session_exists: bool | None = None
+    """Whether OpenCode still has ``session_id`` (None: it cannot be told; F6 is offered anyway)."""
 
 
 @dataclass(frozen=True)
@@ -132,15 +136,39 @@ def load_stored_run(env: Mapping[str, str], run_id: str) -> StoredRun | None:
         return None
     last = detail.attempts[-1] if detail.attempts else None
     sessions = detail.session_ids
+    session = sessions[-1] if sessions else None
     return StoredRun(
         entry=_entry(detail.summary),
         events=tuple(detail.events()),
         final_text=detail.final_text,
-        session_id=sessions[-1] if sessions else None,
+        session_id=session,
+        session_exists=session_known(session, env) if session else None,
         model_id=(last.model_id if last is not None else None) or detail.summary.chosen_model,
         cli_model_name=last.cli_model_name if last is not None else None,
         events_dropped=detail.events_dropped,
     )
+
+
+def opencode_db(env: Mapping[str, str]) -> Path:
+    """OpenCode's own database (1.2: ``$XDG_DATA_HOME/opencode/opencode.db``), where its sessions are kept."""
+    data = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "share")
+    return Path(data) / "opencode" / "opencode.db"
+
+
+def session_known(session_id: str, env: Mapping[str, str]) -> bool | None:
+    """Whether OpenCode still keeps ``session_id``: read-only, from its database; None when that cannot be
+    told (no database where OpenCode 1.2 keeps it, another layout, a lock that does not clear in 1 s)."""
+    import sqlite3
+
+    path = opencode_db(env)
+    if not path.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1.0) as conn:
+            row = conn.execute("SELECT 1 FROM session WHERE id = ?", (session_id,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return row is not None
 
 
 class StoreTaskHistory:

@@ -243,7 +243,7 @@ class HistoryRun(RunView):
         entry = stored.entry
         # The elapsed time is the stored run's, not the replay's.
         self.started_at = clock() - max(0.0, (entry.finished_at or time.time()) - entry.started_at)
-        keys = "r re-run on… · R same model" + (" · F6 continue its session" if stored.session_id else "")
+        keys = "r re-run on… · R same model" + (" · F6 continue its session" if self.can_continue else "")
         self.write_lines([f"⟲ replayed from the run store · started {started(entry)} · {keys}"])
         replay(self, stored.events, stored.final_text)
         if stored.events_dropped:
@@ -254,6 +254,11 @@ class HistoryRun(RunView):
         else:
             self.finish(_RUN_STATUS.get(entry.status, RunStatus.FAILED), self._verdict())
             self.finished_at = self.started_at + max(0.0, (entry.finished_at or entry.started_at) - entry.started_at)
+
+    @property
+    def can_continue(self) -> bool:
+        """Whether the run left an OpenCode session that may still exist (F6 continues it)."""
+        return self.stored.session_id is not None and self.stored.session_exists is not False
 
     @property
     def stored_id(self) -> str:
@@ -286,7 +291,12 @@ class HistoryRun(RunView):
 
     def action_continue_session(self) -> None:
         session = self.stored.session_id
-        if session is None:
-            self.notify("That run left no OpenCode session to continue; R re-runs its task.", timeout=5)
+        if session is None or not self.can_continue:
+            said = (
+                "That run left no OpenCode session to continue"
+                if session is None
+                else f"OpenCode no longer has that run's session {session}"
+            )
+            self.notify(f"{said}; R re-runs its task.", timeout=5)
             return
         self.post_message(self.ContinueRequested(session, self.stored.model_id, self.stored.entry.task, self.stored_id))
