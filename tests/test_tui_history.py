@@ -246,6 +246,8 @@ def test_history_list_snapshot_at_100x30(
     async def prepare(pilot: Pilot[Any]) -> None:
         await until(pilot, app.history_loaded.is_set, what="the history read")
         await pilot.app.workers.wait_for_complete()
+        panel = app.query_one(HistoryPanel)
+        await until(pilot, lambda: panel.drawn_width == panel.size.width > 0, what="the columns laid out")
         app.query_one(HealthPanel).show(HEALTH)
         await pilot.pause()
 
@@ -261,7 +263,9 @@ async def test_at_80x24_the_history_rows_are_visible(tmp_path: Path, hermetic_en
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, app.history_loaded.is_set, what="the history read")
         await settle(pilot)
-        table = app.query_one(HistoryPanel).table
+        panel = app.query_one(HistoryPanel)
+        await until(pilot, lambda: panel.drawn_width == panel.size.width > 0, what="the columns laid out")
+        table = panel.table
         region = table.region
         assert region.height >= 4 and region.bottom <= 24 and region.right <= 80, region
         # The task column takes the room the model column leaves at this width, and nothing scrolls sideways.

@@ -98,6 +98,8 @@ class HistoryPanel(Vertical):
         super().__init__(id=id)
         self.entries: tuple[HistoryEntry, ...] = ()
         self.here: frozenset[str] = frozenset()
+        # The width the columns were laid out for (they are laid out again on a resize).
+        self.drawn_width = 0
 
     def compose(self) -> ComposeResult:
         yield Static("", id="history-hint")
@@ -126,7 +128,7 @@ class HistoryPanel(Vertical):
         table = self.table
         row = table.cursor_row
         table.clear(columns=True)
-        width = self.size.width or 80
+        width = self.drawn_width = self.size.width or 80
         with_model = width >= _MODEL_MIN_WIDTH
         entries = self.entries
         models = [entry.model or "-" for entry in entries]
