@@ -98,8 +98,9 @@ async def test_past_runs_are_listed_replayed_rerun_and_recalled(tmp_path: Path, 
         assert app.runs_area.active_view is not None and app.runs_area.active_view.run_id == run_id
         await until(pilot, lambda: handle.finished, timeout=60, what="the re-run to end")
 
-        # The History tab lists the new run once it comes into view again, and the replay closes with x.
-        app.runs_area.action_history()
+        # The History tab (F9) lists the new run once it comes into view again, and the replay closes with x.
+        await pilot.press("f9")
+        assert app.runs_area.tabs.active == HISTORY_PANE
         await until(pilot, lambda: len(panel.entries) == 4, what="the list read again")
         assert panel.entries[0].task == "What is the capital of Peru?" and panel.entries[0].run_id == handle.run_id
         app.runs_area.tabs.active = replay.run_id
@@ -175,7 +176,7 @@ async def test_a_run_of_another_process_shows_running_then_interrupted_once_kill
             child.wait(10)
 
 
-async def test_no_past_runs_keeps_the_empty_runs_line(tmp_path: Path, env: dict[str, str]) -> None:
+async def test_no_past_runs_keeps_the_empty_runs_line_until_f9_finds_one(tmp_path: Path, env: dict[str, str]) -> None:
     project = write_project(tmp_path)
     app = make_app(project, env)
     async with app.run_test(size=SIZE) as pilot:
@@ -183,6 +184,17 @@ async def test_no_past_runs_keeps_the_empty_runs_line(tmp_path: Path, env: dict[
         await settle(pilot)
         assert app.runs_area.history is None
         assert app.query_one("#runs-empty").display
+        await pilot.press("f9")
+        await until(
+            pilot, lambda: any("No runs of this project" in n.message for n in app._notifications), what="the notice"
+        )
+        # A run recorded since (by another process, say): F9 reads the store again and shows it.
+        with RunStore.open(env) as store:
+            run_id = seed_run(store, project, "recorded meanwhile", "done")
+        await pilot.press("f9")
+        await until(pilot, lambda: app.runs_area.history is not None, what="the History tab")
+        await until(pilot, lambda: app.runs_area.tabs.active == HISTORY_PANE, what="it in view")
+        assert [e.run_id for e in app.query_one(HistoryPanel).entries] == [run_id]
 
 
 def test_the_start_read_is_bounded_and_tasks_have_no_repeats(tmp_path: Path, env: dict[str, str]) -> None:

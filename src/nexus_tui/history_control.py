@@ -45,11 +45,12 @@ class HistoryControl:
         return {handle.run_id for handle in self.runs.values() if getattr(handle, "run_id", None)}
 
     @work(group="history", exit_on_error=False)
-    async def load_history(self) -> None:
+    async def load_history(self, bring_into_view: bool = False) -> None:
         """Read the project's past runs (bounded) into the History tab and, once, the editor's recall.
 
-        A read asked for while one is under way is dropped (never cancelled: that could cut the
-        History tab's mounting short); the one under way draws the newer list anyway.
+        The tab is added when there are past runs; ``bring_into_view`` then shows it (or says there
+        are none). A read asked for while one is under way is dropped, never cancelled (that could
+        cut the tab's mounting short): the list is read again when the tab next comes into view.
         """
         if self._history_reading:
             return
@@ -59,11 +60,17 @@ class HistoryControl:
             if not self._tasks_loaded:
                 self._tasks_loaded = True
                 self.task_history.load(past.tasks)
-            panel = self.runs_area.history
+            area = self.runs_area
+            panel = area.history
             if past.entries and panel is None:
-                panel = await self.runs_area.show_history()
+                panel = await area.show_history()
             if panel is not None:
                 panel.show(past.entries, here=self.own_store_ids)
+            if bring_into_view:
+                if panel is None:
+                    self.notify("No runs of this project in the run store yet.", timeout=4)  # type: ignore[attr-defined]
+                else:
+                    area.action_history()
         finally:
             self._history_reading = False
             self.history_loaded.set()
@@ -72,9 +79,9 @@ class HistoryControl:
         self.load_history()
 
     def action_history(self) -> None:
-        """Bring the History tab into view (or say there is none yet)."""
+        """Bring the History tab into view (reading the store first when it has none yet)."""
         if self.runs_area.history is None:
-            self.notify("No past runs of this project yet: finished runs are listed here after a restart.", timeout=4)  # type: ignore[attr-defined]
+            self.load_history(bring_into_view=True)
             return
         self.runs_area.action_history()
 
