@@ -132,17 +132,21 @@ class HistoryPanel(Vertical):
         with_model = width >= _MODEL_MIN_WIDTH
         entries = self.entries
         models = [entry.model or "-" for entry in entries]
-        model_width = min(28, max((len(m) for m in models), default=1)) if with_model else 0
-        status_width = max((len(status_cell(e.status, here=e.run_id in self.here)) for e in entries), default=4)
+        # Every width is set here: auto-sized columns are measured a frame later, so a shot (or a
+        # slow machine) could catch them at their labels' width.
+        model_width = max(5, min(28, max((len(m) for m in models), default=1))) if with_model else 0
+        status_width = max((len(status_cell(e.status, here=e.run_id in self.here)) for e in entries), default=6)
+        took_width = max(4, max((len(took(e)) for e in entries), default=1))
+        started_width = 11
         # Each column takes its cell padding (1 a side); the rest is the task's.
-        fixed = status_width + 11 + 7 + (model_width + 2 if with_model else 0) + 6 + 2
+        fixed = status_width + started_width + took_width + model_width + 2 * (5 if with_model else 4) + 2
         task_width = max(_MIN_TASK, width - fixed)
-        table.add_column("status", key="status")
-        table.add_column("started", key="started")
+        table.add_column("status", key="status", width=max(6, status_width))
+        table.add_column("started", key="started", width=started_width)
         table.add_column("task", key="task", width=task_width)
-        table.add_column("took", key="took")
+        table.add_column("took", key="took", width=took_width)
         if with_model:
-            table.add_column("model", key="model")
+            table.add_column("model", key="model", width=model_width)
         for entry, model in zip(entries, models, strict=True):
             cells: list[str | Text] = [
                 status_cell(entry.status, here=entry.run_id in self.here),
