@@ -14,9 +14,26 @@ from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.pilot import Pilot
 
+from nexus_core.opencode.attempt import AttemptResult
+from nexus_core.opencode.events import (
+    AttemptFinished,
+    AttemptStarted,
+    FailureClass,
+    Outcome,
+    StepFinish,
+    StepStart,
+    Text,
+    TokenUsage,
+)
+from nexus_core.routing.chain import DelegationResult, DelegationSpec
+from nexus_core.routing.registry import ModelProfile
+from nexus_core.store.recorder import DelegationRecorder
+from nexus_core.store.runs import RunStore
 from nexus_tui.app import NexusApp
 
 SIZE = (140, 45)
+SONNET_ID = "opencode-custom-sonnet"
+SONNET = "custom/claude-sonnet-4-5"
 # Nothing listens here: the config is complete, and the gateway is simply down.
 CLOSED_GATEWAY = "http://127.0.0.1:9/v1"
 
@@ -113,3 +130,35 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
     await asyncio.sleep(0)
+
+
+def seed_run(
+    store: RunStore,
+    project: Path,
+    task: str,
+    reply: str,
+    *,
+    ok: bool = True,
+    session_id: str = "ses_seeded0001",
+    model_id: str = SONNET_ID,
+) -> str:
+    """One finished delegation recorded as the CLI records it: attempt, step, text, outcome."""
+    profile = ModelProfile(id=model_id, name=model_id, provider="custom", cli_model_name=SONNET, source="opencode.json")
+    recorder = DelegationRecorder.begin(store, DelegationSpec(prompt=task, chain=(profile,)), project=project)
+    recorder.see(AttemptStarted(attempt=1, model_id=model_id, cli_model_name=SONNET))
+    recorder.see(StepStart(attempt=1, session_id=session_id))
+    outcome = Outcome(message="answered") if ok else Outcome(failure=FailureClass.GATEWAY_ERROR, message="HTTP 500")
+    if ok:
+        recorder.see(Text(attempt=1, text=reply))
+    recorder.see(StepFinish(attempt=1, reason="stop", tokens=TokenUsage(input=12, output=5)))
+    recorder.see(AttemptFinished(attempt=1, cli_model_name=SONNET, outcome=outcome))
+    attempt = AttemptResult(
+        attempt=1,
+        cli_model_name=SONNET,
+        model_id=model_id,
+        outcome=outcome,
+        text=reply if ok else "",
+        session_id=session_id,
+    )
+    recorder.finish(DelegationResult(attempts=(attempt,), duration_s=1.5), wait=True)
+    return recorder.run_id

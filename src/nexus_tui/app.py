@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 
 from nexus_core.errors import NexusError
 from nexus_tui import backend
+from nexus_tui.history_control import HistoryControl
 from nexus_tui.layout import LayoutControl
 from nexus_tui.run_control import RunControl
 from nexus_tui.screens import ConfirmQuitScreen, DetailsScreen, HelpScreen
@@ -56,7 +57,7 @@ def _styles_dir() -> Path:
 STYLES = _styles_dir()
 
 
-class NexusApp(RunControl, LayoutControl, App[int]):
+class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
     """The dashboard. ``test_mode`` freezes what changes by itself (cursor blink, elapsed times, timings);
     ``watch_config=False`` loads the config once instead of following edits; ``check_health=False``
     leaves the health checks to the Re-probe key."""
@@ -78,6 +79,7 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         Binding("f3", "toggle_task", "Task", show=False, priority=True, id="app.toggle_task"),
         Binding("f4", "toggle_health", "Health", priority=True, id="app.toggle_health"),
         Binding("f7", "zoom", "Zoom", priority=True, id="app.zoom"),
+        Binding("f9", "history", "History", show=False, id="app.history"),
         Binding("slash", "filter_models", "Filter", show=False, id="app.filter"),
         Binding("ctrl+f", "filter_models", "Filter", show=False, priority=True, id="app.filter_anywhere"),
     ]
@@ -115,6 +117,7 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         self.demo_environment: backend.DemoEnvironment | None = None
         self.last_saved_log: Path | None = None
         self._init_runs()
+        self._init_history()
         self._init_layout()
         self.register_theme(NEXUS_THEME)
         self.theme = NEXUS_THEME.name
@@ -129,7 +132,7 @@ class NexusApp(RunControl, LayoutControl, App[int]):
                 id="demo-banner",
             )
         yield RegistryPanel(id="registry")
-        yield TaskPanel(debounce=self.debounce, id="task")
+        yield TaskPanel(debounce=self.debounce, history=self.task_history, id="task")
         with Horizontal(id="bottom"):
             yield RunsArea(id="runs-area")
             yield HealthPanel(show_timings=not self.test_mode, id="health")
@@ -180,6 +183,8 @@ class NexusApp(RunControl, LayoutControl, App[int]):
                 f"DEMO  ·  gateway {self.demo_environment.gateway.base_url}  ·  try “explain …”, “read …”; "
                 f"{FAILING_MODEL} is down (watch the fallback)  ·  edit {self.demo_environment.config_file.name}"
             )
+        # After the first frame (the store's imports and query are off its path), for the project now in force.
+        self.call_after_refresh(self.load_history)
         if self.watch_config:
             self.watcher = backend.open_watcher(self.project_dir, self.env)
             snapshot = await self.watcher.start()
@@ -294,6 +299,9 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         yield SystemCommand("Close run tab", "Close the finished run in view (x)", self.runs_area.action_close_active)
         yield SystemCommand(
             "Clear finished runs", "Close every finished run's tab (X)", self.runs_area.action_clear_finished
+        )
+        yield SystemCommand(
+            "History", "This project's past runs: replay, re-run, continue (F9, h)", self.action_history
         )
         yield SystemCommand("Help", "Keys and panels", self.action_help)
         yield from super().get_system_commands(screen)

@@ -29,6 +29,8 @@ chain. **Enter** runs the task on the top-ranked model.
 - `F6`: the follow-up box of the run in view, once it has ended; `Enter` sends it into the same OpenCode session
 - In a run: `y` copy the reply, `s` save the log, `r` re-run on another model, `End` follow the tail,
   `1`…`9` and `[` / `]` switch tabs, `x` close a finished tab, `X` clear every finished one
+- `F9` (or `h` / `0` in the runs): this project's past runs; `Enter` replays one, where `R` re-runs it on the same
+  model and `F6` continues its OpenCode session
 - Permission question: `y` allow once, `a` allow always (this session), `n` reject
 - `/` (outside text boxes) or `Ctrl+F` (anywhere): filter the models; `Esc` clears, `Enter` goes to the rows
 - `s` in the registry: sort by the next column; a click on a header sorts by it, a second click reverses

@@ -1,7 +1,9 @@
 """The Runs panel: one tab per run, labelled with its status and a short title from its task.
 
 Tabs switch with the number keys and ``[``/``]``; ``x`` closes the tab in view and ``X`` clears
-every finished one. A closed tab only leaves the screen: the app keeps the run's handle.
+every finished one. A closed tab only leaves the screen: the app keeps the run's handle. When the
+project has past runs, a History tab comes first (``h`` or ``0`` brings it back); a replayed run
+is read-only and closes like a finished one.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
+from nexus_tui.widgets.history import HistoryPanel
 from nexus_tui.widgets.runs import STATUS_STYLE, RunView
 
-__all__ = ["TITLE_CHARS", "RunsArea", "short_title", "tab_label"]
+__all__ = ["HISTORY_PANE", "TITLE_CHARS", "RunsArea", "short_title", "tab_label"]
 
 TITLE_CHARS = 24
 WAITING_ICON = "?"
+HISTORY_PANE = "history"
 
 
 def short_title(task: str, limit: int = TITLE_CHARS) -> str:
@@ -32,7 +36,7 @@ def short_title(task: str, limit: int = TITLE_CHARS) -> str:
 
 def tab_label(view: RunView) -> str:
     """``<icon> <number> <title>``; the icon is ``?`` while the run waits for a permission answer."""
-    icon = WAITING_ICON if view.waiting else STATUS_STYLE[view.status][0]
+    icon = WAITING_ICON if view.waiting else getattr(view, "label_icon", None) or STATUS_STYLE[view.status][0]
     return f"{icon} {view.number} {short_title(view.task_text)}"
 
 
@@ -45,6 +49,7 @@ class RunsArea(Vertical):
         Binding("right_square_bracket", "step(1)", "Next run", show=False, id="runs.next"),
         Binding("x", "close_active", "Close tab", id="runs.close"),
         Binding("X", "clear_finished", "Clear finished", show=False, id="runs.clear_finished"),
+        Binding("h,0", "history", "History", show=False, id="runs.history"),
     ]
 
     class Closed(Message):
@@ -54,13 +59,18 @@ class RunsArea(Vertical):
             super().__init__()
             self.run_ids = run_ids
 
+    class HistoryShown(Message):
+        """The History tab came into view (its list is worth refreshing)."""
+
     def compose(self) -> ComposeResult:
         yield Static("No runs yet. Type a task and press Enter; each run gets its own tab here.", id="runs-empty")
         yield TabbedContent(id="runs")
 
     def on_mount(self) -> None:
         self.border_title = "Runs"
-        self.tabs.display = False
+        # The History tab may have come first: it mounts as soon as the store is read.
+        if not self.views and self.history is None:
+            self.tabs.display = False
 
     @property
     def tabs(self) -> TabbedContent:
@@ -76,6 +86,36 @@ class RunsArea(Vertical):
         """The run in view, if any."""
         active = self.tabs.active
         return next((view for view in self.views if view.run_id == active), None)
+
+    @property
+    def history(self) -> HistoryPanel | None:
+        """The History tab's list, once the project has past runs."""
+        return next(iter(self.query(HistoryPanel).results(HistoryPanel)), None)
+
+    async def show_history(self) -> HistoryPanel:
+        """The History tab (added first, and brought into view when no run has a tab)."""
+        panel = self.history
+        if panel is not None:
+            return panel
+        panel = HistoryPanel(id="history-panel")
+        tabs = self.tabs
+        panes = list(tabs.query(TabPane))
+        tabs.display = True
+        self.query_one("#runs-empty", Static).display = False
+        await tabs.add_pane(TabPane("⟲ History", panel, id=HISTORY_PANE), before=panes[0] if panes else None)
+        if not self.views:
+            tabs.active = HISTORY_PANE
+        return panel
+
+    def action_history(self) -> None:
+        """Bring the History tab into view, the cursor in its list."""
+        if self.history is not None:
+            self.tabs.active = HISTORY_PANE
+            self.query_one("#history-table", DataTable).focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == HISTORY_PANE:
+            self.post_message(self.HistoryShown())
 
     async def add(self, view: RunView) -> None:
         """Mount ``view`` in a new tab and bring it into view."""
@@ -99,7 +139,7 @@ class RunsArea(Vertical):
         closing = [view.run_id for view in self.views if view.run_id in run_ids]
         for run_id in closing:
             await self.tabs.remove_pane(run_id)
-        if not self.views:
+        if not self.views and self.history is None:
             self.tabs.display = False
             self.query_one("#runs-empty", Static).display = True
         self._draw_count()
@@ -110,13 +150,13 @@ class RunsArea(Vertical):
         view = self.active_view
         if view is None:
             return
-        if not view.status.finished:
+        if not _closable(view):
             self.notify("That run is still in progress: cancel it first (F8 or c).", severity="warning", timeout=4)
             return
         await self.close([view.run_id])
 
     async def action_clear_finished(self) -> None:
-        finished = [view.run_id for view in self.views if view.status.finished]
+        finished = [view.run_id for view in self.views if _closable(view)]
         if not finished:
             self.notify("No finished runs to clear.", timeout=3)
             return
@@ -144,9 +184,14 @@ class RunsArea(Vertical):
 
     def _draw_count(self) -> None:
         views = self.views
-        running = sum(1 for view in views if not view.status.finished)
+        running = sum(1 for view in views if not _closable(view))
         waiting = sum(1 for view in views if view.waiting)
         parts = [f"{len(views)} tab{'s' if len(views) > 1 else ''}"] if views else []
         parts += [f"{running} running"] if running else []
         parts += [f"{waiting} waiting for you"] if waiting else []
         self.border_subtitle = " · ".join(parts)
+
+
+def _closable(view: RunView) -> bool:
+    """A finished run's tab, or a replay's (read-only: it runs nothing here), can close."""
+    return view.status.finished or getattr(view, "read_only", False)
