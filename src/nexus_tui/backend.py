@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from nexus_core.config.watch import ConfigWatcher, SnapshotUpdate
     from nexus_core.opencode.events import RunEvent
     from nexus_core.routing.chain import Delegation
+    from nexus_core.routing.health import HealthMarks
     from nexus_core.routing.score import ObservedTerms
     from nexus_core.store.recorder import DelegationRecorder
     from nexus_core.store.runs import RunStore
@@ -66,8 +67,9 @@ class DashboardState:
 
     @property
     def unavailable(self) -> dict[str, str]:
-        """Model id → why it cannot be used now (absent: available)."""
-        reasons = {model.id: self.snapshot.unavailable_reason(model.id) for model in self.registry.models}
+        """Model id → why it cannot be used now (absent: available): config, health, run outcomes."""
+        routed = _routed(self.snapshot)
+        reasons = {model.id: routed.unavailable_reason(model.id) for model in self.registry.models}
         return {model_id: reason for model_id, reason in reasons.items() if reason}
 
     @property
@@ -93,6 +95,8 @@ def config_paths(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
 # what it observed after the latest run ended: routing uses it at once, not at the next config reload.
 _stores: dict[str, RunStore | None] = {}
 _latest_observed: dict[str, ObservedTerms] = {}
+# Per project directory, what the latest health check means for routing (a later one replaces it).
+_latest_health: dict[str, HealthMarks] = {}
 
 
 def _history_store(env: Mapping[str, str]) -> RunStore | None:
@@ -106,11 +110,16 @@ def _history_store(env: Mapping[str, str]) -> RunStore | None:
 
 
 def _routed(snapshot: RoutingSnapshot) -> RoutingSnapshot:
-    """``snapshot`` with the newest observed terms (history off stays off)."""
+    """``snapshot`` with the newest observed terms (history off stays off) and the latest health marks."""
     latest = _latest_observed.get(snapshot.directory)
-    if snapshot.observed is None or latest is None:
+    if snapshot.observed is not None and latest is not None:
+        snapshot = snapshot.with_observed(latest)
+    marks = _latest_health.get(snapshot.directory)
+    if marks is None:
         return snapshot
-    return snapshot.with_observed(latest)
+    from nexus_core.routing.health import apply_health
+
+    return apply_health(snapshot, marks)
 
 
 def score(state: DashboardState, task: str) -> Breakdown:
@@ -298,16 +307,28 @@ class Health:
     gateway_models: dict[str, list[str]]
 
 
-async def health(project_dir: Path, env: Mapping[str, str]) -> Health:
-    """Doctor's checks for ``project_dir`` (bounded: a dead gateway gets its verdict in seconds)."""
-    from nexus_core.doctor.checks import run_doctor
+async def health(
+    project_dir: Path, env: Mapping[str, str], state: DashboardState | None = None, *, probe: bool = False
+) -> Health:
+    """Doctor's checks for ``project_dir`` (bounded: a dead gateway gets its verdict in seconds), with
+    ``probe`` also a chat probe of every model and an ``opencode run`` smoke.
 
-    report = await run_doctor(project_dir, env)
-    gateway_models = {
-        check.id.removeprefix("gateway."): list(check.data["models"])
-        for check in report.checks
-        if check.id.startswith("gateway.") and check.status == "ok" and isinstance(check.data.get("models"), list)
-    }
+    With the routing ``state``, the result marks models unavailable for routing (replacing the
+    previous check's marks: a check that passes again puts its models back).
+    """
+    from nexus_core.doctor.checks import run_doctor
+    from nexus_core.routing.health import gateway_models_of, health_marks
+
+    report = await run_doctor(project_dir, env, probe=probe)
+    gateway_models = gateway_models_of(report)
+    unavailable: tuple[tuple[str, str], ...] = ()
+    if state is not None:
+        snapshot = state.snapshot
+        for provider_id, model_ids in gateway_models.items():
+            snapshot = snapshot.with_gateway_models(provider_id, model_ids)
+        marks = health_marks(report, snapshot)
+        _latest_health[state.snapshot.directory] = marks
+        unavailable = tuple(sorted(marks.unavailable.items()))
     drawn = HealthReport(
         checks=tuple(
             HealthCheck(
@@ -316,10 +337,15 @@ async def health(project_dir: Path, env: Mapping[str, str]) -> Health:
                 summary=check.summary,
                 fix=check.fix,
                 duration_ms=check.duration_ms,
+                detail=check.detail,
+                title=check.title,
+                cause=check.cause,
             )
             for check in report.checks
         ),
         gateway_latency_ms=report.gateway_latency_ms,
+        unavailable=unavailable,
+        probed=probe,
     )
     return Health(report=drawn, gateway_models=gateway_models)
 
