@@ -70,7 +70,7 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
         Binding("f1", "help", "Help", id="app.help"),
         Binding("f5", "recheck", "Re-check", id="app.recheck"),
-        Binding("f6,f17", "probe", "Probe", id="app.probe"),
+        Binding("f6,f17", "probe", "Probe", priority=True, id="app.probe"),
         Binding("ctrl+t", "focus_task", "Task", id="app.focus_task"),
         Binding("f8", "cancel_active_run", "Cancel run", id="app.cancel_run"),
         Binding("f2", "toggle_models", "Models", priority=True, id="app.toggle_models"),
@@ -244,6 +244,8 @@ class NexusApp(RunControl, LayoutControl, App[int]):
             # Routing then knows which models the gateway serves (a model it lacks becomes unavailable).
             for provider_id, model_ids in health.gateway_models.items():
                 self.watcher.note_gateway_models(provider_id, model_ids)
+        elif self.state is not None:
+            self.state = backend.with_gateway_models(self.state, health.gateway_models)
         if self.state is not None:
             # The registry and the breakdown show what the check marked unavailable (or put back).
             self.apply_state(self.state)

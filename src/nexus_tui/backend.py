@@ -52,6 +52,7 @@ __all__ = [
     "start_run",
     "wait_all",
     "warm_up",
+    "with_gateway_models",
 ]
 
 
@@ -348,6 +349,14 @@ async def health(
         probed=probe,
     )
     return Health(report=drawn, gateway_models=gateway_models)
+
+
+def with_gateway_models(state: DashboardState, gateway_models: Mapping[str, Iterable[str]]) -> DashboardState:
+    """``state`` knowing the model ids each reachable gateway listed (when no watcher carries them)."""
+    snapshot = state.snapshot
+    for provider_id, model_ids in gateway_models.items():
+        snapshot = snapshot.with_gateway_models(provider_id, model_ids)
+    return DashboardState(snapshot)
 
 
 def warm_up() -> None:
