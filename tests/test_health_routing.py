@@ -163,7 +163,10 @@ def test_a_run_that_met_model_not_found_rests_the_model_until_a_passing_check(
     with ReferenceGateway(api_key=KEY, models=[SONNET]) as gw:
         configure(project, gw.base_url)
         run = run_cli(
-            ["orchestrate", "--transport", "run", "--no-fallback", "--model", OPUS_ID, "say hi"], env, project, timeout=120
+            ["orchestrate", "--transport", "run", "--no-fallback", "--model", OPUS_ID, "say hi"],
+            env,
+            project,
+            timeout=120,
         )
         assert run.returncode == 1, run.stdout + run.stderr
         # The live outcome of the run: the model rests, and routing says why.

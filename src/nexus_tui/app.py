@@ -291,7 +291,9 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         yield SystemCommand("Pick model", "Choose the model for the next run", self.action_pick_model)
         yield SystemCommand("Re-check", "Run the health checks (doctor) again (F5)", self.action_recheck)
         yield SystemCommand(
-            "Probe models", "Health checks and a chat probe of every model, then an opencode run smoke (F6)", self.action_probe
+            "Probe models",
+            "Health checks and a chat probe of every model, then an opencode run smoke (F6)",
+            self.action_probe,
         )
         yield SystemCommand("Open config path", "Open an OpenCode config file in your editor", self.action_open_config)
         yield SystemCommand("Zoom run", "Show the run in view full screen, or go back (F7)", self.action_zoom)
