@@ -36,7 +36,7 @@ from nexus_tui.widgets.editor import TaskEditor
 from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.registry import RegistryPanel, registry_rows
 from nexus_tui.widgets.runs_area import RunsArea
-from nexus_tui.widgets.task import TaskPanel
+from nexus_tui.widgets.task import RunRequest, TaskPanel
 
 if TYPE_CHECKING:
     from nexus_core.config.watch import ConfigWatcher, SnapshotUpdate
@@ -226,6 +226,16 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         self.query_one("#task", TaskPanel).show(backend.score(self.state, task))
 
     # Runs --------------------------------------------------------------------------------
+
+    def start_run(self, request: RunRequest) -> str | None:
+        """Start ``request`` (see :class:`RunControl`); a toast first when its working directory's config
+        is not the project's (the run is routed with the config OpenCode reads there)."""
+        run_id = super().start_run(request)
+        handle = self.runs.get(run_id) if run_id is not None else None
+        note = handle.config_note if handle is not None else None
+        if note:
+            self.notify(note, title="Working directory", severity="warning", timeout=15)
+        return run_id
 
     # Health ------------------------------------------------------------------------------
 

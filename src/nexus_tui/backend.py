@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from nexus_core.routing.chain import Delegation
     from nexus_core.routing.health import HealthMarks
     from nexus_core.routing.score import ObservedTerms
+    from nexus_core.routing.workdir import WorkdirConfig
     from nexus_core.store.recorder import DelegationRecorder
     from nexus_core.store.runs import RunStore
 
@@ -189,10 +190,12 @@ class RunHandle:
         recorder: DelegationRecorder | None = None,
         env: Mapping[str, str] | None = None,
         directory: str = "",
+        workdir_config: WorkdirConfig | None = None,
     ) -> None:
         self.delegation = delegation
         self.label = label
         self.recorder = recorder
+        self.workdir_config = workdir_config
         self.finished = False
         self._env = env
         self._directory = directory
@@ -240,14 +243,21 @@ class RunHandle:
         attempts = result.attempts if result is not None else ()
         return [a.model_id for a in attempts if a.model_id and a.outcome.failure is FailureClass.RATE_LIMITED]
 
+    @property
+    def config_note(self) -> str | None:
+        """One sentence when the working directory's config differs from the project's (said before the run)."""
+        return self.workdir_config.difference if self.workdir_config is not None else None
+
     def verdict(self) -> tuple[RunStatus, str]:
-        """The final status and a one-line verdict."""
+        """The final status and a one-line verdict ("model not found" names the working directory's config)."""
         from nexus_core.opencode.events import FailureClass
 
         result = self.delegation.result
         if result is None:
             return RunStatus.CANCELLED, "ended before any model was tried"
         outcome = result.outcome
+        if self.workdir_config is not None:
+            outcome = self.workdir_config.explain(outcome, result.final.cli_model_name)
         if outcome.ok:
             return RunStatus.SUCCEEDED, f"{result.final.cli_model_name} answered in {result.duration_s:.1f} s"
         if outcome.failure is FailureClass.CANCELLED:
@@ -262,8 +272,6 @@ def start_run(state: DashboardState, request: RunRequest, env: Mapping[str, str]
     """
     from nexus_core.routing.chain import Delegation, DelegationSpec
 
-    decision = route(_routed(state.snapshot), profile_task(request.task), hint=request.model_id)
-    chosen = decision.chosen_or_raise()
     workdir = request.workdir
     if workdir is not None and not workdir.is_absolute():
         workdir = project_dir / workdir
@@ -271,6 +279,11 @@ def start_run(state: DashboardState, request: RunRequest, env: Mapping[str, str]
         raise NexusError(
             f"the working directory {workdir} does not exist", "Set an existing directory in the task options"
         )
+    snapshot, where = _routed(state.snapshot), None
+    if workdir is not None and workdir.resolve() != Path(state.snapshot.directory):
+        snapshot, where = _workdir_routing(state, workdir, env)
+    decision = route(snapshot, profile_task(request.task), hint=request.model_id)
+    chosen = decision.chosen_or_raise()
     spec = DelegationSpec(
         prompt=request.task,
         chain=decision.chain,
@@ -290,7 +303,23 @@ def start_run(state: DashboardState, request: RunRequest, env: Mapping[str, str]
         recorder = DelegationRecorder.begin(
             store, spec, decision=decision, source="dashboard", project=project_dir, task=request.task
         )
-    return RunHandle(Delegation(spec), chosen.id, recorder, env, state.snapshot.directory)
+    return RunHandle(Delegation(spec), chosen.id, recorder, env, state.snapshot.directory, where)
+
+
+def _workdir_routing(
+    state: DashboardState, workdir: Path, env: Mapping[str, str]
+) -> tuple[RoutingSnapshot, WorkdirConfig | None]:
+    """Routing for a run in ``workdir``: the config OpenCode reads there, and how it differs from the project's."""
+    from nexus_core.routing.workdir import compare_workdir
+
+    try:
+        snapshot = build_snapshot(workdir, env, history=state.snapshot.observed is not None)
+    except ConfigError as exc:
+        raise NexusError(config_error_sentence(exc, Path(state.snapshot.directory), env, kept=False)) from exc
+    where = compare_workdir(state.snapshot.config, snapshot.config)
+    if where.difference is None:
+        return _routed(state.snapshot), None  # the same config: the project's state, health and all
+    return snapshot, where
 
 
 async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:
