@@ -167,4 +167,4 @@ def explain_result(result: R, info: WorkdirConfig | None) -> R:
         else a
         for a in attempts
     )
-    return result.model_copy(update={"attempts": changed})  # type: ignore[attr-defined,no-any-return]
+    return result.model_copy(update={"attempts": changed})  # type: ignore[attr-defined]
