@@ -99,10 +99,12 @@ async def test_a_picked_model_that_fails_falls_back_and_the_view_shows_both_atte
             ("opencode-custom-opus", "model_not_found"),
             ("opencode-custom-sonnet", None),
         ]
+        # "Model not found" rests the model: routing leaves it out, with the reason, until a check passes.
         opus = next(
             r for r in backend.score(app.state, "design a cache").ranked if r.model_id == "opencode-custom-opus"
         )
-        assert dict(opus.terms)["observed"] < 0
+        assert opus.skipped is not None and "the last run got “model not found”" in opus.skipped
+        assert "model not found" in app.state.unavailable["opencode-custom-opus"]
         lines = list(view.log_widget.lines)
         assert any(
             line.startswith("⤷ falling back from opencode-custom-opus to opencode-custom-sonnet") for line in lines
