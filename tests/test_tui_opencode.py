@@ -8,6 +8,7 @@ import pytest
 from nexus_core.store.runs import RunStore
 from nexus_tui import backend
 from nexus_tui.screens import ConfirmQuitScreen
+from nexus_tui.widgets.registry import RegistryPanel
 from nexus_tui.widgets.runs import RunStatus, RunView
 from tui_support import SIZE, RecordingApp, until
 
@@ -105,6 +106,12 @@ async def test_a_picked_model_that_fails_falls_back_and_the_view_shows_both_atte
         )
         assert opus.skipped is not None and "the last run got “model not found”" in opus.skipped
         assert "model not found" in app.state.unavailable["opencode-custom-opus"]
+        registry = app.query_one("#registry", RegistryPanel)
+        await until(
+            pilot,
+            lambda: "model not found" in str(registry.table.get_cell("opencode-custom-opus", "availability")),
+            what="the registry to show the rest",
+        )
         lines = list(view.log_widget.lines)
         assert any(
             line.startswith("⤷ falling back from opencode-custom-opus to opencode-custom-sonnet") for line in lines

@@ -35,6 +35,7 @@ from nexus_tui.theme import NEXUS_THEME
 from nexus_tui.widgets.editor import TaskEditor
 from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.registry import RegistryPanel, registry_rows
+from nexus_tui.widgets.runs import RunView
 from nexus_tui.widgets.runs_area import RunsArea
 from nexus_tui.widgets.task import RunRequest, TaskPanel
 
@@ -236,6 +237,13 @@ class NexusApp(RunControl, LayoutControl, App[int]):
         if note:
             self.notify(note, title="Working directory", severity="warning", timeout=15)
         return run_id
+
+    @on(RunView.StatusChanged)
+    def _run_ended(self, message: RunView.StatusChanged) -> None:
+        # What the run observed (a model resting after "model not found", an unreachable gateway)
+        # shows in the registry and the breakdown at once, with its reason.
+        if message.status.finished and self.state is not None:
+            self.apply_state(self.state)
 
     # Health ------------------------------------------------------------------------------
 
