@@ -118,6 +118,13 @@ class HealthPanel(Vertical):
 
     BINDINGS = [Binding("d", "app.health_details", "All details", id="health.details")]
 
+    class DetailsWanted(Message):
+        """Enter on a check: open its whole text."""
+
+        def __init__(self, check_id: str) -> None:
+            super().__init__()
+            self.check_id = check_id
+
     def __init__(self, *, show_timings: bool = True, id: str | None = None) -> None:
         super().__init__(id=id)
         self.show_timings = show_timings
@@ -194,13 +201,6 @@ class HealthPanel(Vertical):
         event.stop()
         if event.option_id is not None:
             self.post_message(self.DetailsWanted(event.option_id))
-
-    class DetailsWanted(Message):
-        """Enter on a check: open its whole text."""
-
-        def __init__(self, check_id: str) -> None:
-            super().__init__()
-            self.check_id = check_id
 
     def details(self) -> Text:
         """Every check of the last report in full (summary, detail and fix, never cut), failures first."""
