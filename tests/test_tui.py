@@ -203,7 +203,7 @@ async def test_help_screen_and_palette_commands(tmp_path: Path, hermetic_env: di
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
         titles = [command.title for command in app.get_system_commands(app.screen)]
-        assert {"Run task", "Pick model", "Re-probe", "Open config path"} <= set(titles)
+        assert {"Run task", "Pick model", "Re-check", "Probe models", "Open config path"} <= set(titles)
         app.action_pick_model()
         await pilot.pause()
         await pilot.press(*"sonnet")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 from textual.command import CommandList
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, OptionList, Static
 
 from conftest import present
 from nexus_core.errors import NexusError
@@ -261,12 +261,23 @@ async def test_health_lists_failures_first_and_shows_details(tmp_path: Path, her
         assert [c.check_id for c in report.by_urgency()] == ["gateway.custom", "config", "opencode"]
         console = Console(width=120, record=True, file=io.StringIO())
         console.print(panel.query_one("#health-body", Static).content)
-        body = console.export_text()
-        assert body.index("gateway.custom") < body.index("config") < body.index("opencode")
+        headline = console.export_text()
+        # A warning is counted, never hidden behind "all checks pass".
+        assert "1 failing" in headline and "1 warning" in headline and "all checks pass" not in headline
+        checks = panel.query_one("#health-checks", OptionList)
+        assert [checks.get_option_at_index(i).id for i in range(checks.option_count)] == [
+            "gateway.custom",
+            "config",
+            "opencode",
+        ]
         assert panel.size.width > 50, "at 140 columns the panel is wider than the old fixed 50"
-        panel.query_one("#health-checks").focus()
-        await pilot.press("enter")
+        checks.focus()
+        await pilot.press("down", "enter")
         assert isinstance(app.screen, DetailsScreen)
-        assert long_path in str(app.screen.body)
+        assert long_path in str(app.screen.body) and "gateway.custom" not in str(app.screen.body)
         await pilot.press("escape")
         assert not isinstance(app.screen, DetailsScreen)
+        await pilot.press("d")
+        assert isinstance(app.screen, DetailsScreen)
+        assert "gateway.custom" in str(app.screen.body) and long_path in str(app.screen.body)
+        await pilot.press("escape")

@@ -12,6 +12,7 @@ from conftest import present
 from nexus_core.store.runs import RunStore
 from nexus_tui import backend
 from nexus_tui.screens import ConfirmQuitScreen
+from nexus_tui.widgets.registry import RegistryPanel
 from nexus_tui.widgets.runs import RunStatus, RunView
 from nexus_tui.widgets.task import TaskPanel
 from tui_support import SIZE, RecordingApp, until
@@ -117,12 +118,20 @@ async def test_a_picked_model_that_fails_falls_back_and_the_view_shows_both_atte
             ("opencode-custom-opus", "model_not_found"),
             ("opencode-custom-sonnet", None),
         ]
+        # "Model not found" rests the model: routing leaves it out, with the reason, until a check passes.
         opus = next(
             r
             for r in backend.score(present(app.state), "design a cache").ranked
             if r.model_id == "opencode-custom-opus"
         )
-        assert dict(opus.terms)["observed"] < 0
+        assert opus.skipped is not None and "the last run got “model not found”" in opus.skipped
+        assert "model not found" in app.state.unavailable["opencode-custom-opus"]
+        registry = app.query_one("#registry", RegistryPanel)
+        await until(
+            pilot,
+            lambda: "model not found" in str(registry.table.get_cell("opencode-custom-opus", "availability")),
+            what="the registry to show the rest",
+        )
         lines = list(view.log_widget.lines)
         assert any(
             line.startswith("⤷ falling back from opencode-custom-opus to opencode-custom-sonnet") for line in lines

@@ -37,8 +37,9 @@ from nexus_tui.theme import NEXUS_THEME
 from nexus_tui.widgets.editor import TaskEditor
 from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.registry import RegistryPanel, registry_rows
+from nexus_tui.widgets.runs import RunView
 from nexus_tui.widgets.runs_area import RunsArea
-from nexus_tui.widgets.task import TaskPanel
+from nexus_tui.widgets.task import RunRequest, TaskPanel
 
 if TYPE_CHECKING:
     from nexus_core.config.watch import ConfigWatcher, SnapshotUpdate
@@ -60,7 +61,7 @@ STYLES = _styles_dir()
 class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
     """The dashboard. ``test_mode`` freezes what changes by itself (cursor blink, elapsed times, timings);
     ``watch_config=False`` loads the config once instead of following edits; ``check_health=False``
-    leaves the health checks to the Re-probe key."""
+    leaves the health checks to the Re-check key (F5; F6 probes every model)."""
 
     CSS_PATH = [
         str(STYLES / name)
@@ -71,7 +72,8 @@ class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
         Binding("f1", "help", "Help", id="app.help"),
-        Binding("f5", "reprobe", "Re-probe", id="app.reprobe"),
+        Binding("f5", "recheck", "Re-check", id="app.recheck"),
+        Binding("f6,f17", "probe", "Probe", priority=True, id="app.probe"),
         Binding("ctrl+t", "focus_task", "Task", id="app.focus_task"),
         Binding("f8", "cancel_active_run", "Cancel run", id="app.cancel_run"),
         Binding("f6", "follow_up", "Follow-up", show=False, priority=True, id="app.follow_up"),
@@ -233,15 +235,32 @@ class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
 
     # Runs --------------------------------------------------------------------------------
 
+    def start_run(self, request: RunRequest) -> str | None:
+        """Start ``request`` (see :class:`RunControl`); a toast first when its working directory's config
+        is not the project's (the run is routed with the config OpenCode reads there)."""
+        run_id = super().start_run(request)
+        handle = self.runs.get(run_id) if run_id is not None else None
+        note = handle.config_note if handle is not None else None
+        if note:
+            self.notify(note, title="Working directory", severity="warning", timeout=15)
+        return run_id
+
+    @on(RunView.StatusChanged)
+    def _run_ended(self, message: RunView.StatusChanged) -> None:
+        # What the run observed (a model resting after "model not found", an unreachable gateway)
+        # shows in the registry and the breakdown at once, with its reason.
+        if message.status.finished and self.state is not None:
+            self.apply_state(self.state)
+
     # Health ------------------------------------------------------------------------------
 
     @work(exclusive=True, group="doctor", exit_on_error=False)
-    async def run_doctor(self) -> None:
-        """Run doctor's checks and draw them."""
+    async def run_doctor(self, probe: bool = False) -> None:
+        """Run doctor's checks (with ``probe``, also its probes of every model), draw them, and route by them."""
         panel = self.query_one("#health", HealthPanel)
-        panel.checking()
+        panel.checking(probe)
         try:
-            health = await backend.health(self.project_dir, self.env)
+            health = await backend.health(self.project_dir, self.env, self.state, probe=probe)
         except NexusError as exc:
             panel.failed_to_check(exc.sentence())
             return
@@ -250,9 +269,25 @@ class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
             # Routing then knows which models the gateway serves (a model it lacks becomes unavailable).
             for provider_id, model_ids in health.gateway_models.items():
                 self.watcher.note_gateway_models(provider_id, model_ids)
+        elif self.state is not None:
+            self.state = backend.with_gateway_models(self.state, health.gateway_models)
+        if self.state is not None:
+            # The registry and the breakdown show what the check marked unavailable (or put back).
+            self.apply_state(self.state)
 
-    def action_reprobe(self) -> None:
+    def action_recheck(self) -> None:
+        """F5: the doctor's checks (config, key, gateway, models), no request to a model."""
         self.run_doctor()
+
+    def action_probe(self) -> None:
+        """F6: the checks and a streamed chat probe of every model, then an ``opencode run`` smoke."""
+        self.run_doctor(probe=True)
+
+    @on(HealthPanel.DetailsWanted)
+    def _health_check_details(self, message: HealthPanel.DetailsWanted) -> None:
+        check = self.query_one("#health", HealthPanel).check(message.check_id)
+        if check is not None:
+            self.push_screen(DetailsScreen(f"Health check {check.check_id}", check.full_text()))
 
     # Reload ------------------------------------------------------------------------------
 
@@ -281,7 +316,12 @@ class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield SystemCommand("Run task", "Run the task in the task box on the chosen model", self.action_run_task)
         yield SystemCommand("Pick model", "Choose the model for the next run", self.action_pick_model)
-        yield SystemCommand("Re-probe", "Run the health checks (doctor) again", self.action_reprobe)
+        yield SystemCommand("Re-check", "Run the health checks (doctor) again (F5)", self.action_recheck)
+        yield SystemCommand(
+            "Probe models",
+            "Health checks and a chat probe of every model, then an opencode run smoke (F6)",
+            self.action_probe,
+        )
         yield SystemCommand("Open config path", "Open an OpenCode config file in your editor", self.action_open_config)
         yield SystemCommand("Zoom run", "Show the run in view full screen, or go back (F7)", self.action_zoom)
         yield SystemCommand("Collapse models", "Collapse or expand the Models panel (F2)", self.action_toggle_models)

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from nexus_core.opencode.serve.session import PermissionAsk
     from nexus_core.opencode.transport import ServeLease
     from nexus_core.routing.chain import Delegation
+    from nexus_core.routing.health import HealthMarks
     from nexus_core.routing.score import ObservedTerms
+    from nexus_core.routing.workdir import WorkdirConfig
     from nexus_core.store.recorder import DelegationRecorder
     from nexus_core.store.runs import RunStore
 
@@ -57,6 +59,7 @@ __all__ = [
     "start_run",
     "wait_all",
     "warm_up",
+    "with_gateway_models",
 ]
 
 
@@ -72,8 +75,9 @@ class DashboardState:
 
     @property
     def unavailable(self) -> dict[str, str]:
-        """Model id → why it cannot be used now (absent: available)."""
-        reasons = {model.id: self.snapshot.unavailable_reason(model.id) for model in self.registry.models}
+        """Model id → why it cannot be used now (absent: available): config, health, run outcomes."""
+        routed = _routed(self.snapshot)
+        reasons = {model.id: routed.unavailable_reason(model.id) for model in self.registry.models}
         return {model_id: reason for model_id, reason in reasons.items() if reason}
 
     @property
@@ -99,6 +103,8 @@ def config_paths(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
 # what it observed after the latest run ended: routing uses it at once, not at the next config reload.
 _stores: dict[str, RunStore | None] = {}
 _latest_observed: dict[str, ObservedTerms] = {}
+# Per project directory, what the latest health check means for routing (a later one replaces it).
+_latest_health: dict[str, HealthMarks] = {}
 
 
 def _history_store(env: Mapping[str, str]) -> RunStore | None:
@@ -112,11 +118,16 @@ def _history_store(env: Mapping[str, str]) -> RunStore | None:
 
 
 def _routed(snapshot: RoutingSnapshot) -> RoutingSnapshot:
-    """``snapshot`` with the newest observed terms (history off stays off)."""
+    """``snapshot`` with the newest observed terms (history off stays off) and the latest health marks."""
     latest = _latest_observed.get(snapshot.directory)
-    if snapshot.observed is None or latest is None:
+    if snapshot.observed is not None and latest is not None:
+        snapshot = snapshot.with_observed(latest)
+    marks = _latest_health.get(snapshot.directory)
+    if marks is None:
         return snapshot
-    return snapshot.with_observed(latest)
+    from nexus_core.routing.health import apply_health
+
+    return apply_health(snapshot, marks)
 
 
 def score(state: DashboardState, task: str) -> Breakdown:
@@ -248,10 +259,12 @@ class RunHandle:
         env: Mapping[str, str] | None = None,
         directory: str = "",
         servers: Servers | None = None,
+        workdir_config: WorkdirConfig | None = None,
     ) -> None:
         self.delegation = delegation
         self.label = label
         self.recorder = recorder
+        self.workdir_config = workdir_config
         self.finished = False
         self.servers = servers
         self._env = env
@@ -334,14 +347,21 @@ class RunHandle:
         attempts = result.attempts if result is not None else ()
         return [a.model_id for a in attempts if a.model_id and a.outcome.failure is FailureClass.RATE_LIMITED]
 
+    @property
+    def config_note(self) -> str | None:
+        """One sentence when the working directory's config differs from the project's (said before the run)."""
+        return self.workdir_config.difference if self.workdir_config is not None else None
+
     def verdict(self) -> tuple[RunStatus, str]:
-        """The final status and a one-line verdict."""
+        """The final status and a one-line verdict ("model not found" names the working directory's config)."""
         from nexus_core.opencode.events import FailureClass
 
         result = self.delegation.result
         if result is None:
             return RunStatus.CANCELLED, "ended before any model was tried"
         outcome = result.outcome
+        if self.workdir_config is not None:
+            outcome = self.workdir_config.explain(outcome, result.final.cli_model_name)
         if outcome.ok:
             return RunStatus.SUCCEEDED, f"{result.final.cli_model_name} answered in {result.duration_s:.1f} s"
         if outcome.failure is FailureClass.CANCELLED:
@@ -365,8 +385,6 @@ def start_run(
     """
     from nexus_core.routing.chain import Delegation, DelegationSpec
 
-    decision = route(_routed(state.snapshot), profile_task(request.task), hint=request.model_id)
-    chosen = decision.chosen_or_raise()
     workdir = request.workdir
     if workdir is not None and not workdir.is_absolute():
         workdir = project_dir / workdir
@@ -374,6 +392,11 @@ def start_run(
         raise NexusError(
             f"the working directory {workdir} does not exist", "Set an existing directory in the task options"
         )
+    snapshot, where = _routed(state.snapshot), None
+    if workdir is not None and workdir.resolve() != Path(state.snapshot.directory):
+        snapshot, where = _workdir_routing(state, workdir, env)
+    decision = route(snapshot, profile_task(request.task), hint=request.model_id)
+    chosen = decision.chosen_or_raise()
     spec = DelegationSpec(
         prompt=request.task,
         chain=decision.chain,
@@ -385,7 +408,9 @@ def start_run(
     )
     recorder = _recorder(state, spec, env, project_dir, request.task, decision)
     delegation = Delegation(spec, pool=servers.pool(env) if servers is not None else None, ask=ask)
-    return RunHandle(delegation, chosen.id, recorder, env, state.snapshot.directory, servers)
+    return RunHandle(
+        delegation, chosen.id, recorder, env, state.snapshot.directory, servers=servers, workdir_config=where
+    )
 
 
 def _recorder(
@@ -423,7 +448,31 @@ def start_follow_up(
     env = follow.env or {}
     recorder = _recorder(state, follow, env, project_dir, text, None)
     delegation = Delegation(follow, pool=servers.pool(env) if servers is not None else None, ask=ask)
-    return RunHandle(delegation, model.id, recorder, env, previous._directory, servers)
+    return RunHandle(
+        delegation,
+        model.id,
+        recorder,
+        env,
+        previous._directory,
+        servers=servers,
+        workdir_config=previous.workdir_config,
+    )
+
+
+def _workdir_routing(
+    state: DashboardState, workdir: Path, env: Mapping[str, str]
+) -> tuple[RoutingSnapshot, WorkdirConfig | None]:
+    """Routing for a run in ``workdir``: the config OpenCode reads there, and how it differs from the project's."""
+    from nexus_core.routing.workdir import compare_workdir
+
+    try:
+        snapshot = build_snapshot(workdir, env, history=state.snapshot.observed is not None)
+    except ConfigError as exc:
+        raise NexusError(config_error_sentence(exc, Path(state.snapshot.directory), env, kept=False)) from exc
+    where = compare_workdir(state.snapshot.config, snapshot.config)
+    if where.difference is None:
+        return _routed(state.snapshot), None  # the same config: the project's state, health and all
+    return snapshot, where
 
 
 async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:
@@ -441,16 +490,28 @@ class Health:
     gateway_models: dict[str, list[str]]
 
 
-async def health(project_dir: Path, env: Mapping[str, str]) -> Health:
-    """Doctor's checks for ``project_dir`` (bounded: a dead gateway gets its verdict in seconds)."""
-    from nexus_core.doctor.checks import run_doctor
+async def health(
+    project_dir: Path, env: Mapping[str, str], state: DashboardState | None = None, *, probe: bool = False
+) -> Health:
+    """Doctor's checks for ``project_dir`` (bounded: a dead gateway gets its verdict in seconds), with
+    ``probe`` also a chat probe of every model and an ``opencode run`` smoke.
 
-    report = await run_doctor(project_dir, env)
-    gateway_models = {
-        check.id.removeprefix("gateway."): list(check.data["models"])
-        for check in report.checks
-        if check.id.startswith("gateway.") and check.status == "ok" and isinstance(check.data.get("models"), list)
-    }
+    With the routing ``state``, the result marks models unavailable for routing (replacing the
+    previous check's marks: a check that passes again puts its models back).
+    """
+    from nexus_core.doctor.checks import run_doctor
+    from nexus_core.routing.health import gateway_models_of, health_marks
+
+    report = await run_doctor(project_dir, env, probe=probe)
+    gateway_models = gateway_models_of(report)
+    unavailable: tuple[tuple[str, str], ...] = ()
+    if state is not None:
+        snapshot = state.snapshot
+        for provider_id, model_ids in gateway_models.items():
+            snapshot = snapshot.with_gateway_models(provider_id, model_ids)
+        marks = health_marks(report, snapshot)
+        _latest_health[state.snapshot.directory] = marks
+        unavailable = tuple(sorted(marks.unavailable.items()))
     drawn = HealthReport(
         checks=tuple(
             HealthCheck(
@@ -459,12 +520,25 @@ async def health(project_dir: Path, env: Mapping[str, str]) -> Health:
                 summary=check.summary,
                 fix=check.fix,
                 duration_ms=check.duration_ms,
+                detail=check.detail,
+                title=check.title,
+                cause=check.cause,
             )
             for check in report.checks
         ),
         gateway_latency_ms=report.gateway_latency_ms,
+        unavailable=unavailable,
+        probed=probe,
     )
     return Health(report=drawn, gateway_models=gateway_models)
+
+
+def with_gateway_models(state: DashboardState, gateway_models: Mapping[str, Iterable[str]]) -> DashboardState:
+    """``state`` knowing the model ids each reachable gateway listed (when no watcher carries them)."""
+    snapshot = state.snapshot
+    for provider_id, model_ids in gateway_models.items():
+        snapshot = snapshot.with_gateway_models(provider_id, model_ids)
+    return DashboardState(snapshot)
 
 
 def warm_up() -> None:

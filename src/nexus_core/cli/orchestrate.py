@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from nexus_core.cli.stream import Printer, json_line
+from nexus_core.config.loader import ConfigError
 from nexus_core.diagnosis.known import known_cause_for, known_causes
 from nexus_core.errors import NexusError
 from nexus_core.opencode.attempt import DEFAULT_MAX_GATEWAY_RETRIES, DEFAULT_STALL_TIMEOUT_S, DEFAULT_TIMEOUT_S
@@ -31,6 +32,7 @@ from nexus_core.routing.last_word import last_word
 from nexus_core.routing.planner import plan_delegation
 from nexus_core.routing.registry import ModelProfile
 from nexus_core.routing.score import RoutingSnapshot, build_snapshot
+from nexus_core.routing.workdir import WorkdirConfig, explain_result, workdir_config
 from nexus_core.store.recorder import DelegationRecorder, history_store, recorded, routing_for
 
 MAX_STDIN_TASK_BYTES = 16 * 1024 * 1024
@@ -217,6 +219,16 @@ def _serve_options(args: argparse.Namespace) -> dict[str, object]:
     return options
 
 
+def _workdir_config(project_dir: str | None, workdir: Path | None, snapshot: RoutingSnapshot) -> WorkdirConfig | None:
+    """The working directory's config against the project's (None: no --dir, or the project's does not load)."""
+    if workdir is None:
+        return None
+    try:
+        return workdir_config(project_dir, workdir, os.environ, workdir_loaded=snapshot.config)
+    except ConfigError:
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     task = _task_text(args)
     workdir = Path(args.workdir).resolve() if args.workdir else None
@@ -227,6 +239,10 @@ def run(args: argparse.Namespace) -> int:
     options = _serve_options(args)
     snapshot = build_snapshot(str(workdir) if workdir else args.project_dir, history=False if args.no_history else None)
     known = known_causes(snapshot.config, os.environ)
+    where = _workdir_config(args.project_dir, workdir, snapshot)
+    if where is not None and where.difference:
+        # Said before routing: a "no model is available" that follows comes from that directory's config.
+        print(f"note: {where.difference}.", file=sys.stderr, flush=True)
 
     def chain_for(session_model_name: str | None) -> tuple[tuple[ModelProfile, ...], str]:
         if args.continue_session:
@@ -274,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
             store.close()  # the run's queued writes are committed before the process ends
     if result is None:
         return 130
+    result = explain_result(result, where)
     if args.json:
         json_line(
             {

@@ -1,9 +1,16 @@
-"""``nexus-agents route``: which model a task goes to, its fallback chain, and why (``--explain``)."""
+"""``nexus-agents route``: which model a task goes to, its fallback chain, and why (``--explain``).
+
+``--probe`` first runs the doctor's checks and probes (``doctor --probe``) and routes with the
+result: a model whose gateway is down, whose key is missing, that the gateway does not serve or
+whose probe failed is skipped with that reason (:mod:`nexus_core.routing.health`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
@@ -11,7 +18,7 @@ from rich.text import Text
 
 from nexus_core.cli._common import console, print_json
 from nexus_core.errors import NexusError
-from nexus_core.routing.score import TERM_NAMES, RoutingDecision, build_snapshot, profile_task, route
+from nexus_core.routing.score import TERM_NAMES, RoutingDecision, RoutingSnapshot, build_snapshot, profile_task, route
 
 MAX_TASK_BYTES = 8 * 1024 * 1024
 
@@ -33,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
     p.add_argument("--context", type=int, default=None, metavar="TOKENS", help="context window the task needs")
     p.add_argument("--no-history", action="store_true", help="leave out the observed term (the run store)")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="run the doctor's checks and probes first and route with the result (unavailable models say why)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -56,12 +68,47 @@ def run(args: argparse.Namespace) -> int:
         text, reasoning=args.reasoning, code=args.code, speed=args.speed, cost=args.cost, context=args.context
     )
     snapshot = build_snapshot(args.project_dir, history=False if args.no_history else None)
+    health: dict[str, Any] | None = None
+    if args.probe:
+        snapshot, health = _probed(snapshot)
     decision = route(snapshot, profile, args.hint)
     if args.json:
-        print_json(decision.as_dict())
+        print_json(decision.as_dict() | ({"health": health} if health is not None else {}))
     else:
-        _print(decision, args.explain, args.top)
+        if health is not None:
+            _print_health(health)
+        _print(decision, args.explain or args.probe, args.top)
     return 0 if decision.chosen else 1
+
+
+def _probed(snapshot: RoutingSnapshot) -> tuple[RoutingSnapshot, dict[str, Any]]:
+    """``snapshot`` routed with a fresh ``doctor --probe`` (its gateways' model lists and health marks)."""
+    from nexus_core.doctor.checks import run_doctor
+    from nexus_core.routing.health import apply_health, gateway_models_of, health_marks
+
+    report = asyncio.run(run_doctor(snapshot.directory, probe=True))
+    for provider_id, model_ids in gateway_models_of(report).items():
+        snapshot = snapshot.with_gateway_models(provider_id, model_ids)
+    marks = health_marks(report, snapshot)
+    failing = [c for c in report.checks if c.status == "fail"]
+    summary = {
+        "ok": report.ok,
+        "counts": report.counts,
+        "failing": [{"id": c.id, "summary": c.summary, "fix": c.fix} for c in failing],
+        "unavailable": dict(marks.unavailable),
+    }
+    return apply_health(snapshot, marks), summary
+
+
+def _print_health(health: dict[str, Any]) -> None:
+    out = console()
+    counts = health["counts"]
+    verdict = "[green]nothing failed[/]" if health["ok"] else f"[red]{counts['fail']} failed[/]"
+    out.print(
+        f"[bold]Health:[/] {verdict}, {counts['warn']} warning(s) "
+        f"(`nexus-agents doctor --probe` shows every check); "
+        f"{len(health['unavailable'])} model(s) unavailable"
+    )
 
 
 def _print(decision: RoutingDecision, explain: bool, top: int) -> None:

@@ -23,7 +23,7 @@ The formula (every number lives in :data:`WEIGHTS`, a frozen :class:`RoutingWeig
    * ``price``: ``-round(estimated USD × price_points_per_usd)`` (capped) from the profile's
      pricing, ``0`` when unknown;
    * ``availability``: ``+gateway_listed_points`` when the gateway's ``/v1/models`` lists the
-     model, ``0`` when that list is unknown;
+     model, ``0`` when that list is unknown (or when a hint forces an unavailable model);
    * ``observed``: what the run store saw of the model lately (recent failures by class with
      exponential decay, latency against the other models), bounded, with its evidence in the
      detail (:mod:`nexus_core.store.observed`); ``0`` when history is off or empty;
@@ -34,7 +34,9 @@ The formula (every number lives in :data:`WEIGHTS`, a frozen :class:`RoutingWeig
 A model is *skipped* (not scored, reason given) when ``opencode`` is not on PATH, when its
 ``provider/model`` is not declared in the merged OpenCode config, when the gateway's model
 list is known and lacks it, when it is ``opencode-default`` and the config names no default
-model, or while it cools down or rests after a rate limit (a hint overrides only those two).
+model, while the last health check marks it unavailable (gateway down, key missing, not served,
+its probe failed: :mod:`nexus_core.routing.health`), or while it cools down or rests after a rate
+limit, "model not found" or an unreachable gateway (a hint overrides only those last three).
 """
 
 from __future__ import annotations
@@ -352,8 +354,9 @@ class RoutingSnapshot:
     ``gateway_models`` maps a provider id to the model ids its gateway's ``/v1/models``
     listed (absent: not known). ``cooldowns`` maps a model id to the ``clock()`` time until
     which it cools down after a rate limit. ``observed`` gives each model's ``observed`` term and
-    rate-limit rest (wall-clock time) from the run store; None when history is off. Derive changed
-    snapshots with :meth:`with_cooldown`, :meth:`with_gateway_models` and :meth:`with_observed`;
+    rate-limit rest (wall-clock time) from the run store; None when history is off. ``health`` maps a
+    model id to why the last health check found it unusable. Derive changed snapshots with
+    :meth:`with_cooldown`, :meth:`with_gateway_models`, :meth:`with_observed` and :meth:`with_health`;
     never mutate one.
     """
 
@@ -365,6 +368,7 @@ class RoutingSnapshot:
     clock: Callable[[], float] = time.monotonic
     overlay_files: tuple[str, ...] = ()
     observed: ObservedTerms | None = None
+    health: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def directory(self) -> str:
@@ -450,6 +454,8 @@ class RoutingSnapshot:
             return f"no model has the id {model_id!r}"
         if entry.static_skip:
             return entry.static_skip
+        if model_id in self.health:
+            return self.health[model_id]
         left = self.cooling_for(model_id, now)
         if left:
             return f"rate-limited: cooling down for {math.ceil(left)} s more"
@@ -468,9 +474,13 @@ class RoutingSnapshot:
         """A copy with other observed terms (None: history off)."""
         return self._keeping_facts(replace(self, observed=observed))
 
+    def with_health(self, unavailable: Mapping[str, str]) -> RoutingSnapshot:
+        """A copy in which the last health check's ``{model_id: reason}`` are unavailable (the others not)."""
+        return self._keeping_facts(replace(self, health=MappingProxyType(dict(unavailable))))
+
     def _keeping_facts(self, copy: RoutingSnapshot) -> RoutingSnapshot:
         for name in ("_entries", "_entry_by_id", "_static_skips", "_candidates"):
-            if name in self.__dict__:  # cool-downs and history do not change them: reuse the precomputed facts
+            if name in self.__dict__:  # cool-downs, history and health do not change them: reuse the precomputed facts
                 copy.__dict__[name] = self.__dict__[name]
         return copy
 
@@ -732,6 +742,7 @@ def route(
     cooling_skips: list[SkippedModel] = []
     cooldowns = snapshot.cooldowns
     observed = snapshot.observed
+    health = snapshot.health
     rests = getattr(observed, "rests", True)  # a store with no rest at all needs no per-model call
     wall = time.time()
     for entry in snapshot._candidates:
@@ -743,6 +754,9 @@ def route(
                 cooling_skips.append(SkippedModel(model, f"rate-limited: cooling down for {math.ceil(cooling)} s more"))
                 continue
         resting = observed.unavailable(model.id, wall) if rests and observed is not None else None
+        marked = health.get(model.id) if health else None
+        if marked is not None:
+            resting = (0.0, marked)
         if resting is not None and model.id != hinted_id:
             cooling_skips.append(SkippedModel(model, resting[1]))
             continue

@@ -12,7 +12,10 @@ gradually. Latency adds a small term: the model's median time-to-success against
 all models. The sum is clamped to [``floor``, ``ceiling``] (-150, +30 on the router's quality
 scale, where the four quality terms add up to ~500–1000) so it moves close calls but never
 outweighs quality entirely. A rate-limited model rests for its ``Retry-After`` (default 60 s)
-unless it succeeded since: :meth:`ObservedStats.unavailable` says until when and why.
+unless it succeeded since; one whose newest attempt met "model not found" rests for
+``not_found_rest_s`` and one that found its gateway unreachable for ``connection_rest_s``:
+:meth:`ObservedStats.unavailable` says until when and why. A health check that sees the model
+working lifts the rest (:meth:`ObservedStats.lifted`, used by :mod:`nexus_core.routing.health`).
 :func:`observed_stats` reads the store once (one query); lookups are O(1).
 """
 
@@ -22,16 +25,18 @@ import math
 import sqlite3
 import statistics
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nexus_core.routing.score import ScoreTerm
 from nexus_core.store.db import StoreError, connect, default_path
 
-__all__ = ["MODEL_FAULTS", "ObservedStats", "ObservedWeights", "load_observed", "observed_stats"]
+__all__ = ["MODEL_FAULTS", "RESTING_FAULTS", "ObservedStats", "ObservedWeights", "load_observed", "observed_stats"]
 
 MODEL_FAULTS = frozenset({"gateway_error", "rate_limited", "connection", "stalled", "cut_stream", "model_not_found"})
+#: The failures after which a model rests (is not routed to) for a while, unless it succeeded since.
+RESTING_FAULTS = frozenset({"rate_limited", "model_not_found", "connection"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class ObservedWeights:
     floor: int = -150
     ceiling: int = 30
     default_rest_s: float = 60.0
+    not_found_rest_s: float = 15 * 60
+    connection_rest_s: float = 60.0
     per_model: int = 20
     max_rows: int = 5_000
 
@@ -59,13 +66,16 @@ class ObservedStats:
     now: float
     terms: dict[str, ScoreTerm] = field(default_factory=dict)
     rests: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: The failure class that set each rest (absent: ``rate_limited``).
+    rest_kinds: dict[str, str] = field(default_factory=dict)
 
     def term(self, model_id: str) -> ScoreTerm:
         """The model's ``observed`` term (0, "no recent attempts", when the store saw none)."""
         return self.terms.get(model_id, _NONE)
 
     def unavailable(self, model_id: str, now: float | None = None) -> tuple[float, str] | None:
-        """``(until, reason)`` while the model rests after a rate limit, else None."""
+        """``(until, reason)`` while the model rests after a rate limit, "model not found" or an
+        unreachable gateway, else None."""
         rest = self.rests.get(model_id)
         if rest is None:
             return None
@@ -73,7 +83,35 @@ class ObservedStats:
         now = self.now if now is None else now
         if now >= until:
             return None
-        return until, f"rate limited {math.floor(now - at)} s ago; resting {math.ceil(until - now)} s more"
+        ago, left = math.floor(now - at), math.ceil(until - now)
+        kind = self.rest_kinds.get(model_id, "rate_limited")
+        if kind == "model_not_found":
+            return until, (
+                f"the last run got “model not found” {ago} s ago; resting {left} s more "
+                "(a passing health check, e.g. `nexus-agents route --probe`, puts it back)"
+            )
+        if kind == "connection":
+            return until, f"the gateway was unreachable in the last run {ago} s ago; resting {left} s more"
+        return until, f"rate limited {ago} s ago; resting {left} s more"
+
+    def lifted(self, model_ids: Iterable[str], before: float, *, kinds: Iterable[str] | None = None) -> ObservedStats:
+        """A copy without the rests of ``model_ids`` that began before ``before`` (Unix seconds),
+        only of the failure ``kinds`` when given: a later health check saw those models working."""
+        wanted = None if kinds is None else frozenset(kinds)
+        drop = {
+            m
+            for m in model_ids
+            if m in self.rests
+            and self.rests[m][0] <= before
+            and (wanted is None or self.rest_kinds.get(m, "rate_limited") in wanted)
+        }
+        if not drop:
+            return self
+        return replace(
+            self,
+            rests={m: r for m, r in self.rests.items() if m not in drop},
+            rest_kinds={m: k for m, k in self.rest_kinds.items() if m not in drop},
+        )
 
 
 # The newest ``max_rows`` finished attempts (through the finish-time index), then each model's newest ``per_model``.
@@ -131,6 +169,7 @@ def _compute(rows: list[Any], now: float, weights: ObservedWeights) -> ObservedS
     overall = statistics.median(latency.values()) if latency else None
     terms: dict[str, ScoreTerm] = {}
     rests: dict[str, tuple[float, float]] = {}
+    rest_kinds: dict[str, str] = {}
     for model, attempts in per.items():
         failed = ok = 0.0
         counted = faults = 0
@@ -149,9 +188,10 @@ def _compute(rows: list[Any], now: float, weights: ObservedWeights) -> ObservedS
                 faults += 1
                 classes[failure] = classes.get(failure, 0) + 1
                 last_fault = end if last_fault is None else max(last_fault, end)
-                if failure == "rate_limited" and model not in rests and not succeeded_since:
-                    rests[model] = (end, end + (retry if retry is not None else weights.default_rest_s))
-                    succeeded_since = True  # only the newest rate limit sets the rest
+                if failure in RESTING_FAULTS and model not in rests and not succeeded_since:
+                    rests[model] = (end, end + _rest_span(failure, retry, weights))
+                    rest_kinds[model] = failure
+                    succeeded_since = True  # only the newest resting fault sets the rest
         value = 0.0
         parts = []
         if failed:
@@ -173,7 +213,15 @@ def _compute(rows: list[Any], now: float, weights: ObservedWeights) -> ObservedS
             continue
         total = max(weights.floor, min(weights.ceiling, round(value)))
         terms[model] = ScoreTerm("observed", total, "; ".join(parts))
-    return ObservedStats(now=now, terms=terms, rests=rests)
+    return ObservedStats(now=now, terms=terms, rests=rests, rest_kinds=rest_kinds)
+
+
+def _rest_span(failure: str, retry: float | None, weights: ObservedWeights) -> float:
+    if failure == "model_not_found":
+        return weights.not_found_rest_s
+    if failure == "connection":
+        return weights.connection_rest_s
+    return retry if retry is not None else weights.default_rest_s
 
 
 def _ago(seconds: float) -> str:

@@ -34,8 +34,10 @@ chain. **Enter** runs the task on the top-ranked model.
 - Permission question: `y` allow once, `a` allow always (this session), `n` reject
 - `/` (outside text boxes) or `Ctrl+F` (anywhere): filter the models; `Esc` clears, `Enter` goes to the rows
 - `s` in the registry: sort by the next column; a click on a header sorts by it, a second click reverses
-- `Enter` in the Health panel: every check in full
-- `F5`: run the health checks (doctor) again
+- `Enter` on a health check: its whole text; `d` in the Health panel: every check in full
+- `F5`: re-check health (doctor's checks); `F6` (or `Shift+F5`): also probe every model with a chat request
+  and run an `opencode run` smoke. Models the check finds unusable (gateway down, key missing, not served,
+  probe failed) show why in the Models table and are skipped by routing until a later check passes
 - `Ctrl+T`: back to the task box
 - `Ctrl+P`: command palette — run task, pick model, zoom, copy, save, re-run, tabs, health, config path, theme
 - `F1`: this help

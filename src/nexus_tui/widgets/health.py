@@ -1,17 +1,24 @@
-"""The health panel: doctor's checks with colour, timing and fix, and the gateway's latency history."""
+"""The health panel: doctor's checks with colour, timing and fix, and the gateway's latency history.
+
+The header counts failures and warnings (never "all checks pass" beside a warning) and the models
+routing leaves out because of them. The checks are a list, failures first: Enter on one opens its
+whole text (summary, detail, fix) in a details view; ``d`` opens every check in full.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
 
-from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Sparkline, Static
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import OptionList, Sparkline, Static
+from textual.widgets.option_list import Option
 
 __all__ = ["HealthCheck", "HealthPanel", "HealthReport"]
 
@@ -36,6 +43,28 @@ class HealthCheck:
     summary: str
     fix: str = ""
     duration_ms: float | None = None
+    detail: str = ""
+    title: str = ""
+    cause: str | None = None
+
+    def full_text(self) -> Text:
+        """The whole check, nothing cut: status, title, summary, detail, fix, cause."""
+        mark, style = STATUS_MARK.get(self.status, ("?", "magenta"))
+        text = Text()
+        text.append(f"{mark} ", style=style)
+        text.append(self.check_id, style="bold")
+        text.append(f"  [{self.status}]", style=style)
+        if self.title:
+            text.append(f"  {self.title}", style="dim")
+        text.append(f"\n  {self.summary}\n")
+        if self.detail:
+            for line in self.detail.splitlines():
+                text.append(f"  {line}\n", style="dim")
+        if self.fix:
+            text.append(f"  → {self.fix}\n", style="italic")
+        if self.cause:
+            text.append(f"  cause: {self.cause}\n", style="dim")
+        return text
 
 
 @dataclass(frozen=True)
@@ -44,10 +73,37 @@ class HealthReport:
 
     checks: tuple[HealthCheck, ...]
     gateway_latency_ms: float | None = None
+    #: (model id, reason) for each model routing leaves out because of this report.
+    unavailable: tuple[tuple[str, str], ...] = ()
+    probed: bool = False
 
     @property
     def failed(self) -> int:
         return sum(1 for check in self.checks if check.status == "fail")
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for check in self.checks if check.status == "warn")
+
+    def headline(self) -> Text:
+        """``2 failing · 1 warning · 2 models unavailable``, or ``all checks pass`` only when nothing warns."""
+        parts: list[tuple[str, str]] = []
+        if self.failed:
+            parts.append((f"{self.failed} failing", "bold red"))
+        if self.warnings:
+            parts.append((f"{self.warnings} warning{'s' if self.warnings != 1 else ''}", "bold yellow"))
+        if not parts:
+            parts.append(("all checks pass", "bold green"))
+        if self.unavailable:
+            count = len(self.unavailable)
+            parts.append((f"{count} model{'s' if count != 1 else ''} unavailable", "yellow"))
+        text = Text()
+        for index, (part, style) in enumerate(parts):
+            if index:
+                text.append(" · ", style="dim")
+            text.append(part, style=style)
+        text.append("  (probed)" if self.probed else "  (F6 probes every model)", style="dim")
+        return text
 
     def by_urgency(self) -> list[HealthCheck]:
         """The checks, failures first, then warnings, then the rest (each group in doctor's order)."""
@@ -55,12 +111,19 @@ class HealthReport:
 
 
 class HealthPanel(Vertical):
-    """Doctor's verdicts, re-run on demand (the Re-probe command) and after every config reload.
+    """Doctor's verdicts, re-checked on demand (F5; F6 also probes every model) and after every config reload.
 
-    Enter (or ``d``) in the panel opens every check in full.
+    Enter on a check opens its whole text; ``d`` opens every check in full.
     """
 
-    BINDINGS = [Binding("enter,d", "app.health_details", "Details", id="health.details")]
+    BINDINGS = [Binding("d", "app.health_details", "All details", id="health.details")]
+
+    class DetailsWanted(Message):
+        """Enter on a check: open its whole text."""
+
+        def __init__(self, check_id: str) -> None:
+            super().__init__()
+            self.check_id = check_id
 
     def __init__(self, *, show_timings: bool = True, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -70,8 +133,8 @@ class HealthPanel(Vertical):
         self.running = False
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="health-checks"):
-            yield Static(Text("Not checked yet: F5 runs the health checks.", style="dim"), id="health-body")
+        yield Static(Text("Not checked yet: F5 runs the health checks, F6 the probes.", style="dim"), id="health-body")
+        yield OptionList(id="health-checks", compact=True)
         with Vertical(id="health-latency"):
             yield Static("gateway latency", id="health-latency-label")
             yield Sparkline([], id="health-latency-spark", min_color="green", max_color="red")
@@ -79,10 +142,10 @@ class HealthPanel(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Health"
 
-    def checking(self) -> None:
-        """A doctor run started."""
+    def checking(self, probe: bool = False) -> None:
+        """A doctor run started (``probe``: with a chat probe of every model and an ``opencode run`` smoke)."""
         self.running = True
-        self.border_subtitle = "checking…"
+        self.border_subtitle = "probing every model…" if probe else "checking…"
         if self.report is None:
             self.query_one("#health-body", Static).update(
                 Text("Checking OpenCode, the config and the gateway…", style="dim")
@@ -98,46 +161,62 @@ class HealthPanel(Vertical):
         """Draw a finished doctor run."""
         self.running = False
         self.report = report
-        table = Table.grid(padding=(0, 1), expand=True)
-        table.add_column(width=1)
-        table.add_column(ratio=1)
-        if self.show_timings:
-            table.add_column(justify="right", style="dim", width=7)
-        for check in report.by_urgency():
-            mark, style = STATUS_MARK.get(check.status, ("?", "magenta"))
-            body = Text()
-            body.append(check.check_id, style="bold")
-            body.append(f"  {check.summary}")
-            if check.fix and check.status in ("fail", "warn"):
-                body.append(f"\n→ {check.fix}", style="italic" if check.status == "warn" else "italic red")
-            row: list[Text | str] = [Text(mark, style=style), body]
-            if self.show_timings:
-                row.append("" if check.duration_ms is None else f"{check.duration_ms:.0f} ms")
-            table.add_row(*row)
-        failed = report.failed
-        summary = Text(
-            f"{failed} failing" if failed else "all checks pass",
-            style="bold red" if failed else "bold green",
-        )
-        self.query_one("#health-body", Static).update(Group(summary, table))
+        checks = self.query_one("#health-checks", OptionList)
+        highlighted = checks.highlighted
+        checks.set_options(Option(self._row(check), id=check.check_id) for check in report.by_urgency())
+        if report.checks:
+            checks.highlighted = min(highlighted or 0, len(report.checks) - 1)
+        self.query_one("#health-body", Static).update(report.headline())
         self.border_subtitle = f"{len(report.checks)} checks"
         if report.gateway_latency_ms is not None:
             self.latency_ms.append(report.gateway_latency_ms)
         self._draw_latency()
 
-    def details(self) -> Text:
-        """Every check of the last report in full (summary and fix, never cut), failures first."""
+    def _row(self, check: HealthCheck) -> Table:
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(width=1)
+        table.add_column(ratio=1)
+        if self.show_timings:
+            table.add_column(justify="right", style="dim", width=7)
+        mark, style = STATUS_MARK.get(check.status, ("?", "magenta"))
+        body = Text()
+        body.append(check.check_id, style="bold")
+        body.append(f"  {check.summary}")
+        if check.fix and check.status in ("fail", "warn"):
+            body.append(f"\n→ {check.fix}", style="italic" if check.status == "warn" else "italic red")
+        row: list[Text | str] = [Text(mark, style=style), body]
+        if self.show_timings:
+            row.append("" if check.duration_ms is None else f"{check.duration_ms:.0f} ms")
+        table.add_row(*row)
+        return table
+
+    def check(self, check_id: str) -> HealthCheck | None:
+        """The check of the last report with this id."""
         if self.report is None:
-            return Text("Not checked yet: F5 runs the health checks.", style="dim")
+            return None
+        return next((check for check in self.report.checks if check.check_id == check_id), None)
+
+    @on(OptionList.OptionSelected, "#health-checks")
+    def _check_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option_id is not None:
+            self.post_message(self.DetailsWanted(event.option_id))
+
+    def details(self) -> Text:
+        """Every check of the last report in full (summary, detail and fix, never cut), failures first."""
+        if self.report is None:
+            return Text("Not checked yet: F5 runs the health checks, F6 the probes.", style="dim")
         text = Text()
+        text.append_text(self.report.headline())
+        text.append("\n\n")
+        for model_id, reason in self.report.unavailable:
+            text.append("unavailable ", style="yellow")
+            text.append(model_id, style="bold")
+            text.append(f": {reason}\n")
+        if self.report.unavailable:
+            text.append("\n")
         for check in self.report.by_urgency():
-            mark, style = STATUS_MARK.get(check.status, ("?", "magenta"))
-            text.append(f"{mark} ", style=style)
-            text.append(check.check_id, style="bold")
-            text.append(f"  [{check.status}]\n", style=style)
-            text.append(f"  {check.summary}\n")
-            if check.fix:
-                text.append(f"  → {check.fix}\n", style="italic")
+            text.append_text(check.full_text())
             text.append("\n")
         return text
 

@@ -19,6 +19,17 @@ from nexus_core.routing.registry import ModelProfile, Registry
 __all__ = ["RegistryPanel", "RegistryRow", "registry_rows"]
 
 AVAILABLE = "✓"
+UNAVAILABLE = "✗"
+#: The availability cell shows the start of the reason; the breakdown and the health details show all of it.
+REASON_CHARS = 64
+
+
+def availability_cell(reason: str | None) -> str:
+    """``✓``, or ``✗`` and the start of why the model is unavailable (gateway down, key missing, …)."""
+    if reason is None:
+        return AVAILABLE
+    text = " ".join(reason.split())
+    return f"{UNAVAILABLE} {text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1].rstrip() + '…'}"
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,7 @@ def registry_rows(registry: Registry, unavailable: Mapping[str, str]) -> list[Re
                 f"{quality.cost:g}",
                 _context(model.context_limit),
                 model.source,
-                AVAILABLE if reason is None else reason,
+                availability_cell(reason),
             ),
             available=reason is None,
         )
@@ -173,7 +184,7 @@ class RegistryPanel(Vertical):
     @staticmethod
     def _cell(column: str, value: str, available: bool) -> str | Text:
         if column == "availability":
-            return Text(value, style="bold green" if available else "yellow")
+            return Text(value, style="bold green" if available else "yellow", no_wrap=True, overflow="ellipsis")
         if column in NUMERIC:
             return Text(value, justify="right")
         return value
