@@ -237,7 +237,7 @@ async def test_dashboard_f6_probes_every_model_and_marks_the_failing_one(project
             await pilot.press("f5")
             await until(pilot, lambda: health.report is not None and not health.running, timeout=30, what="the check")
             assert not health.report.probed and availability_of(app, OPUS_ID) == "✓"
-            await pilot.press("f6")
+            await pilot.press("shift+f5")
             await until(
                 pilot, lambda: health.report is not None and health.report.probed and not health.running, timeout=90
             )
@@ -254,6 +254,6 @@ async def test_dashboard_f6_probes_every_model_and_marks_the_failing_one(project
             await pilot.press("escape")
             gw.clear_faults()
             before = health.report
-            await pilot.press("f6")
+            await pilot.press("shift+f5")
             await until(pilot, lambda: health.report is not before and not health.running, timeout=90, what="probe")
             await until(pilot, lambda: availability_of(app, OPUS_ID) == "✓", what="the model back")

@@ -61,7 +61,7 @@ STYLES = _styles_dir()
 class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
     """The dashboard. ``test_mode`` freezes what changes by itself (cursor blink, elapsed times, timings);
     ``watch_config=False`` loads the config once instead of following edits; ``check_health=False``
-    leaves the health checks to the Re-check key (F5; F6 probes every model)."""
+    leaves the health checks to the Re-check key (F5; Shift+F5 or F10 probes every model)."""
 
     CSS_PATH = [
         str(STYLES / name)
@@ -73,7 +73,7 @@ class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
         Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
         Binding("f1", "help", "Help", id="app.help"),
         Binding("f5", "recheck", "Re-check", id="app.recheck"),
-        Binding("f6,f17", "probe", "Probe", priority=True, id="app.probe"),
+        Binding("shift+f5,f17,f10", "probe", "Probe", key_display="⇧F5", priority=True, id="app.probe"),
         Binding("ctrl+t", "focus_task", "Task", id="app.focus_task"),
         Binding("f8", "cancel_active_run", "Cancel run", id="app.cancel_run"),
         Binding("f6", "follow_up", "Follow-up", show=False, priority=True, id="app.follow_up"),
@@ -280,7 +280,7 @@ class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
         self.run_doctor()
 
     def action_probe(self) -> None:
-        """F6: the checks and a streamed chat probe of every model, then an ``opencode run`` smoke."""
+        """Shift+F5 (F10): the checks and a streamed chat probe of every model, then an ``opencode run`` smoke."""
         self.run_doctor(probe=True)
 
     @on(HealthPanel.DetailsWanted)
@@ -319,7 +319,7 @@ class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
         yield SystemCommand("Re-check", "Run the health checks (doctor) again (F5)", self.action_recheck)
         yield SystemCommand(
             "Probe models",
-            "Health checks and a chat probe of every model, then an opencode run smoke (F6)",
+            "Health checks and a chat probe of every model, then an opencode run smoke (Shift+F5 or F10)",
             self.action_probe,
         )
         yield SystemCommand("Open config path", "Open an OpenCode config file in your editor", self.action_open_config)

@@ -35,7 +35,7 @@ chain. **Enter** runs the task on the top-ranked model.
 - `/` (outside text boxes) or `Ctrl+F` (anywhere): filter the models; `Esc` clears, `Enter` goes to the rows
 - `s` in the registry: sort by the next column; a click on a header sorts by it, a second click reverses
 - `Enter` on a health check: its whole text; `d` in the Health panel: every check in full
-- `F5`: re-check health (doctor's checks); `F6` (or `Shift+F5`): also probe every model with a chat request
+- `F5`: re-check health (doctor's checks); `Shift+F5` (or `F10`): also probe every model with a chat request
   and run an `opencode run` smoke. Models the check finds unusable (gateway down, key missing, not served,
   probe failed) show why in the Models table and are skipped by routing until a later check passes
 - `Ctrl+T`: back to the task box

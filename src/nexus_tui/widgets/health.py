@@ -102,7 +102,7 @@ class HealthReport:
             if index:
                 text.append(" · ", style="dim")
             text.append(part, style=style)
-        text.append("  (probed)" if self.probed else "  (F6 probes every model)", style="dim")
+        text.append("  (probed)" if self.probed else "  (Shift+F5 probes every model)", style="dim")
         return text
 
     def by_urgency(self) -> list[HealthCheck]:
@@ -111,7 +111,7 @@ class HealthReport:
 
 
 class HealthPanel(Vertical):
-    """Doctor's verdicts, re-checked on demand (F5; F6 also probes every model) and after every config reload.
+    """Doctor's verdicts, re-checked on demand (F5; Shift+F5 or F10 also probes every model) and after every config reload.
 
     Enter on a check opens its whole text; ``d`` opens every check in full.
     """
@@ -133,7 +133,7 @@ class HealthPanel(Vertical):
         self.running = False
 
     def compose(self) -> ComposeResult:
-        yield Static(Text("Not checked yet: F5 runs the health checks, F6 the probes.", style="dim"), id="health-body")
+        yield Static(Text("Not checked yet: F5 runs the health checks, Shift+F5 (or F10) the probes.", style="dim"), id="health-body")
         yield OptionList(id="health-checks", compact=True)
         with Vertical(id="health-latency"):
             yield Static("gateway latency", id="health-latency-label")
@@ -205,7 +205,7 @@ class HealthPanel(Vertical):
     def details(self) -> Text:
         """Every check of the last report in full (summary, detail and fix, never cut), failures first."""
         if self.report is None:
-            return Text("Not checked yet: F5 runs the health checks, F6 the probes.", style="dim")
+            return Text("Not checked yet: F5 runs the health checks, Shift+F5 (or F10) the probes.", style="dim")
         text = Text()
         text.append_text(self.report.headline())
         text.append("\n\n")
