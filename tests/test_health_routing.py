@@ -226,7 +226,7 @@ async def test_dashboard_marks_models_of_a_down_gateway_and_recovers(project: Pa
         assert terms["availability"] > 0
 
 
-async def test_dashboard_f6_probes_every_model_and_marks_the_failing_one(project: Path, env: dict[str, str]) -> None:
+async def test_dashboard_shift_f5_probes_every_model_and_marks_the_failing_one(project: Path, env: dict[str, str]) -> None:
     async with ReferenceGateway(api_key=KEY) as gw:
         configure(project, gw.base_url)
         gw.add_fault(f"status=429,model={OPUS}")

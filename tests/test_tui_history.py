@@ -23,6 +23,7 @@ from nexus_tui.history import StoreTaskHistory, load_past_runs
 from nexus_tui.widgets.editor import TaskEditor
 from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.history import HistoryPanel, HistoryRun
+from nexus_tui.widgets.run_log import RunLog
 from nexus_tui.widgets.runs import RunStatus
 from nexus_tui.widgets.runs_area import HISTORY_PANE
 from tui_support import SIZE, SONNET, SONNET_ID, RecordingApp, seed_run, settle, until, write_project
@@ -87,6 +88,11 @@ async def test_past_runs_are_listed_replayed_rerun_and_recalled(tmp_path: Path, 
         await pilot.press("f6")
         [asked] = app.seen(HistoryRun.ContinueRequested)
         assert (asked.session_id, asked.model, asked.task) == ("ses_seeded0001", SONNET_ID, replay.task_text)
+        await pilot.pause()
+        # ... and its follow-up box takes the text for that session (sent on Enter: test_tui_serve.py).
+        assert replay.follow_up_box.display and replay.follow_up_box.has_focus
+        await pilot.press("escape")  # leaves the box for the run's log
+        assert isinstance(app.focused, RunLog)
 
         # A replay closes like a finished run; opening it again brings a new replay.
         # R re-runs the same task on the same model: a new, live run.
@@ -95,7 +101,11 @@ async def test_past_runs_are_listed_replayed_rerun_and_recalled(tmp_path: Path, 
         [(run_id, handle)] = app.runs.items()
         assert app.requests[run_id].task == "What is the capital of Peru?"
         assert app.requests[run_id].model_id == SONNET_ID and handle.label == SONNET_ID
-        assert app.runs_area.active_view is not None and app.runs_area.active_view.run_id == run_id
+        await until(
+            pilot,
+            lambda: app.runs_area.active_view is not None and app.runs_area.active_view.run_id == run_id,
+            what="the re-run's tab in view",
+        )
         await until(pilot, lambda: handle.finished, timeout=60, what="the re-run to end")
 
         # The History tab (F9) lists the new run once it comes into view again, and the replay closes with x.

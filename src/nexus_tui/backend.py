@@ -459,6 +459,32 @@ def start_follow_up(
     )
 
 
+def start_continuation(
+    state: DashboardState,
+    session_id: str,
+    model_id: str | None,
+    text: str,
+    env: Mapping[str, str],
+    project_dir: Path,
+    *,
+    servers: Servers | None = None,
+    ask: PermissionAsk | None = None,
+) -> RunHandle:
+    """``text`` sent into a past run's OpenCode session ``session_id`` (from the run store), on its model."""
+    from nexus_core.routing.chain import Delegation, DelegationSpec
+
+    model = state.registry.find(model_id) if model_id else None
+    if model is None or model.cli_model_name is None:
+        raise NexusError(
+            f"the model {model_id or '(unknown)'} of that run is not in the registry now",
+            "Press R to run the task again, or r to pick a model",
+        )
+    spec = DelegationSpec(prompt=text, chain=(model,), workdir=project_dir, env=dict(env), session_id=session_id)
+    recorder = _recorder(state, spec, env, project_dir, text, None)
+    delegation = Delegation(spec, pool=servers.pool(env) if servers is not None else None, ask=ask)
+    return RunHandle(delegation, model.id, recorder, env, state.snapshot.directory, servers=servers)
+
+
 def _workdir_routing(
     state: DashboardState, workdir: Path, env: Mapping[str, str]
 ) -> tuple[RoutingSnapshot, WorkdirConfig | None]:

@@ -33,6 +33,7 @@ from nexus_tui.live import (
     ToolCallUpdate,
 )
 from nexus_tui.screens import PermissionScreen
+from nexus_tui.widgets.history import HistoryRun
 from nexus_tui.widgets.runs import RunStatus, RunView
 from nexus_tui.widgets.runs_area import RunsArea, short_title
 from nexus_tui.widgets.task import RunRequest
@@ -77,6 +78,7 @@ class RunControl(_AppBase):
         self._questions: deque[PermissionQuestion] = deque()
         self._asking: PermissionQuestion | None = None
         self._withdrawn: set[str] = set()
+        self._continuations: dict[str, tuple[str, str | None]] = {}
 
     @property
     def runs_area(self) -> RunsArea:
@@ -182,6 +184,9 @@ class RunControl(_AppBase):
         if view is None:
             return
         handle = self.runs.get(view.run_id)
+        if handle is None and isinstance(view, HistoryRun):
+            view.action_continue_session()  # a past run: its stored session, when OpenCode still has it
+            return
         if handle is not None and not handle.finished:
             self.notify("That run is still going: F6 works once it has ended.", severity="warning", timeout=4)
         elif handle is None or handle.session_id is None:
@@ -190,6 +195,16 @@ class RunControl(_AppBase):
             view.allow_follow_up(True)
             view.follow_up_box.focus()
 
+    def continue_session(self, session_id: str, model: str | None, task: str) -> None:
+        """F6 on a past run (History): its follow-up box takes the text for its stored OpenCode session."""
+        view = self.runs_area.active_view
+        if not isinstance(view, HistoryRun) or view.stored.session_id != session_id:
+            self.notify("Open that past run first (History, Enter), then press F6.", severity="warning", timeout=4)
+            return
+        self._continuations[view.run_id] = (session_id, model)
+        view.allow_follow_up(True)
+        view.follow_up_box.focus()
+
     def on_run_view_follow_up(self, message: RunView.FollowUp) -> None:
         self.follow_up(message.run_id, message.text)
 
@@ -197,6 +212,26 @@ class RunControl(_AppBase):
         """Send ``text`` into the session of ``run_id`` (ended); its view goes on under a separator."""
         view = self.run_view(run_id)
         previous = self.runs.get(run_id)
+        if view is not None and previous is None and run_id in self._continuations and self.state is not None:
+            session_id, model = self._continuations[run_id]
+            try:
+                handle = backend.start_continuation(
+                    self.state,
+                    session_id,
+                    model,
+                    text,
+                    self.env,
+                    self.project_dir,
+                    servers=self.servers,
+                    ask=self.asker([run_id]),
+                )
+            except NexusError as exc:
+                self.notify(exc.sentence(), title="Cannot continue", severity="error", timeout=10)
+                return False
+            self.runs[run_id] = handle
+            view.begin_follow_up(text)
+            self.drive_run(run_id, handle, view)
+            return True
         if view is None or previous is None or not previous.finished or self.state is None:
             self.notify("That run cannot take a follow-up now.", severity="warning", timeout=4)
             return False

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -414,6 +415,15 @@ class RunView(Vertical):
         self.verdict = ""
         self.write_lines(["", "──── follow-up ────", *(f"$ {line}" for line in text.splitlines()[:3])])
         self.set_status(RunStatus.QUEUED)
+
+    def on_key(self, event: events.Key) -> None:
+        # Esc leaves the follow-up box for the run's log, so the run's keys work again; an empty box
+        # goes away (F6 brings it back), so that switching tabs cannot land the focus in it.
+        if event.key == "escape" and self.is_mounted and self.follow_up_box.has_focus:
+            event.stop()
+            self._log.focus()
+            if not self.follow_up_box.value:
+                self.allow_follow_up(False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "run-follow-up":
