@@ -226,7 +226,9 @@ async def test_dashboard_marks_models_of_a_down_gateway_and_recovers(project: Pa
         assert terms["availability"] > 0
 
 
-async def test_dashboard_shift_f5_probes_every_model_and_marks_the_failing_one(project: Path, env: dict[str, str]) -> None:
+async def test_dashboard_shift_f5_probes_every_model_and_marks_the_failing_one(
+    project: Path, env: dict[str, str]
+) -> None:
     async with ReferenceGateway(api_key=KEY) as gw:
         configure(project, gw.base_url)
         gw.add_fault(f"status=429,model={OPUS}")
@@ -236,13 +238,14 @@ async def test_dashboard_shift_f5_probes_every_model_and_marks_the_failing_one(p
             health = app.query_one(HealthPanel)
             await pilot.press("f5")
             await until(pilot, lambda: health.report is not None and not health.running, timeout=30, what="the check")
-            assert not health.report.probed and availability_of(app, OPUS_ID) == "✓"
+            assert health.report is not None and not health.report.probed and availability_of(app, OPUS_ID) == "✓"
             await pilot.press("shift+f5")
             await until(
                 pilot, lambda: health.report is not None and health.report.probed and not health.running, timeout=90
             )
             await until(pilot, lambda: "its chat probe failed" in availability_of(app, OPUS_ID), what="the mark")
             assert availability_of(app, SONNET_ID) == "✓"
+            assert health.report is not None
             first = health.report.by_urgency()[0]
             assert first.status == "fail"
             health.query_one("#health-checks").focus()

@@ -48,7 +48,7 @@ class FinishedRun:
 async def finished_run(app: RecordingApp, task: str, lines: int = 0) -> RunView:
     """A run view with ``lines`` lines of output and then a reply, finished."""
     view = app.new_run_view(task)
-    app.runs[view.run_id] = FinishedRun()  # type: ignore[assignment]
+    app.runs[view.run_id] = FinishedRun()
     await app.show_run_view(view)
     view.feed(AttemptStarted(attempt=1, model_id="opencode-custom-sonnet", cli_model_name="custom/claude-sonnet-4-5"))
     view.write_lines(f"output line {i}" for i in range(lines))

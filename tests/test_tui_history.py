@@ -303,8 +303,7 @@ async def test_at_80x24_the_history_rows_are_visible(tmp_path: Path, hermetic_en
 
 @pytest.mark.opencode
 def test_f6_is_offered_only_while_opencode_keeps_the_session(tmp_path: Path, env: dict[str, str]) -> None:
-    from tests.conftest import opencode_path
-
+    from conftest import opencode_path
     from nexus_tui.history import load_stored_run, session_known
 
     project = write_project(tmp_path)

@@ -125,7 +125,7 @@ async def test_a_picked_model_that_fails_falls_back_and_the_view_shows_both_atte
             if r.model_id == "opencode-custom-opus"
         )
         assert opus.skipped is not None and "the last run got “model not found”" in opus.skipped
-        assert "model not found" in app.state.unavailable["opencode-custom-opus"]
+        assert app.state is not None and "model not found" in app.state.unavailable["opencode-custom-opus"]
         registry = app.query_one("#registry", RegistryPanel)
         await until(
             pilot,

@@ -21,6 +21,7 @@ from nexus_core.gateway.slow import SlowChunkGateway
 from nexus_tui.screens import PermissionScreen
 from nexus_tui.widgets.runs import RunStatus, RunView
 from nexus_tui.widgets.runs_area import RunsArea
+from nexus_tui.widgets.task import TaskPanel
 from opencode_versions import opencode_binary  # noqa: F401 - a fixture
 from tui_support import SIZE, RecordingApp, project_config, settle, until
 
@@ -37,6 +38,11 @@ ANSWER = "alpha " + " ".join(f"w{i}" for i in range(200)) + " omega"
 def gateway() -> Iterator[SlowChunkGateway]:
     with SlowChunkGateway(models=("claude-sonnet-4-5", "claude-opus-4-5"), api_key=KEY, chunk_delay_s=0.1) as gw:
         yield gw
+
+
+def status_of(view: RunView) -> RunStatus:
+    """The view's status now (a call, so that the type checker does not keep an earlier assert's narrowing)."""
+    return view.status
 
 
 def make_app(
@@ -90,7 +96,7 @@ def log_text(view: RunView) -> str:
 
 
 async def submit(pilot: Any, app: RecordingApp, task: str, run_id: str) -> RunView:
-    app.query_one("#task").pick(MODEL)
+    app.query_one("#task", TaskPanel).pick(MODEL)
     await pilot.press(*task, "enter")
     await until(pilot, lambda: run_id in app.runs, what=run_id)
     await until(pilot, lambda: app.run_view(run_id) is not None, what=f"the view of {run_id}")
@@ -108,12 +114,13 @@ async def test_tokens_stream_into_the_view_and_f6_follows_up_in_the_same_session
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         view = await submit(pilot, app, "please count words", "run-1")
-        assert view.status is RunStatus.QUEUED
+        assert status_of(view) is RunStatus.QUEUED
         # Streamed: the first words are drawn while the rest are still on their way.
         await until(pilot, lambda: "alpha" in log_text(view), timeout=90, what="the first streamed words")
-        assert "omega" not in log_text(view) and view.status is RunStatus.RUNNING
+        assert "omega" not in log_text(view)
+        assert status_of(view) is RunStatus.RUNNING
         await until(pilot, lambda: view.status.finished, timeout=90, what="the answer")
-        assert view.status is RunStatus.SUCCEEDED, view.verdict
+        assert status_of(view) is RunStatus.SUCCEEDED, view.verdict
         lines = list(view.log_widget.lines)
         assert "◌ queued: starting OpenCode's server for this directory" in lines
         assert ANSWER in " ".join(log_text(view).split()), lines
@@ -131,7 +138,7 @@ async def test_tokens_stream_into_the_view_and_f6_follows_up_in_the_same_session
         await pilot.press(*"and now backwards", "enter")
         await until(pilot, lambda: app.runs["run-1"] is not first, what="the follow-up to start")
         await until(pilot, lambda: app.runs["run-1"].finished, timeout=90, what="the follow-up's answer")
-        assert view.status is RunStatus.SUCCEEDED, view.verdict
+        assert status_of(view) is RunStatus.SUCCEEDED, view.verdict
         assert app.runs["run-1"].session_id == session
         lines = list(view.log_widget.lines)
         separator = lines.index("──── follow-up ────")
@@ -181,7 +188,7 @@ async def test_permission_questions_are_asked_y_runs_the_tool_n_ends_the_run(
         assert not view.status.finished
         await pilot.press("y")
         await until(pilot, lambda: view.status.finished, timeout=90, what="the run to end")
-        assert view.status is RunStatus.SUCCEEDED, view.verdict
+        assert status_of(view) is RunStatus.SUCCEEDED, view.verdict
         assert not view.waiting
         assert "  → bash: allowed once" in view.log_widget.lines
         assert "done running" in view.reply_text
@@ -214,7 +221,7 @@ async def test_a_gateway_retry_shows_in_the_run_view(
         await settle(pilot)
         view = await submit(pilot, app, "try again", "run-1")
         await until(pilot, lambda: view.status.finished, timeout=90, what="the run to end")
-        assert view.status is RunStatus.SUCCEEDED, view.verdict
+        assert status_of(view) is RunStatus.SUCCEEDED, view.verdict
         retries = [line for line in view.log_widget.lines if line.startswith("↻ gateway retry 1")]
         assert retries, list(view.log_widget.lines)
         assert "Reply to: try again" in view.reply_text
@@ -272,7 +279,7 @@ def test_the_ask_callback_answers_waits_without_stalling_and_is_bounded(
                 async with ServeClient(server) as client:
                     allowed = ServeAttempt(client, spec, ask=slow_yes)
                     events = [event async for event in allowed.events()]
-                    assert allowed.result is not None and allowed.result.outcome.ok, allowed.result.outcome
+                    assert allowed.result is not None and allowed.result.outcome.ok, allowed.result
                     assert asked and asked[0].permission == "bash" and "echo hi-from-bash" in asked[0].patterns
                     done = [e for e in events if isinstance(e, ToolState) and e.status == "completed"]
                     assert done and "hi-from-bash" in (done[0].output or "")

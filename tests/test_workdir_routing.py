@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from conftest import run_cli
 from nexus_core.config.loader import load_config
@@ -151,7 +152,7 @@ async def test_dashboard_workdir_toasts_and_names_its_config_in_the_verdict(
         app = RecordingApp(project, env=env, test_mode=True, watch_config=False, check_health=False, debounce=0.01)
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot)
-            app.query_one("#task-workdir").value = str(other)
+            app.query_one("#task-workdir", Input).value = str(other)
             app.query_one("#task", TaskPanel).pick("opencode-custom-opus")
             app.query_one("#task-input").focus()
             await pilot.press(*"design a cache", "enter")

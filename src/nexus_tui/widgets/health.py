@@ -133,7 +133,10 @@ class HealthPanel(Vertical):
         self.running = False
 
     def compose(self) -> ComposeResult:
-        yield Static(Text("Not checked yet: F5 runs the health checks, Shift+F5 (or F10) the probes.", style="dim"), id="health-body")
+        yield Static(
+            Text("Not checked yet: F5 runs the health checks, Shift+F5 (or F10) the probes.", style="dim"),
+            id="health-body",
+        )
         yield OptionList(id="health-checks", compact=True)
         with Vertical(id="health-latency"):
             yield Static("gateway latency", id="health-latency-label")
