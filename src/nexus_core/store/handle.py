@@ -6,12 +6,11 @@ per chunk), redacted and inserted by the writer thread.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-
-from pydantic import TypeAdapter
 
 from nexus_core.opencode.events import FailureClass, Outcome, RunEvent, StepFinish, StepStart
 from nexus_core.store.db import StoreError
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["PRUNE_EVERY", "RunHandle"]
 
 PRUNE_EVERY = 50
-_CHUNK = TypeAdapter(list[RunEvent])
 
 
 class RunHandle:
@@ -102,7 +100,9 @@ class RunHandle:
             events = events[: max(0, room)]
         if not events:
             return
-        data = self.store.redact.json_line(_CHUNK.dump_json(events).decode())
+        # Each event by its own model: the run's stream also carries serve events (deltas, tool states,
+        # permission questions) that the RunEvent union does not name.
+        data = self.store.redact.json_line(json.dumps([e.model_dump(mode="json") for e in events]))
         conn.execute(
             "INSERT INTO events (run, chunk, count, data) VALUES (?, ?, ?, ?)",
             (self._seq, self._chunk, len(events), data),
