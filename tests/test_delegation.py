@@ -362,6 +362,20 @@ async def test_builtin_chain_never_falls_back_silently(
     assert result.final.argv[result.final.argv.index("--model") + 1] == OPUS
 
 
+def with_mcp_child(project: Path) -> Path:
+    """``project`` with a local MCP server in its config: a child OpenCode starts and keeps running.
+
+    OpenCode in a warm HOME starts no helper process of its own before calling the model, so this
+    gives the attempt a real process tree (as a user's MCP servers do) for the cancel tests to end.
+    """
+    path = project / "opencode.json"
+    config = json.loads(path.read_text())
+    sleeper = "import sys, time; sys.stdin.read(); time.sleep(600)"
+    config["mcp"] = {"sleeper": {"type": "local", "command": [sys.executable, "-c", sleeper]}}
+    path.write_text(json.dumps(config))
+    return project
+
+
 async def _wait_for_tree(attempt: Attempt, timeout: float = 20.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -382,7 +396,7 @@ async def test_cancel_ends_the_whole_tree(
 ) -> None:
     gateway.add_fault("silent")
     opencode = opencode_path() if through_launcher else None
-    attempt = Attempt(spec(env, project, stall_timeout_s=60, opencode=opencode))
+    attempt = Attempt(spec(env, with_mcp_child(project), stall_timeout_s=60, opencode=opencode))
 
     async def consume() -> None:
         async with attempt:
@@ -406,7 +420,7 @@ async def test_cancelling_the_task_ends_the_whole_tree(
     gateway: ReferenceGateway, project: Path, env: dict[str, str]
 ) -> None:
     gateway.add_fault("silent")
-    attempt = Attempt(spec(env, project, stall_timeout_s=60))
+    attempt = Attempt(spec(env, with_mcp_child(project), stall_timeout_s=60))
 
     async def consume() -> None:
         async with attempt:

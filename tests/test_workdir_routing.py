@@ -102,7 +102,9 @@ def test_orchestrate_dir_says_so_first_and_a_model_not_found_names_that_config(
     assert len(notes) == 1 and NOTE in notes[0] and f"it does not declare custom/{OPUS}" in notes[0]
     assert lines.index(notes[0]) < next(i for i, line in enumerate(lines) if "attempt 1:" in line)
     verdict = next(line for line in lines if line.startswith("✗ failed:"))
-    assert f"custom/{OPUS} is not declared in the config OpenCode read in {other}" in verdict
+    # The clause may be cut to its first words on a long path; the fix after it says it whole.
+    assert f"custom/{OPUS} is not declared in the config OpenCode read in" in verdict
+    assert f"OpenCode read the config of {other} " in verdict
     assert f"declare custom/{OPUS} in {other / 'opencode.json'}" in verdict
     assert f"{project / 'opencode.json'} declares it" in verdict
     assert "the gateway does not serve" not in verdict
