@@ -11,14 +11,8 @@ import pytest
 
 from conftest import run_cli
 from nexus_core.errors import NexusError
-from nexus_core.routing.score import (
-    TERM_NAMES,
-    WEIGHTS,
-    build_snapshot,
-    fallback_chain,
-    profile_task,
-    route,
-)
+from nexus_core.routing.score import WEIGHTS, build_snapshot, fallback_chain, profile_task, route
+from nexus_core.routing.weights import TERM_NAMES
 
 GATEWAY = {
     "$schema": "https://opencode.ai/config.json",

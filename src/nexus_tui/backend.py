@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 
 from nexus_core.config.loader import ConfigError, candidate_paths
 from nexus_core.errors import NexusError
+from nexus_core.routing.profile import profile_task
 from nexus_core.routing.registry import Registry
-from nexus_core.routing.score import RoutingSnapshot, build_snapshot, profile_task, route
+from nexus_core.routing.score import route
+from nexus_core.routing.snapshot import RoutingSnapshot, build_snapshot
 from nexus_tui.demo import DemoEnvironment, start_demo
 from nexus_tui.widgets.health import HealthCheck, HealthReport
 from nexus_tui.widgets.runs import RunStatus
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from nexus_core.opencode.transport import ServeLease
     from nexus_core.routing.chain import Delegation
     from nexus_core.routing.health import HealthMarks
-    from nexus_core.routing.score import ObservedTerms
+    from nexus_core.routing.terms import ObservedTerms
     from nexus_core.routing.workdir import WorkdirConfig
     from nexus_core.store.recorder import DelegationRecorder
     from nexus_core.store.runs import RunStore

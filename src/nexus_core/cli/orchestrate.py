@@ -31,7 +31,7 @@ from nexus_core.routing.chain import Delegation, DelegationResult, DelegationSpe
 from nexus_core.routing.last_word import last_word
 from nexus_core.routing.planner import plan_delegation
 from nexus_core.routing.registry import ModelProfile
-from nexus_core.routing.score import RoutingSnapshot, build_snapshot
+from nexus_core.routing.snapshot import RoutingSnapshot, build_snapshot
 from nexus_core.routing.workdir import WorkdirConfig, explain_result, workdir_config
 from nexus_core.store.recorder import DelegationRecorder, history_store, recorded, routing_for
 

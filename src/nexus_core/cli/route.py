@@ -18,7 +18,10 @@ from rich.text import Text
 
 from nexus_core.cli._common import console, print_json
 from nexus_core.errors import NexusError
-from nexus_core.routing.score import TERM_NAMES, RoutingDecision, RoutingSnapshot, build_snapshot, profile_task, route
+from nexus_core.routing.profile import profile_task
+from nexus_core.routing.score import RoutingDecision, route
+from nexus_core.routing.snapshot import RoutingSnapshot, build_snapshot
+from nexus_core.routing.weights import TERM_NAMES
 
 MAX_TASK_BYTES = 8 * 1024 * 1024
 

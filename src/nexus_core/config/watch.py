@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 from nexus_core.config.loader import ConfigError, candidate_paths
 from nexus_core.routing.registry import overlay_paths
-from nexus_core.routing.score import RoutingSnapshot, build_snapshot
+from nexus_core.routing.snapshot import RoutingSnapshot, build_snapshot
 
 __all__ = ["ConfigWatcher", "GatewayChange", "SnapshotDiff", "SnapshotUpdate", "diff_snapshots"]
 

@@ -15,7 +15,8 @@ from nexus_core.opencode.attempt import DEPTH_VAR
 from nexus_core.routing.experts import EXPERTS, Capability, Expert, find_expert
 from nexus_core.routing.planner import DelegationPlan, plan_delegation
 from nexus_core.routing.registry import Registry, build_registry, overlay_paths
-from nexus_core.routing.score import RoutingDecision, RoutingSnapshot, ScoredModel, build_snapshot
+from nexus_core.routing.score import RoutingDecision, ScoredModel
+from nexus_core.routing.snapshot import RoutingSnapshot, build_snapshot
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",

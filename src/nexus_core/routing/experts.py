@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = ["EXPERTS", "Capability", "Expert", "find_expert", "with_expert"]
 
-#: A quality dimension the router scores (see :mod:`nexus_core.routing.score`).
+#: A quality dimension the router scores (see :mod:`nexus_core.routing.weights`).
 Capability = Literal["reasoning", "code", "speed", "cost"]
 
 

@@ -23,7 +23,7 @@ from nexus_core.routing.crosscheck import declared_file, declared_models, not_se
 
 if TYPE_CHECKING:
     from nexus_core.doctor.report import Check, DoctorReport
-    from nexus_core.routing.score import RoutingSnapshot
+    from nexus_core.routing.snapshot import RoutingSnapshot
 
 __all__ = ["HealthMarks", "apply_health", "gateway_models_of", "health_marks", "unavailable_models"]
 

@@ -15,16 +15,10 @@ from dataclasses import dataclass
 
 from nexus_core.routing.chain import chain_of
 from nexus_core.routing.experts import Capability
+from nexus_core.routing.profile import TaskProfile, profile_task
 from nexus_core.routing.registry import CLI_MODEL_RE, ModelProfile
-from nexus_core.routing.score import (
-    RoutingDecision,
-    RoutingSnapshot,
-    TaskProfile,
-    fallback_chain,
-    profile_task,
-    resolve_hint,
-    route,
-)
+from nexus_core.routing.score import RoutingDecision, fallback_chain, resolve_hint, route
+from nexus_core.routing.snapshot import RoutingSnapshot
 
 __all__ = ["EMPHASIS", "DelegationPlan", "adhoc_model", "plan_delegation", "task_profile"]
 

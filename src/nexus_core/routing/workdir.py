@@ -3,7 +3,7 @@
 OpenCode reads its project config from the directory it runs in, walking up to the git root
 (plus the global config): a working directory outside the project, or one with an
 ``opencode.json`` of its own, gives it other providers and models than the project's. A task
-run there is routed with that directory's config (:func:`~nexus_core.routing.score.build_snapshot`
+run there is routed with that directory's config (:func:`~nexus_core.routing.snapshot.build_snapshot`
 loads it the same way, :func:`~nexus_core.config.loader.load_config`); :func:`compare_workdir`
 says in one sentence how it differs, to be said before running, and
 :meth:`WorkdirConfig.explain` names that config, and the fix, in a "model not found" verdict.

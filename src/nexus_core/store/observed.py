@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nexus_core.routing.score import ScoreTerm
+from nexus_core.routing.terms import ScoreTerm
 from nexus_core.store.db import StoreError, connect, default_path
 
 __all__ = ["MODEL_FAULTS", "RESTING_FAULTS", "ObservedStats", "ObservedWeights", "load_observed", "observed_stats"]

@@ -192,7 +192,8 @@ def routing_for(snapshot: Any, task: str, hint: str | None) -> Any:
     """The routing decision to keep with a run: the router's view of ``task`` (with ``hint`` when the
     registry knows it), or None when it cannot be had (an ad-hoc ``provider/model``)."""
     from nexus_core.errors import NexusError
-    from nexus_core.routing.score import profile_task, route
+    from nexus_core.routing.profile import profile_task
+    from nexus_core.routing.score import route
 
     try:
         return route(snapshot, profile_task(task), hint if hint and snapshot.registry.find(hint) else None)
