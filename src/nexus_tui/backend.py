@@ -2,7 +2,7 @@
 
 Nothing here decides anything: routing, delegation, health checks, config watching and the
 demo gateway are the core's. This module turns their results into the small frozen values
-the widgets take (:class:`~nexus_tui.widgets.task.Breakdown`, ...), so widgets never import
+the widgets take (:class:`~nexus_tui.views.Breakdown`, ...), so widgets never import
 the core's types and the core never learns about widgets.
 """
 
@@ -22,9 +22,7 @@ from nexus_core.routing.registry import Registry
 from nexus_core.routing.score import route
 from nexus_core.routing.snapshot import RoutingSnapshot, build_snapshot
 from nexus_tui.demo import DemoEnvironment, start_demo
-from nexus_tui.widgets.health import HealthCheck, HealthReport
-from nexus_tui.widgets.runs import RunStatus
-from nexus_tui.widgets.task import Breakdown, RankedModel, RunRequest
+from nexus_tui.views import Breakdown, HealthCheck, HealthReport, RankedModel, RunRequest, RunStatus
 
 # The doctor (httpx), the watcher (watchfiles) and the delegation (psutil) are imported when first
 # used, after the first frame: importing them up front costs a third of a cold start.
