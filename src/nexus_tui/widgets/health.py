@@ -8,7 +8,6 @@ whole text (summary, detail, fix) in a details view; ``d`` opens every check in 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 from rich.table import Table
 from rich.text import Text
@@ -20,94 +19,11 @@ from textual.message import Message
 from textual.widgets import OptionList, Sparkline, Static
 from textual.widgets.option_list import Option
 
+from nexus_tui.views import STATUS_MARK, HealthCheck, HealthReport
+
 __all__ = ["HealthCheck", "HealthPanel", "HealthReport"]
 
 LATENCY_HISTORY = 40
-# Failures first: what needs doing is never below the fold.
-STATUS_ORDER = {"fail": 0, "warn": 1, "ok": 2, "skipped": 3}
-
-STATUS_MARK = {
-    "ok": ("✓", "bold green"),
-    "warn": ("!", "bold yellow"),
-    "fail": ("✗", "bold red"),
-    "skipped": ("–", "dim"),
-}
-
-
-@dataclass(frozen=True)
-class HealthCheck:
-    """One doctor check as the panel draws it."""
-
-    check_id: str
-    status: str
-    summary: str
-    fix: str = ""
-    duration_ms: float | None = None
-    detail: str = ""
-    title: str = ""
-    cause: str | None = None
-
-    def full_text(self) -> Text:
-        """The whole check, nothing cut: status, title, summary, detail, fix, cause."""
-        mark, style = STATUS_MARK.get(self.status, ("?", "magenta"))
-        text = Text()
-        text.append(f"{mark} ", style=style)
-        text.append(self.check_id, style="bold")
-        text.append(f"  [{self.status}]", style=style)
-        if self.title:
-            text.append(f"  {self.title}", style="dim")
-        text.append(f"\n  {self.summary}\n")
-        if self.detail:
-            for line in self.detail.splitlines():
-                text.append(f"  {line}\n", style="dim")
-        if self.fix:
-            text.append(f"  → {self.fix}\n", style="italic")
-        if self.cause:
-            text.append(f"  cause: {self.cause}\n", style="dim")
-        return text
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    """A doctor run: its checks and, when the gateway was reached, its latency."""
-
-    checks: tuple[HealthCheck, ...]
-    gateway_latency_ms: float | None = None
-    #: (model id, reason) for each model routing leaves out because of this report.
-    unavailable: tuple[tuple[str, str], ...] = ()
-    probed: bool = False
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for check in self.checks if check.status == "fail")
-
-    @property
-    def warnings(self) -> int:
-        return sum(1 for check in self.checks if check.status == "warn")
-
-    def headline(self) -> Text:
-        """``2 failing · 1 warning · 2 models unavailable``, or ``all checks pass`` only when nothing warns."""
-        parts: list[tuple[str, str]] = []
-        if self.failed:
-            parts.append((f"{self.failed} failing", "bold red"))
-        if self.warnings:
-            parts.append((f"{self.warnings} warning{'s' if self.warnings != 1 else ''}", "bold yellow"))
-        if not parts:
-            parts.append(("all checks pass", "bold green"))
-        if self.unavailable:
-            count = len(self.unavailable)
-            parts.append((f"{count} model{'s' if count != 1 else ''} unavailable", "yellow"))
-        text = Text()
-        for index, (part, style) in enumerate(parts):
-            if index:
-                text.append(" · ", style="dim")
-            text.append(part, style=style)
-        text.append("  (probed)" if self.probed else "  (Shift+F5 probes every model)", style="dim")
-        return text
-
-    def by_urgency(self) -> list[HealthCheck]:
-        """The checks, failures first, then warnings, then the rest (each group in doctor's order)."""
-        return sorted(self.checks, key=lambda check: STATUS_ORDER.get(check.status, 1))
 
 
 class HealthPanel(Vertical):

@@ -13,7 +13,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from rich.text import Text
@@ -24,6 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Sparkline, Static
 
+from nexus_tui.views import RunStatus
 from nexus_tui.widgets.run_log import RunLog
 from nexus_tui.widgets.tool_calls import ToolCalls
 
@@ -34,21 +34,6 @@ LOG_LINE_CAP = 5_000
 REPLY_CHAR_CAP = 256 * 1024
 STATS_HISTORY = 60
 FLUSH_INTERVAL = 1 / 30
-
-
-class RunStatus(StrEnum):
-    """Where a run is in its life."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 STATUS_STYLE = {

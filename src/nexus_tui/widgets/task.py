@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -15,45 +14,12 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Checkbox, DataTable, Input, Select, Static
 
+from nexus_tui.views import Breakdown, RankedModel, RunRequest
 from nexus_tui.widgets.editor import TaskEditor, TaskHistory
 
 __all__ = ["VARIANTS", "Breakdown", "RankedModel", "RunRequest", "TaskPanel"]
 
 VARIANTS = ("high", "max", "minimal")
-
-
-@dataclass(frozen=True)
-class RankedModel:
-    """One model's place in the ranking: its total and the named terms that add up to it."""
-
-    model_id: str
-    cli_model_name: str | None
-    total: float
-    terms: tuple[tuple[str, float], ...]
-    skipped: str | None = None
-
-
-@dataclass(frozen=True)
-class Breakdown:
-    """The routing result for one task text, as the panel draws it."""
-
-    task: str
-    ranked: tuple[RankedModel, ...]
-    chosen: str | None
-    fallback_chain: tuple[str, ...] = ()
-    profile: str = ""
-    problem: str | None = None
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """Everything the user set before pressing Enter. ``model_id`` None means the top-ranked model."""
-
-    task: str
-    model_id: str | None = None
-    variant: str | None = None
-    thinking: bool = False
-    workdir: Path | None = None
 
 
 def _term_label(name: str) -> str:
