@@ -120,7 +120,8 @@ def measure() -> list[Measure]:
         project, env = _project(Path(tmp))
         bin_dir = Path(tmp) / "bin"
         _stand_in(bin_dir)
-        stream_env = dict(env, PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]))
+        # The stand-in speaks `opencode run --format json`: this measures the view and its log, not serve.
+        stream_env = dict(env, PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]), NEXUS_TRANSPORT="run")
         latencies = asyncio.run(_event_to_log(project, stream_env))
         saves = asyncio.run(_save_to_table(project, env))
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)

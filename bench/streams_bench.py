@@ -148,7 +148,8 @@ def measure() -> list[Measure]:
         project, env = _project(Path(tmp))
         bin_dir = Path(tmp) / "bin"
         _stand_in(bin_dir)
-        stream_env = dict(env, PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]))
+        # The stand-in speaks `opencode run --format json`: this measures the view and its log, not serve.
+        stream_env = dict(env, PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]), NEXUS_TRANSPORT="run")
         one, one_keys = asyncio.run(_streams(project, stream_env, 1))
         drawn, keys = asyncio.run(_streams(project, stream_env, RUNS))
         received, before, rss = asyncio.run(_eight_million(project, env))

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from nexus_core.config.loader import ConfigError, candidate_paths
 from nexus_core.errors import NexusError
@@ -341,13 +341,19 @@ def start_run(
         thinking=request.thinking,
         workdir=workdir or project_dir,
         env=dict(env),
-        transport="serve",
+        transport=dashboard_transport(env),
     )
     recorder = _recorder(state, spec, env, project_dir, request.task, decision)
     delegation = Delegation(spec, pool=servers.pool(env) if servers is not None else None, ask=ask)
     return RunHandle(
         delegation, chosen.id, recorder, env, state.snapshot.directory, servers=servers, workdir_config=where
     )
+
+
+def dashboard_transport(env: Mapping[str, str]) -> Literal["serve", "run"]:
+    """``serve`` (the default: live tokens, permission questions, follow-ups), or ``run`` when
+    ``NEXUS_TRANSPORT=run`` asks for plain ``opencode run`` processes (finished parts only)."""
+    return "run" if env.get("NEXUS_TRANSPORT", "").strip().lower() == "run" else "serve"
 
 
 def _recorder(
