@@ -119,6 +119,8 @@ async def test_tokens_stream_into_the_view_and_f6_follows_up_in_the_same_session
         await until(pilot, lambda: "alpha" in log_text(view), timeout=90, what="the first streamed words")
         assert "omega" not in log_text(view)
         assert status_of(view) is RunStatus.RUNNING
+        # The CPU and memory of what the run runs on: its server's tree, sampled while it streams.
+        await until(pilot, lambda: view.rss_bytes > 10_000_000, timeout=30, what="the server's RSS in the view")
         await until(pilot, lambda: view.status.finished, timeout=90, what="the answer")
         assert status_of(view) is RunStatus.SUCCEEDED, view.verdict
         lines = list(view.log_widget.lines)

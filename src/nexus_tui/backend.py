@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from nexus_core.config.loader import ConfigError, candidate_paths
 from nexus_core.errors import NexusError
+from nexus_core.routing.planner import plan_delegation
 from nexus_core.routing.profile import profile_task
 from nexus_core.routing.score import route
 from nexus_core.routing.snapshot import RoutingSnapshot, build_snapshot
@@ -155,6 +156,11 @@ class Servers:
         lease = self._kept.get(self._key(workdir, env))
         return lease is not None and lease.live
 
+    def server_pid(self, workdir: Path, env: Mapping[str, str]) -> int | None:
+        """The pid of the kept server for ``workdir`` (None when none runs)."""
+        lease = self._kept.get(self._key(workdir, env))
+        return lease.server_pid if lease is not None else None
+
     async def keep(self, workdir: Path, env: Mapping[str, str]) -> None:
         """Start the server for ``workdir`` if none runs, and keep it. A failure is left to the run to
         report (its attempt gets the same error, classified)."""
@@ -227,6 +233,14 @@ class RunHandle:
         """The OpenCode session of the run's last attempt (a follow-up goes on in it); None on ``run``."""
         result = self.delegation.result
         return result.session_id if result is not None and self.delegation.spec.transport == "serve" else None
+
+    @property
+    def server_pid(self) -> int | None:
+        """The pid of the kept server the run's session is on (the CPU and memory the view shows)."""
+        spec = self.delegation.spec
+        if self.servers is None or spec.transport != "serve" or spec.attach_url or spec.workdir is None:
+            return None
+        return self.servers.server_pid(spec.workdir, spec.env or {})
 
     async def _start_server(self) -> bool:
         """Start (or find) the run's server; False when the run was cancelled meanwhile."""
@@ -332,11 +346,12 @@ def start_run(
     snapshot, where = _routed(state.snapshot), None
     if workdir is not None and workdir.resolve() != Path(state.snapshot.directory):
         snapshot, where = _workdir_routing(state, workdir, env)
-    decision = route(snapshot, profile_task(request.task), hint=request.model_id)
-    chosen = decision.chosen_or_raise()
+    # The planner the CLI and the MCP tools use: a picked model goes first, its fallbacks after it.
+    plan = plan_delegation(snapshot, request.task, request.model_id)
+    decision = plan.decision
     spec = DelegationSpec(
         prompt=request.task,
-        chain=decision.chain,
+        chain=plan.chain,
         variant=request.variant,
         thinking=request.thinking,
         workdir=workdir or project_dir,
@@ -346,7 +361,7 @@ def start_run(
     recorder = _recorder(state, spec, env, project_dir, request.task, decision)
     delegation = Delegation(spec, pool=servers.pool(env) if servers is not None else None, ask=ask)
     return RunHandle(
-        delegation, chosen.id, recorder, env, state.snapshot.directory, servers=servers, workdir_config=where
+        delegation, plan.first.id, recorder, env, state.snapshot.directory, servers=servers, workdir_config=where
     )
 
 

@@ -133,12 +133,16 @@ class RunControl(_AppBase):
         refused: str | None = None
         if handle.waits_for_server:
             view.write_lines(["◌ queued: starting OpenCode's server for this directory"])
+        # A serve run has no process of its own: the view shows its server's tree (shared by the
+        # runs in that directory), sampled here as `opencode run`'s adapter samples its process.
+        sampler = asyncio.create_task(_sample_server(handle, view))
         try:
             async for event in handle.events():
                 view.feed(event)
         except NexusError as exc:
             refused = exc.sentence()
         finally:
+            sampler.cancel()
             status, verdict = (RunStatus.FAILED, refused) if refused else handle.verdict()
             view.finish(status, verdict)
             view.allow_follow_up(handle.session_id is not None)
@@ -433,3 +437,18 @@ class RunControl(_AppBase):
         result = question.answer(reply)
         if inspect.isawaitable(result):
             await result
+
+
+async def _sample_server(handle: backend.RunHandle, view: RunView, interval_s: float = 1.0) -> None:
+    """Feed ``view`` a sample of the run's server tree every ``interval_s`` while the run goes on."""
+    from nexus_core.opencode.process import sample_tree
+
+    known: dict[int, Any] = {}
+    while not handle.finished:
+        await asyncio.sleep(interval_s)
+        pid = handle.server_pid
+        if pid is None:
+            continue
+        stats = await asyncio.to_thread(sample_tree, pid, known)
+        if stats is not None and not handle.finished:
+            view.feed(stats)

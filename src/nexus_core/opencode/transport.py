@@ -128,6 +128,11 @@ class ServeLease:
         """Whether the lease holds a server that is running."""
         return self._server is not None and self._server.alive
 
+    @property
+    def server_pid(self) -> int | None:
+        """The pid of the managed server the lease holds (None: none, or an attached one)."""
+        return getattr(self._server, "pid", None) if self.live else None
+
     async def client(self) -> ServeClient:
         """A client of the live server (a managed server that died is started again)."""
         if self._client is not None and self._server is not None and self._server.alive:
