@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,35 +25,14 @@ from pathlib import Path
 import psutil
 
 from bench.common import Measure, emit, percentile
+from bench.dashboard_bench import EVENT_INTERVAL_S, EVENTS, _stand_in
 from bench.tui_bench import SIZE, _project
 
 RUNS = 8
-EVENTS = 100
-EVENT_INTERVAL_S = 0.02
 KEY_INTERVAL_S = 0.05
 POLL_S = 0.002
 LINES_PER_RUN = 1_000_000
 CHUNK_LINES = 1_000
-
-_STAND_IN = """#!{python}
-import json, sys, time
-sys.stdin.read()
-def emit(kind, part):
-    sys.stdout.write(json.dumps({{"type": kind, "timestamp": int(time.time() * 1000), "sessionID": "bench", "part": part}}) + "\\n")
-    sys.stdout.flush()
-emit("step_start", {{"type": "step-start"}})
-for n in range({events}):
-    emit("text", {{"type": "text", "text": "sent-at %.6f #%d" % (time.time(), n)}})
-    time.sleep({interval})
-emit("step_finish", {{"type": "step-finish", "reason": "stop", "cost": 0, "tokens": {{"input": 1, "output": {events}, "reasoning": 0, "cache": {{"read": 0, "write": 0}}}}}})
-"""
-
-
-def _stand_in(bin_dir: Path) -> None:
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    script = bin_dir / "opencode"
-    script.write_text(_STAND_IN.format(python=sys.executable, events=EVENTS, interval=EVENT_INTERVAL_S))
-    script.chmod(0o755)
 
 
 async def _streams(project: Path, env: dict[str, str], runs: int) -> tuple[list[float], list[float]]:
