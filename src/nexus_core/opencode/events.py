@@ -273,7 +273,8 @@ def _tokens(raw: Any) -> TokenUsage:
     )
 
 
-def _error(raw: Any, base: dict[str, Any]) -> ErrorEvent:
+def error_event(raw: Any, base: dict[str, Any]) -> ErrorEvent:
+    """The :class:`ErrorEvent` of an OpenCode error object (``run``'s ``error`` event and serve's ``session.error`` alike)."""
     error = raw if isinstance(raw, dict) else {}
     data = as_object(error.get("data"))
     status = data.get("statusCode")
@@ -342,7 +343,7 @@ def parse_line(line: str, *, attempt: int = 1, at: float = 0.0) -> RunEvent | No
             **base,
         )
     if kind == "error":
-        return _error(obj.get("error"), base)
+        return error_event(obj.get("error"), base)
     if len(stripped) > RAW_LINE_LIMIT:
         return Raw(type=kind, data={"truncated": True}, **base)
     return Raw(type=kind, data=obj, **base)

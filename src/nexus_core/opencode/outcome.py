@@ -115,9 +115,14 @@ class Progress:
 
 def retry_verdict(progress: Progress, how: str) -> Verdict:
     """The verdict on an attempt ended while OpenCode kept retrying a failing request (``how``: why it ended)."""
-    last = progress.retries[-1]
+    return gateway_retry_verdict(progress.retries[-1], how, answering=progress.saw_step)
+
+
+def gateway_retry_verdict(last: str, how: str, *, answering: bool = False) -> Verdict:
+    """The verdict on OpenCode's retries of a failing request, from the last retry's message (both
+    transports); ``answering``: a step had begun, so a dropped connection cut the answer."""
     failure = retry_class(last)
-    if failure is FailureClass.CONNECTION and progress.saw_step:
+    if failure is FailureClass.CONNECTION and answering:
         failure = FailureClass.CUT_STREAM
     status = status_of_message(last)
     diagnosis = classify(status, message=last)
@@ -126,16 +131,21 @@ def retry_verdict(progress: Progress, how: str) -> Verdict:
     return Verdict(failure, f"{who}the gateway kept failing ({last}); {how}", status, fix)
 
 
+def error_verdict(error: ErrorEvent) -> Verdict:
+    """The verdict on OpenCode's error event (both transports): its class, and the gateway's own
+    words and fix when the diagnosis table recognises them ("LiteLLM proxy: …")."""
+    failure, status = classify_error(error)
+    diagnosis = diagnose_error(error)
+    if diagnosis is not None and failure is diagnosis.failure:
+        return Verdict(failure, diagnosis.summary, status, diagnosis.fix)
+    return Verdict(failure, error.message, status)
+
+
 def final_verdict(progress: Progress, stderr: StderrTail, code: int | None) -> Verdict:
     """The verdict on an attempt whose OpenCode exited (with ``code``; None: unknown)."""
     finish = progress.finish
     if progress.errors:
-        error = progress.errors[-1]
-        failure, status = classify_error(error)
-        diagnosis = diagnose_error(error)
-        if diagnosis is not None and failure is diagnosis.failure:
-            return Verdict(failure, diagnosis.summary, status, diagnosis.fix)
-        return Verdict(failure, error.message, status)
+        return error_verdict(progress.errors[-1])
     if finish is not None and (finish.reason == "stop" or (finish.reason == "length" and progress.saw_text)):
         if code not in (0, None):
             return Verdict(FailureClass.FAILED, f"OpenCode exited with code {code} after answering")

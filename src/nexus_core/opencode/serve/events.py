@@ -14,13 +14,13 @@ from pydantic import Field
 
 from nexus_core.opencode.events import (
     TOOL_OUTPUT_LIMIT,
-    ErrorEvent,
     StepFinish,
     StepStart,
     Text,
     _Event,
     _tokens,
     as_object,
+    error_event,
 )
 
 __all__ = [
@@ -181,16 +181,8 @@ def map_event(
     if kind == "session.idle":
         return SessionIdle(**base)
     if kind == "session.error":
-        error = as_object(props.get("error"))
-        data = as_object(error.get("data"))
-        code = data.get("statusCode")
-        return ErrorEvent(
-            name=_str(error.get("name")) or "UnknownError",
-            message=_str(data.get("message")) or _str(error.get("name")) or "unknown error",
-            status_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-            retryable=data.get("isRetryable") if isinstance(data.get("isRetryable"), bool) else None,
-            **base,
-        )
+        # The same error object as `run` prints: status, message, the gateway's body and headers.
+        return error_event(props.get("error"), base)
     if kind == "permission.asked":
         asker = as_object(props.get("tool"))
         listed = props.get("patterns")

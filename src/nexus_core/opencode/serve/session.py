@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, Literal, get_args
 
 import httpx
 
-from nexus_core.opencode.attempt import _FIXES, AttemptResult, AttemptSpec, _one_line, _retry_class, classify_error
+from nexus_core.config.loader import config_secrets
+from nexus_core.opencode.attempt import _FIXES, AttemptResult, AttemptSpec, _one_line
 from nexus_core.opencode.events import (
     AttemptFinished,
     AttemptStarted,
@@ -36,8 +38,10 @@ from nexus_core.opencode.events import (
     Text,
     _Event,
 )
+from nexus_core.opencode.outcome import error_verdict, gateway_retry_verdict
 from nexus_core.opencode.serve.client import ServeClient
 from nexus_core.opencode.serve.events import PermissionAsked, SessionIdle, SessionRetry, TextDelta, map_event
+from nexus_core.secrets import Redactor
 
 __all__ = ["ASK_TIMEOUT_S", "PERMISSION_FIX", "PermissionAsk", "PermissionReply", "ServeAttempt"]
 
@@ -78,6 +82,8 @@ class ServeAttempt:
         self.approve = frozenset(approve)
         self.agent = agent
         self.session_id = session_id
+        env = spec.env if spec.env is not None else dict(os.environ)
+        self._redact = Redactor.from_env(env, config_secrets(spec.workdir, env))
         self.ask = ask
         self.ask_timeout_s = ask_timeout_s
         self.result: AttemptResult | None = None
@@ -96,8 +102,8 @@ class ServeAttempt:
     ) -> Outcome:
         return Outcome(
             failure=failure,
-            message=_one_line(message),
-            fix=fix if fix is not None else (_FIXES.get(failure, "") if failure else ""),
+            message=self._redact(_one_line(message)),
+            fix=self._redact(fix) if fix else (_FIXES.get(failure, "") if failure else ""),
             duration_s=self._at(),
             status_code=status,
         )
@@ -199,9 +205,11 @@ class ServeAttempt:
                     retries.append(event.message)
                     if len(retries) > self.spec.max_gateway_retries:
                         await self._abort()
-                        failure = _retry_class(event.message)
+                        verdict = gateway_retry_verdict(
+                            event.message, f"{len(retries)} retries", answering=bool(answer or deltas)
+                        )
                         outcome = self._outcome(
-                            failure, f"the gateway kept failing ({event.message}); {len(retries)} retries"
+                            verdict.failure, verdict.message, fix=verdict.fix, status=verdict.status
                         )
                 elif isinstance(event, PermissionAsked):
                     allowed = "all" in self.approve or event.permission in self.approve
@@ -221,8 +229,11 @@ class ServeAttempt:
                         await self._abort()
                 elif isinstance(event, SessionIdle) and busy_seen:
                     if errors:
-                        failure, status = classify_error(errors[-1])
-                        outcome = self._outcome(failure, errors[-1].message, status=status)
+                        # As `run` judges its error events: the gateway recognised, its own fix.
+                        verdict = error_verdict(errors[-1])
+                        outcome = self._outcome(
+                            verdict.failure, verdict.message, fix=verdict.fix, status=verdict.status
+                        )
                     elif answer or "".join(deltas).strip():
                         outcome = self._outcome(None, "finished")
                     else:
