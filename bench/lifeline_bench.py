@@ -5,7 +5,9 @@ reference gateway, the order rotating each round:
 
 * raw: ``opencode run --format json``, prompt on stdin, as a user runs it;
 * lifeline: the same argv through :func:`nexus_core.opencode.lifeline.spawn` + ``end_tree``;
-* adapter: today's :func:`nexus_core.opencode.attempt.run_attempt` (the adapter before it ended its tree through the lifeline).
+* adapter: today's :func:`nexus_core.opencode.attempt.run_attempt` (the adapter before it ended its tree through the lifeline);
+* CLI serve / CLI run: ``nexus-agents orchestrate --model …`` as a new process, prompt on stdin, on
+  each transport (what a user types; Python start-up and, on serve, the server's start included).
 
 Wall and CPU (this process plus its reaped children: ``getrusage`` deltas) of each run over the
 raw run of its round; each figure is the median of those ratios. Goals (issue 12): wall <= 1.10x,
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import Measure, emit, median
-from bench.orchestrate_bench import _environment, _opencode
+from bench.orchestrate_bench import _environment, _nexus_agents, _opencode
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
 from nexus_core.opencode.attempt import AttemptSpec, run_attempt
 from nexus_core.opencode.lifeline import end_tree, spawn
@@ -79,8 +81,21 @@ async def _adapter(env: dict[str, str], cwd: Path) -> str:
     return result.text
 
 
+def _cli(transport: str, env: dict[str, str], cwd: Path) -> str:
+    argv = [*_nexus_agents(), "orchestrate", "--model", MODEL, "--transport", transport, "--no-history"]
+    return _raw(argv, env, cwd)
+
+
+_WHAT = {
+    "lifeline": "spawn+end_tree",
+    "adapter": "adapter run_attempt (today)",
+    "cli-serve": "nexus-agents orchestrate CLI (serve)",
+    "cli-run": "nexus-agents orchestrate CLI (--transport run)",
+}
+
+
 def measure() -> list[Measure]:
-    """Interleaved rounds of raw / lifeline / adapter; wall and CPU ratios of the last two over raw."""
+    """Interleaved rounds of raw / lifeline / adapter / CLI; wall and CPU ratios of each over raw."""
     with (
         tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp,
         ReferenceGateway(models=("claude-sonnet-4-5",)) as gateway,
@@ -100,6 +115,8 @@ def measure() -> list[Measure]:
             "raw": lambda: _raw(argv, env, project),
             "lifeline": lambda: asyncio.run(_supervised(argv, env, project)),
             "adapter": lambda: asyncio.run(_adapter(env, project)),
+            "cli-serve": lambda: _cli("serve", env, project),
+            "cli-run": lambda: _cli("run", env, project),
         }
         figures: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         order = list(runs)
@@ -112,10 +129,9 @@ def measure() -> list[Measure]:
         f"median raw `opencode run` {median([w for w, _ in raw]):.2f} s wall, {median([c for _, c in raw]):.2f} s CPU"
     )
     measures = []
-    for name in ("lifeline", "adapter"):
+    for name, what in _WHAT.items():
         walls = [w / r[0] for (w, _), r in zip(figures[name], raw, strict=True)]
         cpus = [c / r[1] for (_, c), r in zip(figures[name], raw, strict=True)]
-        what = "spawn+end_tree" if name == "lifeline" else "adapter run_attempt (today)"
         for label, ratios, goal, seconds in (
             ("wall", walls, WALL_GOAL, [w for w, _ in figures[name]]),
             ("CPU", cpus, CPU_GOAL, [c for _, c in figures[name]]),

@@ -182,8 +182,13 @@ async def test_every_fault_ends_classified_in_bounded_time(
     assert result.outcome.failure in allowed, result.outcome
     assert result.outcome.message and result.outcome.fix
     assert took < OVERHEAD_S + slack + extra.get("timeout_s", 0), f"took {took:.1f}s"
-    if fault in {"500", "502", "429,retry_after=1", "429,retry_after=0", "drop", "cut"}:
-        assert any(isinstance(e, GatewayRetrying) for e in result.events), "the retries were not announced"
+    # A cut inside an SSE line is a parse error to OpenCode, which it does not retry (see FAULTS).
+    retried = fault in {"500", "502", "429,retry_after=1", "429,retry_after=0", "drop"} or (
+        fault == "cut" and result.outcome.failure is not FailureClass.GATEWAY_ERROR
+    )
+    if retried:
+        announced = any(isinstance(e, GatewayRetrying) for e in result.events)
+        assert announced, f"the retries were not announced: {result.outcome}"
     assert KEY not in result.outcome.message and KEY not in result.stderr_tail
     assert_nothing_left(env["NEXUS_TEST_RUN"])
 
