@@ -252,7 +252,8 @@ async def test_orchestrate_runs_with_expert_fallback_tokens_and_progress(
     chats = [r for r in gateway.requests if r.kind == "chat"]
     review_prompt = next(e.system_prompt for e in EXPERTS if e.id == "review")
     assert review_prompt in chats[-1].last_user_text and "Review the hash map resize logic" in chats[-1].last_user_text
-    assert f"attempt 1: {OPUS}" in notes and any("falling back to opencode-custom-sonnet" in p for p in notes)
+    assert f"attempt 1: opencode-custom-opus ({OPUS})" in notes
+    assert "falling back from opencode-custom-opus to opencode-custom-sonnet (model_not_found)" in notes
 
 
 @pytest.mark.opencode

@@ -262,7 +262,7 @@ def test_variant_and_thinking_reach_the_session(tmp_path: Path, env: dict[str, s
         done = _cli(args, env, work)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "a considered answer" in done.stdout
-        assert "thinking: first I weigh it" in done.stderr
+        assert "  … first I weigh it" in done.stderr
 
 
 def test_kill_9_of_orchestrate_leaves_no_server(tmp_path: Path, env: dict[str, str]) -> None:

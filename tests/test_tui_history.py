@@ -78,7 +78,7 @@ async def test_past_runs_are_listed_replayed_rerun_and_recalled(tmp_path: Path, 
         assert replay.stored_id == newest and replay.status is RunStatus.SUCCEEDED
         lines = list(replay.log_widget.lines)
         assert "Lima is the capital." in lines, lines
-        assert any(line.startswith("── attempt 1: custom/claude-sonnet-4-5") for line in lines), lines
+        assert any(line.startswith("→ attempt 1:") and "custom/claude-sonnet-4-5" in line for line in lines), lines
         assert any("F6 continue its session" in line for line in lines), lines
         assert replay.reply_text == "Lima is the capital."
         assert app.runs_area.active_view is replay

@@ -47,7 +47,7 @@ async def test_demo_runs_two_tasks_streams_the_reply_and_quits_leaving_nothing(h
         await until(pilot, lambda: first.status is RunStatus.SUCCEEDED, timeout=120, what="the first run to succeed")
         lines = list(first.log_widget.lines)
         assert any("say hello" in line and not line.startswith("$") for line in lines), lines
-        assert any(line.startswith("■ step finished: stop") and "tokens" in line for line in lines), lines
+        assert any(line.startswith("■ step finished (stop)") and "tokens" in line for line in lines), lines
         assert (
             first.attempts
             and first.attempts[0].cli_model_name

@@ -3,6 +3,7 @@
 On the serve transport the answer arrives as text deltas: each is written as it comes and
 flushed at once, so the text grows inline (on a terminal and through a pipe alike); the
 finished part then only ends the line. On the run transport each finished part is printed whole.
+Progress is worded by :func:`nexus_core.opencode.describe.describe`, as on the dashboard and over MCP.
 """
 
 from __future__ import annotations
@@ -11,29 +12,19 @@ import json
 import sys
 from typing import Any, TextIO
 
+from nexus_core.opencode.describe import describe
 from nexus_core.opencode.events import (
     AttemptFinished,
     AttemptStarted,
-    ErrorEvent,
     FailureClass,
     FallbackTaken,
-    GatewayRetrying,
-    OutputLine,
-    Reasoning,
-    StepFinish,
+    Raw,
+    StepStart,
     Text,
-    ToolUse,
 )
-from nexus_core.opencode.serve.events import (
-    PermissionAsked,
-    PermissionReplied,
-    ReasoningDelta,
-    SessionRetry,
-    TextDelta,
-    ToolState,
-)
+from nexus_core.opencode.serve.events import ReasoningDelta, TextDelta, ToolState
 from nexus_core.routing.chain import DelegationResult
-from nexus_core.routing.last_word import last_word, plain_message
+from nexus_core.routing.last_word import last_word
 
 __all__ = ["Printer", "json_line"]
 
@@ -98,58 +89,24 @@ class Printer:
         elif isinstance(event, ReasoningDelta):
             if self.thinking:
                 if not self._thinking_inline:
-                    self.err.write("  thinking: ")
+                    self.err.write("  … ")
                 self.err.write(event.delta)
                 self.err.flush()
                 self._thinking_inline = True
         else:
-            line = self._line(event)
-            if line is not None:
+            for line in self._lines(event):
                 self.note(line)
 
-    def _line(self, event: Any) -> str | None:
-        if isinstance(event, AttemptStarted):
-            name = (
-                f"{event.model_id} ({event.cli_model_name})"
-                if event.model_id and event.model_id != event.cli_model_name
-                else event.cli_model_name
-            )
-            return f"→ attempt {event.attempt}: {name}"
-        if isinstance(event, Reasoning):
-            return f"  thinking: {event.text}"
-        if isinstance(event, ToolUse):
-            mark = "✓" if event.status == "completed" else "✗"
-            title = event.title or json.dumps(event.input)[:120]
-            return f"  {mark} {event.tool} {title}" + (f": {event.error}" if event.error else "")
-        if isinstance(event, ToolState):
-            if event.status not in ("completed", "error"):
-                return None
-            mark = "✓" if event.status == "completed" else "✗"
-            return f"  {mark} {event.tool} {event.title}".rstrip() + (f": {event.error}" if event.error else "")
-        if isinstance(event, PermissionAsked):
-            pattern = ", ".join(event.patterns) or "*"
-            return f"  ? OpenCode asks permission for {event.permission} ({pattern})"
-        if isinstance(event, PermissionReplied):
-            return f"  permission answered: {event.reply}"
-        if isinstance(event, StepFinish):
-            t = event.tokens
-            cost = f" · ${event.cost:.4f}" if event.cost else ""
-            return (
-                f"  step finished ({event.reason}) · tokens in {t.input} / out {t.output}"
-                + (f" / reasoning {t.reasoning}" if t.reasoning else "")
-                + cost
-            )
-        if isinstance(event, ErrorEvent):
-            return f"  error from OpenCode: {plain_message(event.message)}"
-        if isinstance(event, GatewayRetrying | SessionRetry):
-            return f"  … the gateway is being retried by OpenCode (retry {event.retry}): {event.message}"
-        if isinstance(event, OutputLine):
-            return f"  {event.line}"
-        if isinstance(event, AttemptFinished) and not event.outcome.ok:
-            return f"✗ attempt {event.attempt} failed ({event.outcome.failure}): {plain_message(event.outcome.message)}"
-        if isinstance(event, FallbackTaken):
-            return f"↪ falling back from {event.from_model} to {event.to_model} ({event.reason})"
-        return None
+    def _lines(self, event: Any) -> list[str]:
+        said = describe(event)
+        if said is None or isinstance(event, StepStart | Raw):
+            return []  # a terminal shows what a person follows; the dashboard's log keeps every step
+        if isinstance(event, ToolState) and event.status not in ("completed", "error"):
+            return []  # one line per call, when it ends
+        if isinstance(event, AttemptFinished) and event.outcome.ok:
+            return []  # the verdict line says who answered
+        top = isinstance(event, AttemptStarted | AttemptFinished | FallbackTaken)
+        return said.lines("" if top else "  ")
 
     def result(self, result: DelegationResult, timeout_s: float | None = None) -> None:
         """The verdict: who answered (and the session to continue), or the last word: each model tried and why."""

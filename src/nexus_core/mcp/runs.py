@@ -18,15 +18,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from nexus_core.errors import NexusError
 from nexus_core.mcp.cancel import cancelled_sentence, run_cancellable
-from nexus_core.opencode.events import (
-    AttemptFinished,
-    AttemptStarted,
-    FallbackTaken,
-    GatewayRetrying,
-    RunEvent,
-    ToolUse,
-)
-from nexus_core.opencode.serve.events import PermissionAsked, SessionRetry, TextDelta, ToolState
+from nexus_core.opencode.describe import describe
+from nexus_core.opencode.events import RunEvent
+from nexus_core.opencode.serve.events import TextDelta
 from nexus_core.routing.chain import Delegation, DelegationResult, DelegationSpec, chain_of
 from nexus_core.routing.last_word import last_word
 from nexus_core.routing.registry import ModelProfile
@@ -49,20 +43,10 @@ class Project(Protocol):
 
 
 def progress_message(event: RunEvent) -> str | None:
-    """The progress line an event is worth to an MCP client, or None."""
-    if isinstance(event, AttemptStarted):
-        return f"attempt {event.attempt}: {event.cli_model_name}"
-    if isinstance(event, FallbackTaken):
-        return f"{event.from_model} failed ({event.reason}); falling back to {event.to_model}"
-    if isinstance(event, GatewayRetrying | SessionRetry):
-        return f"the gateway failed, OpenCode retries ({event.retry})"
-    if isinstance(event, ToolUse | ToolState):
-        return f"tool {event.tool}: {event.status}"
-    if isinstance(event, PermissionAsked):
-        return f"OpenCode asks permission for {event.permission} ({', '.join(event.patterns) or '*'})"
-    if isinstance(event, AttemptFinished):
-        return f"{event.cli_model_name}: {'done' if event.outcome.ok else event.outcome.failure}"
-    return None
+    """The progress line an event is worth to an MCP client (its milestones only, worded by
+    :func:`~nexus_core.opencode.describe.describe`), or None."""
+    said = describe(event)
+    return said.text if said is not None and said.milestone else None
 
 
 async def run_chain(

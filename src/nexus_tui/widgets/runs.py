@@ -23,6 +23,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Sparkline, Static
 
+from nexus_core.opencode.describe import describe
+from nexus_core.opencode.serve.events import ToolState
 from nexus_tui.views import RunStatus
 from nexus_tui.widgets.run_log import RunLog
 from nexus_tui.widgets.tool_calls import ToolCalls
@@ -46,17 +48,6 @@ STATUS_STYLE = {
 }
 
 
-@dataclass(frozen=True)
-class _ToolLine:
-    """A finished tool call in the shape :func:`event_lines` reads."""
-
-    tool: str
-    status: str
-    title: str = ""
-    error: str | None = None
-    kind: str = "tool_use"
-
-
 @dataclass
 class Attempt:
     """One model tried by the run and how it ended (None while it runs)."""
@@ -67,62 +58,18 @@ class Attempt:
     ok: bool = False
 
 
-def _tokens(event: Any) -> str:
-    tokens = getattr(event, "tokens", None)
-    if tokens is None:
-        return ""
-    parts = [f"in {tokens.input:,}", f"out {tokens.output:,}"]
-    if getattr(tokens, "reasoning", 0):
-        parts.append(f"reasoning {tokens.reasoning:,}")
-    return " · tokens " + ", ".join(parts)
-
-
 def event_lines(event: Any) -> list[str]:
-    """The log lines for one run event (none for process stats, which the sparkline shows)."""
+    """The log lines for one run event, worded by :func:`~nexus_core.opencode.describe.describe`
+    (none for process stats, which the sparkline shows)."""
     kind = getattr(event, "kind", "")
     if kind == "text":
         return event.text.splitlines() or [""]
-    if kind == "reasoning":
-        return [f"  … {line}" for line in event.text.splitlines()]
-    if kind == "tool_use":
-        title = f" {event.title}" if event.title else ""
-        line = f"⚙ {event.tool} [{event.status}]{title}"
-        return [line, f"  ✗ {event.error}"] if event.error else [line]
-    if kind == "step_start":
-        return ["▸ step"]
-    if kind == "step_finish":
-        return [f"■ step finished: {event.reason or '?'}{_tokens(event)}"]
-    if kind == "error":
-        status = f" (HTTP {event.status_code})" if event.status_code else ""
-        return [f"✗ {event.name}{status}: {event.message}"]
-    if kind in ("retrying", "session_retry"):
-        return [f"↻ gateway retry {event.retry}: {event.message}"]
-    if kind == "tool_state":
-        if event.status not in ("completed", "error"):
-            return []
-        return event_lines(_ToolLine(tool=event.tool, status=event.status, title=event.title, error=event.error))
-    if kind == "permission_asked":
-        return [f"? permission asked: {event.permission} {', '.join(event.patterns)}".rstrip()]
-    if kind == "permission_replied":
-        return [f"  → permission answered: {event.reply}"]
     if kind in ("text_delta", "reasoning_delta"):
         return [event.delta]
-    if kind == "session_idle":
-        return []
-    if kind == "attempt_started":
-        return [f"── attempt {event.attempt}: {event.cli_model_name} ──"]
-    if kind == "attempt_finished":
-        mark = "✓" if event.outcome.ok else "✗"
-        return [f"{mark} attempt {event.attempt}: {event.outcome.sentence()}"]
-    if kind == "fallback":
-        return [f"⤷ falling back from {event.from_model} to {event.to_model} ({event.reason})"]
-    if kind == "output":
-        return [event.line]
-    if kind == "raw":
-        return [f"· {event.type}"]
-    if kind == "stats":
-        return []
-    return [str(event)]
+    if kind == "tool_state" and event.status not in ("completed", "error"):
+        return []  # the tool calls' table shows a call while it runs; the log gets it once it ends
+    said = describe(event)
+    return said.lines() if said is not None else []
 
 
 def _elapsed(seconds: float) -> str:
@@ -356,7 +303,7 @@ class RunView(Vertical):
         """A tool call started or moved on: its row updates in place; a finished one is also logged."""
         row = self._tools.update_call(call_id, tool, state, title=title, output=output, error=error)
         if log and row.finished:
-            self.write_lines(event_lines(_ToolLine(tool=tool, status=row.state, title=row.title, error=error)))
+            self.write_lines(event_lines(ToolState(tool=tool, status=row.state, title=row.title, error=error)))
 
     def set_waiting(self, waiting: bool) -> None:
         """Whether a permission question of this run waits for the user (the tab shows it)."""
