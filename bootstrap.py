@@ -67,6 +67,10 @@ def ensure_venv(extras: str) -> Path:
         target = f".[{extras}]" if extras else "."
         _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-c", "constraints.txt", "-e", target], cwd=ROOT)
         stamp.write_text(digest)
+    # Bytecode for the editable sources, written even where PYTHONDONTWRITEBYTECODE is set (then
+    # Python reads .pyc but never writes it, and every nexus-agents start would compile the core
+    # again: a tenth of a second). Only changed files are compiled.
+    subprocess.run([str(python), "-m", "compileall", "-q", "src"], cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
     return python
 
 

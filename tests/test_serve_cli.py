@@ -279,7 +279,7 @@ def test_kill_9_of_orchestrate_leaves_no_server(tmp_path: Path, env: dict[str, s
         try:
             assert proc.stdout is not None
             assert os.read(proc.stdout.fileno(), 4096).strip(), "no text before the kill"  # the session is mid-answer
-            servers = [p for p in _running(env["NEXUS_TEST_RUN"]) if "serve" in " ".join(p.cmdline())]
+            servers = [p for p in _running(env["NEXUS_TEST_RUN"]) if "serve" in p.cmdline()[1:2]]
             assert servers, "no opencode serve was running"
             proc.kill()
             proc.wait(10)
@@ -288,3 +288,50 @@ def test_kill_9_of_orchestrate_leaves_no_server(tmp_path: Path, env: dict[str, s
         finally:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_refused_model_ends_the_server_started_ahead(tmp_path: Path, env: dict[str, str]) -> None:
+    """The server starts while the run is planned (its start covers the planning); a plan that
+    fails, here on a model the registry does not know, still ends it, and says one sentence."""
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY) as gateway:
+        work = _project(tmp_path, gateway)
+        done = _cli(["orchestrate", "--model", "no-such-model", "--dir", str(work), "hello"], env, work)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("nexus-agents: ") and "no-such-model" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not _left_behind(env["NEXUS_TEST_RUN"])
+
+
+def test_the_server_is_started_before_the_plan_is_made(tmp_path: Path, env: dict[str, str]) -> None:
+    """The head start is real: with the planning held up (a history store on a path that is slow to
+    open would do the same), ``opencode serve`` is already running while nexus still plans."""
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY) as gateway:
+        gateway.script("hello", "hi")
+        work = _project(tmp_path, gateway)
+        hold = tmp_path / "hold"
+        hold.mkdir()
+        # A registry overlay on a FIFO: reading it blocks the plan until the test writes to it.
+        fifo = hold / "models.json"
+        os.mkfifo(fifo)
+        proc = subprocess.Popen(
+            [_exe(env), "orchestrate", "--model", MODEL, "--dir", str(work), "hello"],
+            env={**env, "NEXUS_MODELS_FILE": str(fifo)},
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            servers: list[psutil.Process] = []
+            while not servers and time.monotonic() < deadline and proc.poll() is None:
+                servers = [p for p in _running(env["NEXUS_TEST_RUN"]) if "serve" in p.cmdline()[1:2]]
+                time.sleep(0.05)  # polling the process table: there is no event to wait on
+            assert servers, f"no opencode serve while the plan was held: {proc.poll()}"
+            with fifo.open("w") as writer:
+                writer.write('{"models": {}}')
+            _, stderr = proc.communicate(timeout=90)
+        finally:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert not _left_behind(env["NEXUS_TEST_RUN"])

@@ -1,8 +1,8 @@
 """``nexus-agents``: the command-line face of nexus.
 
 Each subcommand lives in its own module with ``register(subparsers)``; the module list below
-is the only place that names them. A :class:`~nexus_core.errors.NexusError` or
-:class:`~nexus_core.config.loader.ConfigError` becomes one line on stderr and exit code 2.
+is the only place that names them. A :class:`~nexus_core.errors.NexusError` (a
+:class:`~nexus_core.config.loader.ConfigError` is one) becomes one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 
 from nexus_core import __version__
-from nexus_core.config.loader import ConfigError
 from nexus_core.errors import NexusError
 
 __all__ = ["build_parser", "main"]
@@ -62,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         return int(args.handler(args) or 0)
-    except (NexusError, ConfigError) as exc:
+    except NexusError as exc:
         print(f"nexus-agents: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

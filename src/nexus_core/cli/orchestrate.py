@@ -16,32 +16,32 @@ import re
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
-
-from nexus_core.cli.stream import Printer, json_line
-from nexus_core.config.loader import ConfigError
-from nexus_core.diagnosis.known import known_cause_for, known_causes
 from nexus_core.errors import NexusError
-from nexus_core.opencode.attempt import DEFAULT_MAX_GATEWAY_RETRIES, DEFAULT_STALL_TIMEOUT_S, DEFAULT_TIMEOUT_S
-from nexus_core.opencode.transport import ServeLease, check_permissions, session_model
-from nexus_core.routing.chain import Delegation, DelegationResult, DelegationSpec
-from nexus_core.routing.last_word import last_word
-from nexus_core.routing.planner import plan_delegation
-from nexus_core.routing.registry import ModelProfile
-from nexus_core.routing.snapshot import RoutingSnapshot, build_snapshot
-from nexus_core.routing.workdir import WorkdirConfig, explain_result, workdir_config
-from nexus_core.store.recorder import DelegationRecorder, history_store, recorded, routing_for
+from nexus_core.opencode.defaults import DEFAULT_MAX_GATEWAY_RETRIES, DEFAULT_STALL_TIMEOUT_S, DEFAULT_TIMEOUT_S
+
+# Only what the parser and the server's head start need is imported here: the rest (pydantic
+# models, routing, the store) loads in a thread while OpenCode starts (see _orchestrate).
+if TYPE_CHECKING:
+    from nexus_core.cli.stream import Printer
+    from nexus_core.opencode.serve.server import ServerPool
+    from nexus_core.routing.chain import DelegationResult, DelegationSpec
+    from nexus_core.routing.registry import ModelProfile
+    from nexus_core.routing.snapshot import RoutingSnapshot
+    from nexus_core.routing.workdir import WorkdirConfig
+    from nexus_core.store.recorder import DelegationRecorder
+    from nexus_core.store.runs import RunStore
+
+    ChainFor = Callable[[str | None], tuple[tuple[ModelProfile, ...], str]]
+    # Starts the run's record once its spec (and so its chain) is known; None: nothing is recorded.
+    RecordFor = Callable[[DelegationSpec], DelegationRecorder | None]
 
 MAX_STDIN_TASK_BYTES = 16 * 1024 * 1024
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _URL = re.compile(r"^https?://[^\s/]+")
-
-ChainFor = Callable[[str | None], tuple[tuple[ModelProfile, ...], str]]
-# Starts the run's record once its spec (and so its chain) is known; None: nothing is recorded.
-RecordFor = Callable[[DelegationSpec], DelegationRecorder | None]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -133,14 +133,28 @@ def choose_chain(
 ) -> tuple[tuple[ModelProfile, ...], str]:
     """The models to try, first to last, and why the first one (the core's planner decides:
     :func:`~nexus_core.routing.planner.plan_delegation`, as the MCP tools do)."""
+    from nexus_core.routing.planner import plan_delegation
+
     plan = plan_delegation(snapshot, task, hint, fallback=fallback)
     return plan.chain, plan.why
 
 
 async def _delegate(
-    fields: dict[str, Any], chain_for: ChainFor, as_json: bool, printer: Printer, record_for: RecordFor
+    fields: dict[str, Any],
+    chain_for: ChainFor,
+    as_json: bool,
+    printer: Printer,
+    record_for: RecordFor,
+    pool: ServerPool | None = None,
 ) -> DelegationResult | None:
-    """Route (a follow-up takes its session's model unless one was asked for), then run and print."""
+    """Route (a follow-up takes its session's model unless one was asked for), then run and print
+    (on ``pool``'s server when given: the one started ahead)."""
+    from nexus_core.cli.stream import json_line
+    from nexus_core.diagnosis.known import known_cause_for
+    from nexus_core.opencode.transport import ServeLease, session_model
+    from nexus_core.routing.chain import Delegation, DelegationSpec
+    from nexus_core.store.recorder import recorded
+
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     # SIGHUP (the terminal closed, the SSH session dropped) ends the run like SIGTERM: OpenCode runs in
@@ -160,6 +174,7 @@ async def _delegate(
                 fields.get("workdir"),
                 attach_url=fields.get("attach_url"),
                 attach_password=password.get_secret_value() if password else None,
+                pool=pool,
             )
             session_model_name = await session_model(await lease.client(), fields["session_id"])
         chain, why = chain_for(session_model_name)
@@ -170,7 +185,7 @@ async def _delegate(
                 print(f"note: {cause.summary}. {cause.fix}.", file=sys.stderr, flush=True)
         spec = DelegationSpec(chain=chain, **fields)
         recorder = record_for(spec)
-        async with Delegation(spec, pool=lease.pool if lease else None) as delegation:
+        async with Delegation(spec, pool=lease.pool if lease else pool) as delegation:
             async for event in recorded(delegation.events(), recorder, delegation):
                 if as_json:
                     json_line(event.model_dump(mode="json"))
@@ -186,6 +201,8 @@ async def _delegate(
 
 def _serve_options(args: argparse.Namespace) -> dict[str, object]:
     """The serve-only options as DelegationSpec fields, or one sentence on what is wrong."""
+    from nexus_core.opencode.transport import check_permissions
+
     serve_only = [
         flag
         for flag, value in (
@@ -215,12 +232,17 @@ def _serve_options(args: argparse.Namespace) -> dict[str, object]:
             password = os.environ.get(args.password_env)
             if not password:
                 raise NexusError(f"{args.password_env} is not set", f"Export {args.password_env} with the password")
+            from pydantic import SecretStr
+
             options["attach_password"] = SecretStr(password)
     return options
 
 
 def _workdir_config(project_dir: str | None, workdir: Path | None, snapshot: RoutingSnapshot) -> WorkdirConfig | None:
     """The working directory's config against the project's (None: no --dir, or the project's does not load)."""
+    from nexus_core.config.loader import ConfigError
+    from nexus_core.routing.workdir import workdir_config
+
     if workdir is None:
         return None
     try:
@@ -229,13 +251,27 @@ def _workdir_config(project_dir: str | None, workdir: Path | None, snapshot: Rou
         return None
 
 
-def run(args: argparse.Namespace) -> int:
-    task = _task_text(args)
-    workdir = Path(args.workdir).resolve() if args.workdir else None
-    if workdir is not None and not workdir.is_dir():
-        raise NexusError(f"the directory {args.workdir} does not exist", "Pass an existing directory to --dir")
-    if args.max_retries < 0:
-        raise NexusError("--max-retries must be 0 or more", "Pass a whole number such as 3")
+@dataclass
+class _Plan:
+    """A delegation made ready: what ``_delegate`` takes, and what the verdict is explained with."""
+
+    fields: dict[str, Any]
+    chain_for: ChainFor
+    printer: Printer
+    record_for: RecordFor
+    store: RunStore | None
+    where: WorkdirConfig | None
+    runs: list[DelegationRecorder]
+
+
+def _plan(args: argparse.Namespace, task: str, workdir: Path | None) -> _Plan:
+    """Everything before OpenCode is asked: the options checked, the routing snapshot, the chain
+    (a bad --model is refused here), the history store."""
+    from nexus_core.cli.stream import Printer
+    from nexus_core.diagnosis.known import known_causes
+    from nexus_core.routing.snapshot import build_snapshot
+    from nexus_core.store.recorder import DelegationRecorder, history_store, routing_for
+
     options = _serve_options(args)
     snapshot = build_snapshot(str(workdir) if workdir else args.project_dir, history=False if args.no_history else None)
     known = known_causes(snapshot.config, os.environ)
@@ -252,8 +288,7 @@ def run(args: argparse.Namespace) -> int:
         return choose_chain(snapshot, task, args.model, fallback=not args.no_fallback)
 
     if not args.continue_session:
-        chain_for(None)  # a bad --model is refused before OpenCode starts
-    printer = Printer(sys.stdout, sys.stderr, thinking=args.thinking)
+        chain_for(None)  # a bad --model is refused before any attempt
     fields = dict(
         prompt=task,
         variant=args.variant,
@@ -279,27 +314,70 @@ def run(args: argparse.Namespace) -> int:
             print(f"run {recorder.run_id} (nexus-agents runs show {recorder.run_id})", file=sys.stderr, flush=True)
         return recorder
 
+    printer = Printer(sys.stdout, sys.stderr, thinking=args.thinking)
+    return _Plan(fields, chain_for, printer, record_for, store, where, runs)
+
+
+async def _orchestrate(
+    args: argparse.Namespace, task: str, workdir: Path | None
+) -> tuple[DelegationResult | None, _Plan]:
+    """Plan, then delegate. On the serve transport the managed server is started first: its start
+    (a second or more) then covers the planning and the imports it needs, which run meanwhile in
+    a thread, instead of coming after them. The server is spawned from this thread, the event
+    loop's, as the pool requires."""
+    pool: ServerPool | None = None
+    head: asyncio.Task[Any] | None = None
+    if args.transport == "serve" and not args.attach:
+        from nexus_core.opencode.serve.server import ServerPool
+
+        pool = ServerPool()
+        head = asyncio.create_task(pool.acquire(workdir or Path.cwd()))
     try:
-        result = asyncio.run(_delegate(fields, chain_for, args.json, printer, record_for))
+        plan = await asyncio.to_thread(_plan, args, task, workdir)
+        try:
+            result = await _delegate(plan.fields, plan.chain_for, args.json, plan.printer, plan.record_for, pool)
+        finally:
+            if plan.store is not None:
+                plan.store.close()  # the run's queued writes are committed before the process ends
+        return result, plan
+    finally:
+        if head is not None:
+            head.cancel()  # a start still under way (the plan failed) is ended, its tree with it
+            # A failed head start is the delegation's to report: its own start fails alike, with its verdict.
+            await asyncio.gather(head, return_exceptions=True)
+        if pool is not None:
+            await pool.aclose()
+
+
+def run(args: argparse.Namespace) -> int:
+    task = _task_text(args)
+    workdir = Path(args.workdir).resolve() if args.workdir else None
+    if workdir is not None and not workdir.is_dir():
+        raise NexusError(f"the directory {args.workdir} does not exist", "Pass an existing directory to --dir")
+    if args.max_retries < 0:
+        raise NexusError("--max-retries must be 0 or more", "Pass a whole number such as 3")
+    try:
+        result, plan = asyncio.run(_orchestrate(args, task, workdir))
     except asyncio.CancelledError:
         if not args.json:
             print("nexus-agents: cancelled; OpenCode was stopped.", file=sys.stderr)
         return 130
-    finally:
-        if store is not None:
-            store.close()  # the run's queued writes are committed before the process ends
     if result is None:
         return 130
-    result = explain_result(result, where)
+    from nexus_core.cli.stream import json_line
+    from nexus_core.routing.last_word import last_word
+    from nexus_core.routing.workdir import explain_result
+
+    result = explain_result(result, plan.where)
     if args.json:
         json_line(
             {
                 "kind": "result",
-                "run_id": runs[0].run_id if runs else None,
+                "run_id": plan.runs[0].run_id if plan.runs else None,
                 **result.summary(),
                 "last_word": last_word(result, args.timeout),
             }
         )
     else:
-        printer.result(result, args.timeout)
+        plan.printer.result(result, args.timeout)
     return 0 if result.ok else 1

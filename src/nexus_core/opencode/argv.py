@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from nexus_core.errors import NexusError
-from nexus_core.routing.registry import CLI_MODEL_RE
 
 __all__ = [
     "ATTEMPT_VAR",
+    "CLI_MODEL_RE",
     "DEPTH_VAR",
     "VARIANT_ALLOWLIST",
     "allowed_variant",
@@ -28,6 +29,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# The ``<provider-id>/<model-key>`` shape of a name OpenCode's ``--model`` takes.
+CLI_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
 VARIANT_ALLOWLIST = frozenset({"high", "max", "minimal"})
 DEPTH_VAR = "NEXUS_DELEGATION_DEPTH"
 # A per-attempt id in OpenCode's environment: every process it starts inherits it, so a

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nexus_core.opencode.defaults import DEFAULT_MAX_GATEWAY_RETRIES, DEFAULT_STALL_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from nexus_core.opencode.events import Outcome, RunEvent
 
 __all__ = [
@@ -15,10 +16,6 @@ __all__ = [
     "AttemptResult",
     "AttemptSpec",
 ]
-
-DEFAULT_TIMEOUT_S = 900.0
-DEFAULT_STALL_TIMEOUT_S = 180.0
-DEFAULT_MAX_GATEWAY_RETRIES = 3
 
 
 class AttemptSpec(BaseModel):

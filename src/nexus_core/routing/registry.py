@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from nexus_core.config import jsonc
 from nexus_core.config.loader import MergedConfig, global_config_dir
 from nexus_core.errors import first_validation_problem
+from nexus_core.opencode.argv import CLI_MODEL_RE
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -39,7 +40,6 @@ __all__ = [
     "overlay_paths",
 ]
 
-CLI_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
 Source = Literal["built-in", "opencode.json", "overlay"]
 
 

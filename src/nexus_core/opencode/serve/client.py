@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from nexus_core.opencode.serve.server import ServerHandle
+from nexus_core.opencode.serve.server import ServerHandle, http_client
 
 __all__ = ["ServeClient"]
 
@@ -20,7 +20,7 @@ class ServeClient:
 
     def __init__(self, server: ServerHandle, *, timeout_s: float = 30.0) -> None:
         self.server = server
-        self._http = httpx.AsyncClient(base_url=server.url, auth=server.auth, timeout=timeout_s)
+        self._http = http_client(server.url, server.auth, timeout_s)
 
     async def __aenter__(self) -> ServeClient:
         return self

@@ -17,23 +17,41 @@ import os
 import re
 import secrets
 import socket
+import ssl
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from nexus_core.errors import NexusError
 from nexus_core.opencode import lifeline
-from nexus_core.opencode.attempt import child_env, find_opencode
+from nexus_core.opencode.argv import child_env
+from nexus_core.opencode.locate import find_opencode
 
-__all__ = ["READY_TIMEOUT_S", "ManagedServer", "ServerHandle", "ServerPool"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["READY_TIMEOUT_S", "ManagedServer", "ServerHandle", "ServerPool", "http_client"]
 
 READY_TIMEOUT_S = 60.0
 WARM_UP_TIMEOUT_S = 30.0
 TAIL_LINES = 200
 _LISTENING = re.compile(r"listening on (?P<url>http://[^\s]+)")
+
+
+def http_client(url: str, auth: tuple[str, str] | None, timeout_s: float) -> httpx.AsyncClient:
+    """An HTTP client of the server at ``url``.
+
+    For a plain-http URL (a managed server is one, on 127.0.0.1) no CA bundle is loaded, which
+    costs tens of milliseconds per client: the context it gets instead has no CA at all, so
+    were TLS ever reached through it, verification would fail rather than be skipped.
+    """
+    import httpx  # here, not at the top: a CLI run starts its server before loading the HTTP stack
+
+    verify: ssl.SSLContext | bool = True
+    if url.startswith("http://"):
+        verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return httpx.AsyncClient(base_url=url, auth=auth, timeout=timeout_s, verify=verify)
 
 
 def _free_port() -> int:
@@ -139,8 +157,10 @@ class ManagedServer(ServerHandle):
         together instead of as the gateway streams them (it still loads plugins then, so on a loaded
         machine the first second or so may come together). A failure here is the first prompt's to report.
         """
+        import httpx
+
         with contextlib.suppress(httpx.HTTPError):
-            async with httpx.AsyncClient(base_url=self.url, auth=self.auth, timeout=WARM_UP_TIMEOUT_S) as client:
+            async with http_client(self.url, self.auth, WARM_UP_TIMEOUT_S) as client:
                 await client.get("/provider")
 
     async def _spawn(self) -> asyncio.subprocess.Process:
