@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from nexus_tui.history import HistoryEntry, StoredRun
-from nexus_tui.widgets.runs import RunStatus, RunView
+from nexus_tui.widgets.runs import RunStatus, RunView, event_lines
 
 __all__ = ["HistoryPanel", "HistoryRun", "replay", "status_cell", "took"]
 
@@ -192,12 +192,8 @@ def replay(view: RunView, events: Iterable[Any], final_text: str = "") -> None:
                 output=event.output,
                 error=event.error,
             )
-        elif kind == "session_retry":
-            view.write_lines([f"↻ gateway retry {event.retry}: {event.message}"])
-        elif kind == "permission_asked":
-            view.write_lines([f"? permission asked: {event.permission} {', '.join(event.patterns)}".rstrip()])
-        elif kind == "permission_replied":
-            view.write_lines([f"  → permission answered: {event.reply}"])
+        elif kind in ("session_retry", "permission_asked", "permission_replied"):
+            view.write_lines(event_lines(event))  # the live view leaves these to RunControl
         elif kind in ("session_idle", "stats"):
             continue
         else:
