@@ -5,6 +5,10 @@ it a few dozen times a second), as one :meth:`Log.write` call. A delta extends t
 line in place, so a streaming answer grows word by word without redrawing the rest. The view
 follows the tail only while it is scrolled to the bottom; otherwise it counts the lines that
 arrived below (``unseen_lines``).
+
+A log out of view (its run's tab is not the one shown) still takes its lines, so that
+``lines`` is always whole, but skips the size change and redraw that would lay out the whole
+screen; it catches up when it is shown again.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ import textwrap
 from collections import deque
 from collections.abc import Iterable
 
+from rich.cells import cell_len
+from textual import events
+from textual.geometry import Size
 from textual.widgets import Log
 
 __all__ = ["RunLog"]
 
 _WORD = re.compile(r"\S+\s*|\s+")
+_LINE_AND_ENDING = re.compile(r"(.*?)(\r\n|\r|\n|$)", re.S)  # as Log.write splits what it is given
 _MIN_WRAP = 20
 
 
@@ -35,6 +43,9 @@ class RunLog(Log):
         self._has_content = False
         self._open = False  # the last line is streamed text that later deltas extend
         self._column = 0
+        # Shown on screen (Textual's Show/Hide); while not, writes skip the size change and redraw.
+        self._in_view = False
+        self._stale = False
 
     @property
     def pending(self) -> bool:
@@ -130,16 +141,82 @@ class RunLog(Log):
         if not self._open and all(kind == "line" for kind, _ in self._queued):
             # Whole lines only (the common case): Log.write_lines takes them in bulk.
             lines = self._wrapped_lines()
-            self.write_lines(lines, scroll_end=follow)
+            self._append_lines(lines, follow)
             started = len(lines)
         else:
             text, started = self._render_queued()
-            self.write(text, scroll_end=follow)
+            self._append_text(text, follow)
         self.lines_written += started
         self.unseen_lines = 0 if follow else self.unseen_lines + started
         if follow:
             # Scrolled again once the layout has caught up: the last line must never stay below the fold.
             self.call_after_refresh(self._keep_tail)
+
+    def _append_lines(self, lines: list[str], follow: bool) -> None:
+        """:meth:`Log.write_lines` without its thread per call (the width is measured here) and, out of
+        view, without the size change that lays out the screen."""
+        new_lines: list[str] = []
+        for line in lines:
+            new_lines.extend(line.splitlines())
+        if not new_lines:
+            return
+        start = len(self._lines)
+        at_end = self.is_vertical_scroll_end
+        self._lines.extend(new_lines)
+        self._measure(new_lines)
+        if self.max_lines is not None and len(self._lines) > self.max_lines:
+            self._prune_max_lines()
+        if not self._in_view:
+            self._stale = True
+            return
+        self.virtual_size = Size(self._width, len(self._lines))
+        self.refresh_lines(start, len(new_lines))
+        if follow and at_end and not self.is_vertical_scrollbar_grabbed:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        else:
+            self.refresh()
+
+    def _append_text(self, data: str, follow: bool) -> None:
+        """:meth:`Log.write` (text that continues the last line), out of view without its redraw."""
+        if not data:
+            return
+        lines = self._lines
+        if not lines:
+            lines.append("")
+        for line, ending in _LINE_AND_ENDING.findall(data)[:-1]:
+            lines[-1] += line
+            self._measure(lines[-1:])
+            if self._in_view:
+                self.refresh_lines(len(lines) - 1)
+            if ending:
+                lines.append("")
+        if self.max_lines is not None and len(lines) > self.max_lines:
+            self._prune_max_lines()
+        if not self._in_view:
+            self._stale = True
+            return
+        self.virtual_size = Size(self._width, self.line_count)
+        if follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def _measure(self, lines: list[str]) -> None:
+        process = self._process_line
+        # Printable ASCII is one cell a character; anything else is measured as Log measures it.
+        widest = max(len(line) if line.isascii() and line.isprintable() else cell_len(process(line)) for line in lines)
+        self._width = max(self._width, widest)
+
+    def on_show(self, event: events.Show) -> None:
+        self._in_view = True
+        if self._stale:
+            self._stale = False
+            self._render_line_cache.clear()
+            self.virtual_size = Size(self._width, self.line_count)
+            self.refresh()
+            if self.unseen_lines == 0:
+                self.call_after_refresh(self._keep_tail)
+
+    def on_hide(self, event: events.Hide) -> None:
+        self._in_view = False
 
     def _keep_tail(self) -> None:
         if self.unseen_lines == 0 and not self.is_vertical_scroll_end:

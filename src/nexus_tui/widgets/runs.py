@@ -203,6 +203,8 @@ class RunView(Vertical):
         # Made here, not in compose: a run's first events can arrive before its tab is mounted.
         self._tools = ToolCalls(id="run-tools")
         self._log = RunLog(line_cap=line_cap, id="run-log")
+        # What the status, detail, process and "new lines" widgets show, so only changes redraw them.
+        self._drawn: dict[str, object] = {}
         self._log.queue_lines(f"$ {line}" for line in task.splitlines()[:3])
 
     def compose(self) -> ComposeResult:
@@ -440,7 +442,10 @@ class RunView(Vertical):
             line.append(f"  attempt {self.attempts[-1].number}", style="magenta")
         line.append("  ")
         line.append(self.current_model, style="bold")
-        self.query_one("#run-status", Static).update(line)
+        # One line of a fixed height in a fixed width: redrawn without laying out the screen.
+        if line != self._drawn.get("status"):
+            self._drawn["status"] = line
+            self.query_one("#run-status", Static).update(line, layout=False)
         detail = Text()
         if len(self.attempts) > 1:
             detail.append(
@@ -454,23 +459,31 @@ class RunView(Vertical):
             if detail:
                 detail.append("\n")
             detail.append(self.verdict, style="green" if self.status is RunStatus.SUCCEEDED else "red")
-        widget = self.query_one("#run-detail", Static)
-        widget.update(detail)
-        widget.display = bool(detail)
+        if detail != self._drawn.get("detail"):
+            self._drawn["detail"] = detail
+            widget = self.query_one("#run-detail", Static)
+            widget.update(detail)
+            widget.display = bool(detail)
 
     def _draw_stats(self) -> None:
         if not self.is_mounted:
             return
         cpu = self.cpu_history[-1]
         text = f"CPU {cpu:3.0f}% RSS {_megabytes(self.rss_bytes):>6}" if self.rss_bytes else "CPU   — RSS      —"
-        self.query_one("#run-proc", Static).update(text)
+        if text != self._drawn.get("proc"):
+            self._drawn["proc"] = text
+            self.query_one("#run-proc", Static).update(text, layout=False)
         self.query_one("#run-cpu", Sparkline).data = list(self.cpu_history)
 
     def _draw_new_lines(self) -> None:
         if not self.is_mounted:
             return
+        text = f"↓ {self.unseen_lines:,} new — End to follow" if self.unseen_lines else ""
+        if text == self._drawn.get("new"):
+            return  # called on every flush: an unchanged label must not lay out the screen again
+        self._drawn["new"] = text
         label = self.query_one("#run-new-lines", Static)
-        label.update(f"↓ {self.unseen_lines:,} new — End to follow" if self.unseen_lines else "")
+        label.update(text, layout=False)
         label.display = bool(self.unseen_lines)
 
     def action_follow(self) -> None:
