@@ -169,7 +169,7 @@ class RunLog(Log):
         if not self._in_view:
             self._stale = True
             return
-        self.virtual_size = Size(self._width, len(self._lines))
+        self._grow(Size(self._width, len(self._lines)))
         self.refresh_lines(start, len(new_lines))
         if follow and at_end and not self.is_vertical_scrollbar_grabbed:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
@@ -195,9 +195,26 @@ class RunLog(Log):
         if not self._in_view:
             self._stale = True
             return
-        self.virtual_size = Size(self._width, self.line_count)
+        self._grow(Size(self._width, self.line_count))
         if follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def _grow(self, size: Size) -> None:
+        """Set the virtual size; a screen layout only when a scrollbar comes or goes (the log's own
+        size never follows its content), else just the scrollbars' update that a layout would make."""
+        if size == self.virtual_size:
+            return
+        height = self.styles.height
+        if height is None or height.is_auto:
+            self.virtual_size = size
+            return
+        scrollbars = (self.show_vertical_scrollbar, self.show_horizontal_scrollbar)
+        self.set_reactive(RunLog.virtual_size, size)
+        self._refresh_scrollbars()
+        if (self.show_vertical_scrollbar, self.show_horizontal_scrollbar) != scrollbars:
+            self.refresh(layout=True)
+        else:
+            self._scroll_update(size)
 
     def _measure(self, lines: list[str]) -> None:
         process = self._process_line
