@@ -17,6 +17,7 @@ import re
 import textwrap
 from collections import deque
 from collections.abc import Iterable
+from typing import ClassVar, Self
 
 from rich.cells import cell_len
 from textual import events
@@ -32,6 +33,8 @@ _MIN_WRAP = 20
 
 class RunLog(Log):
     """A :class:`~textual.widgets.Log` that also takes text deltas (:meth:`queue_text`)."""
+
+    _laid_out_width: ClassVar[int] = 0  # the wrap width of the last log laid out (0: none yet)
 
     def __init__(self, *, line_cap: int, id: str | None = None) -> None:
         super().__init__(max_lines=line_cap, auto_scroll=False, id=id)
@@ -68,8 +71,15 @@ class RunLog(Log):
             self._queued.append(("text", delta))
 
     def _wrap_width(self) -> int:
-        width = self.scrollable_content_region.width - 1
-        return width if width >= _MIN_WRAP else 0
+        region = self.scrollable_content_region
+        if not region.width:
+            # Not laid out (its tab is not in view, or not mounted yet): every run tab has the width
+            # of the last log laid out, so its lines wrap as they will be shown.
+            return RunLog._laid_out_width
+        width = region.width - 1
+        width = width if width >= _MIN_WRAP else 0
+        RunLog._laid_out_width = width
+        return width
 
     def _wrapped_lines(self) -> list[str]:
         width = self._wrap_width()
@@ -130,8 +140,11 @@ class RunLog(Log):
         return "".join(out), started
 
     def flush(self) -> None:
-        """Write what is queued in one batch; follow the tail only if the view is at the bottom."""
-        if not self.is_mounted:
+        """Write what is queued in one batch; follow the tail only if the view is at the bottom.
+
+        Before the log is mounted this waits, unless a log was laid out already (its width is known).
+        """
+        if not self.is_mounted and not RunLog._laid_out_width:
             return
         if not self._queued:
             if self.unseen_lines and self.is_vertical_scroll_end:
@@ -141,25 +154,26 @@ class RunLog(Log):
         if not self._open and all(kind == "line" for kind, _ in self._queued):
             # Whole lines only (the common case): Log.write_lines takes them in bulk.
             lines = self._wrapped_lines()
-            self._append_lines(lines, follow)
+            self.write_lines(lines, scroll_end=follow)
             started = len(lines)
         else:
             text, started = self._render_queued()
-            self._append_text(text, follow)
+            self.write(text, scroll_end=follow)
         self.lines_written += started
         self.unseen_lines = 0 if follow else self.unseen_lines + started
-        if follow:
+        if follow and self.is_mounted:
             # Scrolled again once the layout has caught up: the last line must never stay below the fold.
             self.call_after_refresh(self._keep_tail)
 
-    def _append_lines(self, lines: list[str], follow: bool) -> None:
+    def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> Self:
         """:meth:`Log.write_lines` without its thread per call (the width is measured here) and, out of
         view, without the size change that lays out the screen."""
+        follow = self.auto_scroll if scroll_end is None else scroll_end
         new_lines: list[str] = []
         for line in lines:
             new_lines.extend(line.splitlines())
         if not new_lines:
-            return
+            return self
         start = len(self._lines)
         at_end = self.is_vertical_scroll_end
         self._lines.extend(new_lines)
@@ -168,18 +182,20 @@ class RunLog(Log):
             self._prune_max_lines()
         if not self._in_view:
             self._stale = True
-            return
+            return self
         self._grow(Size(self._width, len(self._lines)))
         self.refresh_lines(start, len(new_lines))
         if follow and at_end and not self.is_vertical_scrollbar_grabbed:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         else:
             self.refresh()
+        return self
 
-    def _append_text(self, data: str, follow: bool) -> None:
+    def write(self, data: str, scroll_end: bool | None = None) -> Self:
         """:meth:`Log.write` (text that continues the last line), out of view without its redraw."""
+        follow = self.auto_scroll if scroll_end is None else scroll_end
         if not data:
-            return
+            return self
         lines = self._lines
         if not lines:
             lines.append("")
@@ -194,10 +210,11 @@ class RunLog(Log):
             self._prune_max_lines()
         if not self._in_view:
             self._stale = True
-            return
+            return self
         self._grow(Size(self._width, self.line_count))
         if follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
+        return self
 
     def _grow(self, size: Size) -> None:
         """Set the virtual size; a screen layout only when a scrollbar comes or goes (the log's own

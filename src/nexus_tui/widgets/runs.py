@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import events
+from textual._context import NoActiveAppError
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -203,6 +204,8 @@ class RunView(Vertical):
         # Made here, not in compose: a run's first events can arrive before its tab is mounted.
         self._tools = ToolCalls(id="run-tools")
         self._log = RunLog(line_cap=line_cap, id="run-log")
+        self._last_flush = 0.0
+        self._flush_soon = False
         # What the status, detail, process and "new lines" widgets show, so only changes redraw them.
         self._drawn: dict[str, object] = {}
         self._log.queue_lines(f"$ {line}" for line in task.splitlines()[:3])
@@ -320,13 +323,15 @@ class RunView(Vertical):
         lines = list(lines)
         if lines:
             self._streaming = None
-        self._log.queue_lines(lines)
+            self._log.queue_lines(lines)
+            self._queued()
 
     def stream_text(self, delta: str, *, reasoning: bool = False) -> None:
         """Append a streamed piece of the answer (or of its reasoning, which the copied reply leaves out)."""
         if not reasoning:
             self._keep_reply(delta)
         self._log.queue_text(delta)
+        self._queued()
 
     def _stream_delta(self, delta: str, *, reasoning: bool) -> None:
         """A session's delta: reasoning starts on a line of its own, marked ``…``; the answer after it
@@ -343,6 +348,7 @@ class RunView(Vertical):
             self._streamed_text = True
             self._keep_reply(delta)
         self._log.queue_text(shown)
+        self._queued()
 
     def tool_call(
         self,
@@ -369,10 +375,25 @@ class RunView(Vertical):
 
     def flush(self) -> None:
         """Write the queued lines and text in one batch (see :meth:`RunLog.flush`)."""
-        if not self.is_mounted:
-            return
+        self._last_flush = time.perf_counter()
         self._log.flush()
         self._draw_new_lines()
+
+    def _queued(self) -> None:
+        """Something was queued: after a quiet spell it is written as soon as the current batch of
+        events is in (not a timer tick later); while events pour in, the timer writes them in batches."""
+        if self._flush_soon or time.perf_counter() - self._last_flush < FLUSH_INTERVAL:
+            return
+        try:
+            app = self.app
+        except NoActiveAppError:  # no app running (a view on its own): the timer writes it once mounted
+            return
+        self._flush_soon = True
+        app.call_next(self._flush_queued)
+
+    def _flush_queued(self) -> None:
+        self._flush_soon = False
+        self.flush()
 
     def finish(self, status: RunStatus, verdict: str) -> None:
         """The run ended: show its final status and one-line verdict."""
