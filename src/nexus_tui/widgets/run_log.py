@@ -17,7 +17,7 @@ import re
 import textwrap
 from collections import deque
 from collections.abc import Iterable
-from typing import ClassVar, Self
+from typing import Self
 
 from rich.cells import cell_len
 from textual import events
@@ -33,8 +33,6 @@ _MIN_WRAP = 20
 
 class RunLog(Log):
     """A :class:`~textual.widgets.Log` that also takes text deltas (:meth:`queue_text`)."""
-
-    _laid_out_width: ClassVar[int] = 0  # the wrap width of the last log laid out (0: none yet)
 
     def __init__(self, *, line_cap: int, id: str | None = None) -> None:
         super().__init__(max_lines=line_cap, auto_scroll=False, id=id)
@@ -71,15 +69,8 @@ class RunLog(Log):
             self._queued.append(("text", delta))
 
     def _wrap_width(self) -> int:
-        region = self.scrollable_content_region
-        if not region.width:
-            # Not laid out (its tab is not in view, or not mounted yet): every run tab has the width
-            # of the last log laid out, so its lines wrap as they will be shown.
-            return RunLog._laid_out_width
-        width = region.width - 1
-        width = width if width >= _MIN_WRAP else 0
-        RunLog._laid_out_width = width
-        return width
+        width = self.scrollable_content_region.width - 1
+        return width if width >= _MIN_WRAP else 0
 
     def _wrapped_lines(self) -> list[str]:
         width = self._wrap_width()
@@ -140,11 +131,8 @@ class RunLog(Log):
         return "".join(out), started
 
     def flush(self) -> None:
-        """Write what is queued in one batch; follow the tail only if the view is at the bottom.
-
-        Before the log is mounted this waits, unless a log was laid out already (its width is known).
-        """
-        if not self.is_mounted and not RunLog._laid_out_width:
+        """Write what is queued in one batch; follow the tail only if the view is at the bottom."""
+        if not self.is_mounted:
             return
         if not self._queued:
             if self.unseen_lines and self.is_vertical_scroll_end:
@@ -161,7 +149,7 @@ class RunLog(Log):
             self.write(text, scroll_end=follow)
         self.lines_written += started
         self.unseen_lines = 0 if follow else self.unseen_lines + started
-        if follow and self.is_mounted:
+        if follow:
             # Scrolled again once the layout has caught up: the last line must never stay below the fold.
             self.call_after_refresh(self._keep_tail)
 

@@ -375,6 +375,8 @@ class RunView(Vertical):
 
     def flush(self) -> None:
         """Write the queued lines and text in one batch (see :meth:`RunLog.flush`)."""
+        if not self.is_mounted:
+            return
         self._last_flush = time.perf_counter()
         self._log.flush()
         self._draw_new_lines()
