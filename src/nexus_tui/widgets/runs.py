@@ -465,10 +465,7 @@ class RunView(Vertical):
             line.append(f"  attempt {self.attempts[-1].number}", style="magenta")
         line.append("  ")
         line.append(self.current_model, style="bold")
-        # One line of a fixed height in a fixed width: redrawn without laying out the screen.
-        if line != self._drawn.get("status"):
-            self._drawn["status"] = line
-            self.query_one("#run-status", Static).update(line, layout=False)
+        self._redraw("#run-status", line, layout=False, toggle=False)  # one line in a fixed width
         detail = Text()
         if len(self.attempts) > 1:
             detail.append(
@@ -482,32 +479,32 @@ class RunView(Vertical):
             if detail:
                 detail.append("\n")
             detail.append(self.verdict, style="green" if self.status is RunStatus.SUCCEEDED else "red")
-        if detail != self._drawn.get("detail"):
-            self._drawn["detail"] = detail
-            widget = self.query_one("#run-detail", Static)
-            widget.update(detail)
-            widget.display = bool(detail)
+        self._redraw("#run-detail", detail, layout=True)
 
     def _draw_stats(self) -> None:
         if not self.is_mounted:
             return
         cpu = self.cpu_history[-1]
         text = f"CPU {cpu:3.0f}% RSS {_megabytes(self.rss_bytes):>6}" if self.rss_bytes else "CPU   — RSS      —"
-        if text != self._drawn.get("proc"):
-            self._drawn["proc"] = text
-            self.query_one("#run-proc", Static).update(text, layout=False)
+        self._redraw("#run-proc", text, layout=False, toggle=False)
         self.query_one("#run-cpu", Sparkline).data = list(self.cpu_history)
 
     def _draw_new_lines(self) -> None:
         if not self.is_mounted:
             return
         text = f"↓ {self.unseen_lines:,} new — End to follow" if self.unseen_lines else ""
-        if text == self._drawn.get("new"):
-            return  # called on every flush: an unchanged label must not lay out the screen again
-        self._drawn["new"] = text
-        label = self.query_one("#run-new-lines", Static)
-        label.update(text, layout=False)
-        label.display = bool(self.unseen_lines)
+        self._redraw("#run-new-lines", text, layout=False)
+
+    def _redraw(self, selector: str, content: str | Text, *, layout: bool, toggle: bool = True) -> None:
+        """Update a Static only when its content changed (called on every flush and event), shown
+        (with ``toggle``) while it has content; ``layout=False`` for a fixed size."""
+        if content == self._drawn.get(selector):
+            return
+        self._drawn[selector] = content
+        widget = self.query_one(selector, Static)
+        widget.update(content, layout=layout)
+        if toggle:
+            widget.display = bool(content)
 
     def action_follow(self) -> None:
         self._log.follow()
