@@ -175,6 +175,10 @@ class NexusApp(HistoryControl, RunControl, LayoutControl, App[int]):
     @work(exclusive=True, group="start", exit_on_error=False)
     async def start(self) -> None:
         """Set up demo mode if asked, load the routing state, then check health and watch the config."""
+        # After the first frame: the config, routing and store imports and reads must not hold it back.
+        drawn = asyncio.Event()
+        self.call_after_refresh(drawn.set)
+        await drawn.wait()
         if self.demo and self.demo_environment is None:
             from nexus_core.gateway.tour import FAILING_MODEL
 

@@ -15,12 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from nexus_core.config.loader import ConfigError, candidate_paths
 from nexus_core.errors import NexusError
-from nexus_core.routing.planner import plan_delegation
-from nexus_core.routing.profile import profile_task
-from nexus_core.routing.score import route
-from nexus_core.routing.snapshot import RoutingSnapshot, build_snapshot
 from nexus_tui.demo import DemoEnvironment, start_demo
 from nexus_tui.state import (
     DashboardState,
@@ -37,8 +32,8 @@ from nexus_tui.state import (
 )
 from nexus_tui.views import Breakdown, RankedModel, RunRequest, RunStatus
 
-# The doctor (httpx), the watcher (watchfiles) and the delegation (psutil) are imported when first
-# used, after the first frame: importing them up front costs a third of a cold start.
+# The config loader, routing, the planner and delegation (httpx, psutil), the doctor and the watcher
+# (watchfiles) are imported when first used, after the first frame: up front they cost half a cold start.
 if TYPE_CHECKING:
     from nexus_core.config.watch import ConfigWatcher, SnapshotUpdate
     from nexus_core.opencode.events import RunEvent
@@ -46,6 +41,7 @@ if TYPE_CHECKING:
     from nexus_core.opencode.serve.session import PermissionAsk
     from nexus_core.opencode.transport import ServeLease
     from nexus_core.routing.chain import Delegation
+    from nexus_core.routing.snapshot import RoutingSnapshot
     from nexus_core.routing.workdir import WorkdirConfig
     from nexus_core.store.recorder import DelegationRecorder
 
@@ -75,6 +71,9 @@ __all__ = [
 
 async def load_state(project_dir: Path, env: Mapping[str, str]) -> DashboardState:
     """Load the config and registry (off the event loop); a broken file is a NexusError naming file:line:col."""
+    from nexus_core.config.loader import ConfigError
+    from nexus_core.routing.snapshot import build_snapshot
+
     try:
         snapshot = await asyncio.to_thread(build_snapshot, project_dir, env)
     except ConfigError as exc:
@@ -84,11 +83,16 @@ async def load_state(project_dir: Path, env: Mapping[str, str]) -> DashboardStat
 
 def config_paths(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
     """Every file OpenCode would read for ``project_dir``, highest precedence last."""
+    from nexus_core.config.loader import candidate_paths
+
     return candidate_paths(project_dir, env)
 
 
 def score(state: DashboardState, task: str) -> Breakdown:
     """Score every model for ``task``: the ranked with their terms, the skipped with their reasons."""
+    from nexus_core.routing.profile import profile_task
+    from nexus_core.routing.score import route
+
     decision = route(_routed(state.snapshot), profile_task(task))
     ranked = [
         RankedModel(
@@ -335,6 +339,7 @@ def start_run(
     handle's events are first read, if none runs); ``ask`` answers its permission questions.
     """
     from nexus_core.routing.chain import Delegation, DelegationSpec
+    from nexus_core.routing.planner import plan_delegation
 
     workdir = request.workdir
     if workdir is not None and not workdir.is_absolute():
@@ -447,6 +452,8 @@ def _workdir_routing(
     state: DashboardState, workdir: Path, env: Mapping[str, str]
 ) -> tuple[RoutingSnapshot, WorkdirConfig | None]:
     """Routing for a run in ``workdir``: the config OpenCode reads there, and how it differs from the project's."""
+    from nexus_core.config.loader import ConfigError
+    from nexus_core.routing.snapshot import build_snapshot
     from nexus_core.routing.workdir import compare_workdir
 
     try:
@@ -468,7 +475,8 @@ async def wait_all(handles: Iterable[RunHandle], timeout: float = 15.0) -> None:
 
 def warm_up() -> None:
     """Import what the first run needs, once the first frame is drawn, so that Enter spawns at once."""
-    import nexus_core.routing.chain  # noqa: F401
+    import nexus_core.routing.chain
+    import nexus_core.routing.planner  # noqa: F401
 
 
 def open_watcher(project_dir: Path, env: Mapping[str, str]) -> ConfigWatcher:

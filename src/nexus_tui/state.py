@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nexus_core.config.loader import ConfigError
-from nexus_core.routing.registry import Registry
-from nexus_core.routing.snapshot import RoutingSnapshot
 from nexus_tui.views import HealthCheck, HealthReport
 
 if TYPE_CHECKING:
+    from nexus_core.config.loader import ConfigError
     from nexus_core.routing.health import HealthMarks
+    from nexus_core.routing.registry import Registry
+    from nexus_core.routing.snapshot import RoutingSnapshot
     from nexus_core.routing.terms import ObservedTerms
     from nexus_core.store.runs import RunStore
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events, on
@@ -14,7 +15,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import ColumnKey
 
-from nexus_core.routing.registry import ModelProfile, Registry
+if TYPE_CHECKING:
+    from nexus_core.routing.registry import ModelProfile, Registry
 
 __all__ = ["RegistryPanel", "RegistryRow", "registry_rows"]
 

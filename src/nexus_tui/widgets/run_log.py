@@ -5,6 +5,10 @@ it a few dozen times a second), as one :meth:`Log.write` call. A delta extends t
 line in place, so a streaming answer grows word by word without redrawing the rest. The view
 follows the tail only while it is scrolled to the bottom; otherwise it counts the lines that
 arrived below (``unseen_lines``).
+
+A log out of view (its run's tab is not the one shown) still takes its lines, so that
+``lines`` is always whole, but skips the size change and redraw that would lay out the whole
+screen; it catches up when it is shown again.
 """
 
 from __future__ import annotations
@@ -13,12 +17,17 @@ import re
 import textwrap
 from collections import deque
 from collections.abc import Iterable
+from typing import Self
 
+from rich.cells import cell_len
+from textual import events
+from textual.geometry import Size
 from textual.widgets import Log
 
 __all__ = ["RunLog"]
 
 _WORD = re.compile(r"\S+\s*|\s+")
+_LINE_AND_ENDING = re.compile(r"(.*?)(\r\n|\r|\n|$)", re.S)  # as Log.write splits what it is given
 _MIN_WRAP = 20
 
 
@@ -35,6 +44,9 @@ class RunLog(Log):
         self._has_content = False
         self._open = False  # the last line is streamed text that later deltas extend
         self._column = 0
+        # Shown on screen (Textual's Show/Hide); while not, writes skip the size change and redraw.
+        self._in_view = False
+        self._stale = False
 
     @property
     def pending(self) -> bool:
@@ -140,6 +152,93 @@ class RunLog(Log):
         if follow:
             # Scrolled again once the layout has caught up: the last line must never stay below the fold.
             self.call_after_refresh(self._keep_tail)
+
+    def write_lines(self, lines: Iterable[str], scroll_end: bool | None = None) -> Self:
+        """:meth:`Log.write_lines` without its thread per call (the width is measured here) and, out of
+        view, without the size change that lays out the screen."""
+        follow = self.auto_scroll if scroll_end is None else scroll_end
+        new_lines: list[str] = []
+        for line in lines:
+            new_lines.extend(line.splitlines())
+        if not new_lines:
+            return self
+        start = len(self._lines)
+        at_end = self.is_vertical_scroll_end
+        self._lines.extend(new_lines)
+        self._measure(new_lines)
+        if self.max_lines is not None and len(self._lines) > self.max_lines:
+            self._prune_max_lines()
+        if not self._in_view:
+            self._stale = True
+            return self
+        self._grow(Size(self._width, len(self._lines)))
+        self.refresh_lines(start, len(new_lines))
+        if follow and at_end and not self.is_vertical_scrollbar_grabbed:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        else:
+            self.refresh()
+        return self
+
+    def write(self, data: str, scroll_end: bool | None = None) -> Self:
+        """:meth:`Log.write` (text that continues the last line), out of view without its redraw."""
+        follow = self.auto_scroll if scroll_end is None else scroll_end
+        if not data:
+            return self
+        lines = self._lines
+        if not lines:
+            lines.append("")
+        for line, ending in _LINE_AND_ENDING.findall(data)[:-1]:
+            lines[-1] += line
+            self._measure(lines[-1:])
+            if self._in_view:
+                self.refresh_lines(len(lines) - 1)
+            if ending:
+                lines.append("")
+        if self.max_lines is not None and len(lines) > self.max_lines:
+            self._prune_max_lines()
+        if not self._in_view:
+            self._stale = True
+            return self
+        self._grow(Size(self._width, self.line_count))
+        if follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        return self
+
+    def _grow(self, size: Size) -> None:
+        """Set the virtual size; a screen layout only when a scrollbar comes or goes (the log's own
+        size never follows its content), else just the scrollbars' update that a layout would make."""
+        if size == self.virtual_size:
+            return
+        height = self.styles.height
+        if height is None or height.is_auto:
+            self.virtual_size = size
+            return
+        scrollbars = (self.show_vertical_scrollbar, self.show_horizontal_scrollbar)
+        self.set_reactive(RunLog.virtual_size, size)
+        self._refresh_scrollbars()
+        if (self.show_vertical_scrollbar, self.show_horizontal_scrollbar) != scrollbars:
+            self.refresh(layout=True)
+        else:
+            self._scroll_update(size)
+
+    def _measure(self, lines: list[str]) -> None:
+        process = self._process_line
+        # Printable ASCII is one cell a character; anything else is measured as Log measures it.
+        widest = max(len(line) if line.isascii() and line.isprintable() else cell_len(process(line)) for line in lines)
+        self._width = max(self._width, widest)
+
+    def on_show(self, event: events.Show) -> None:
+        self._in_view = True
+        if self._stale:
+            self._stale = False
+            self._render_line_cache.clear()
+            self.virtual_size = Size(self._width, self.line_count)
+            self.refresh()
+            if self.unseen_lines == 0:
+                self.call_after_refresh(self._keep_tail)
+
+    def on_hide(self, event: events.Hide) -> None:
+        self._in_view = False
 
     def _keep_tail(self) -> None:
         if self.unseen_lines == 0 and not self.is_vertical_scroll_end:

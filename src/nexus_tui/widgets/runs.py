@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import events
+from textual._context import NoActiveAppError
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -150,6 +151,10 @@ class RunView(Vertical):
         # Made here, not in compose: a run's first events can arrive before its tab is mounted.
         self._tools = ToolCalls(id="run-tools")
         self._log = RunLog(line_cap=line_cap, id="run-log")
+        self._last_flush = 0.0
+        self._flush_soon = False
+        # What the status, detail, process and "new lines" widgets show, so only changes redraw them.
+        self._drawn: dict[str, object] = {}
         self._log.queue_lines(f"$ {line}" for line in task.splitlines()[:3])
 
     def compose(self) -> ComposeResult:
@@ -265,13 +270,15 @@ class RunView(Vertical):
         lines = list(lines)
         if lines:
             self._streaming = None
-        self._log.queue_lines(lines)
+            self._log.queue_lines(lines)
+            self._queued()
 
     def stream_text(self, delta: str, *, reasoning: bool = False) -> None:
         """Append a streamed piece of the answer (or of its reasoning, which the copied reply leaves out)."""
         if not reasoning:
             self._keep_reply(delta)
         self._log.queue_text(delta)
+        self._queued()
 
     def _stream_delta(self, delta: str, *, reasoning: bool) -> None:
         """A session's delta: reasoning starts on a line of its own, marked ``…``; the answer after it
@@ -288,6 +295,7 @@ class RunView(Vertical):
             self._streamed_text = True
             self._keep_reply(delta)
         self._log.queue_text(shown)
+        self._queued()
 
     def tool_call(
         self,
@@ -316,8 +324,25 @@ class RunView(Vertical):
         """Write the queued lines and text in one batch (see :meth:`RunLog.flush`)."""
         if not self.is_mounted:
             return
+        self._last_flush = time.perf_counter()
         self._log.flush()
         self._draw_new_lines()
+
+    def _queued(self) -> None:
+        """Something was queued: after a quiet spell it is written as soon as the current batch of
+        events is in (not a timer tick later); while events pour in, the timer writes them in batches."""
+        if self._flush_soon or time.perf_counter() - self._last_flush < FLUSH_INTERVAL:
+            return
+        try:
+            app = self.app
+        except NoActiveAppError:  # no app running (a view on its own): the timer writes it once mounted
+            return
+        self._flush_soon = True
+        app.call_next(self._flush_queued)
+
+    def _flush_queued(self) -> None:
+        self._flush_soon = False
+        self.flush()
 
     def finish(self, status: RunStatus, verdict: str) -> None:
         """The run ended: show its final status and one-line verdict."""
@@ -387,7 +412,7 @@ class RunView(Vertical):
             line.append(f"  attempt {self.attempts[-1].number}", style="magenta")
         line.append("  ")
         line.append(self.current_model, style="bold")
-        self.query_one("#run-status", Static).update(line)
+        self._redraw("#run-status", line, layout=False, toggle=False)  # one line in a fixed width
         detail = Text()
         if len(self.attempts) > 1:
             detail.append(
@@ -401,24 +426,32 @@ class RunView(Vertical):
             if detail:
                 detail.append("\n")
             detail.append(self.verdict, style="green" if self.status is RunStatus.SUCCEEDED else "red")
-        widget = self.query_one("#run-detail", Static)
-        widget.update(detail)
-        widget.display = bool(detail)
+        self._redraw("#run-detail", detail, layout=True)
 
     def _draw_stats(self) -> None:
         if not self.is_mounted:
             return
         cpu = self.cpu_history[-1]
         text = f"CPU {cpu:3.0f}% RSS {_megabytes(self.rss_bytes):>6}" if self.rss_bytes else "CPU   — RSS      —"
-        self.query_one("#run-proc", Static).update(text)
+        self._redraw("#run-proc", text, layout=False, toggle=False)
         self.query_one("#run-cpu", Sparkline).data = list(self.cpu_history)
 
     def _draw_new_lines(self) -> None:
         if not self.is_mounted:
             return
-        label = self.query_one("#run-new-lines", Static)
-        label.update(f"↓ {self.unseen_lines:,} new — End to follow" if self.unseen_lines else "")
-        label.display = bool(self.unseen_lines)
+        text = f"↓ {self.unseen_lines:,} new — End to follow" if self.unseen_lines else ""
+        self._redraw("#run-new-lines", text, layout=False)
+
+    def _redraw(self, selector: str, content: str | Text, *, layout: bool, toggle: bool = True) -> None:
+        """Update a Static only when its content changed (called on every flush and event), shown
+        (with ``toggle``) while it has content; ``layout=False`` for a fixed size."""
+        if content == self._drawn.get(selector):
+            return
+        self._drawn[selector] = content
+        widget = self.query_one(selector, Static)
+        widget.update(content, layout=layout)
+        if toggle:
+            widget.display = bool(content)
 
     def action_follow(self) -> None:
         self._log.follow()
