@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
-
 from nexus_core.errors import NexusError
 from nexus_core.opencode.attempt import AttemptResult, AttemptSpec, check_model_name, child_env, find_opencode
 from nexus_core.opencode.events import AttemptFinished, AttemptStarted, FailureClass, Outcome, RunEvent
@@ -209,6 +207,8 @@ async def serve_attempt(
 
 async def session_model(client: ServeClient, session_id: str) -> str:
     """The ``provider/model`` a session last used (its latest message that names one)."""
+    import httpx  # the HTTP stack loads only on the serve transport (see serve.server.http_client)
+
     try:
         messages = await client.messages(session_id)
     except httpx.HTTPError as exc:

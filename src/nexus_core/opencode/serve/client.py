@@ -6,8 +6,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from nexus_core.opencode.serve.server import ServerHandle, http_client
 
 __all__ = ["ServeClient"]
@@ -76,6 +74,8 @@ class ServeClient:
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Every payload of ``GET /event`` as it arrives (no read timeout: the stream is quiet when idle)."""
+        import httpx
+
         timeout = httpx.Timeout(30.0, read=None)
         async with self._http.stream("GET", "/event", timeout=timeout) as response:
             response.raise_for_status()

@@ -24,8 +24,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, Literal, get_args
 
-import httpx
-
 from nexus_core.config.loader import config_secrets
 from nexus_core.opencode.attempt import _FIXES, AttemptResult, AttemptSpec, _one_line
 from nexus_core.opencode.events import (
@@ -110,6 +108,8 @@ class ServeAttempt:
 
     async def events(self, prompt: str | None = None) -> AsyncIterator[_Event]:
         """Send ``prompt`` (the spec's when None) and yield this session's events until the attempt ends."""
+        import httpx  # the HTTP stack loads only on the serve transport (see serve.server.http_client)
+
         self._started = time.monotonic()
         provider, _, model = self.spec.cli_model_name.partition("/")
         yield AttemptStarted(attempt=self.number, model_id=self.spec.model_id, cli_model_name=self.spec.cli_model_name)
