@@ -281,3 +281,25 @@ async def test_health_lists_failures_first_and_shows_details(tmp_path: Path, her
         assert isinstance(app.screen, DetailsScreen)
         assert "gateway.custom" in str(app.screen.body) and long_path in str(app.screen.body)
         await pilot.press("escape")
+
+
+async def test_runs_started_together_mount_together_in_order_and_the_last_is_shown(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
+    """Tabs queued in one moment (several runs started at once) are mounted as one batch (one
+    layout for all: ``python -m bench.streams_bench`` measures what that spares the streaming runs),
+    in the order queued, the last one in view; queueing never blocks the caller."""
+    app = make_app(tmp_path, hermetic_env)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        area = app.query_one(RunsArea)
+        views = [app.new_run_view(f"task {n}") for n in range(4)]
+        for view in views:
+            area.queue(view)
+        assert not area.views  # nothing is mounted until the batch is
+        await until(pilot, lambda: len(area.views) == 4)
+        assert [v.run_id for v in area.views] == [v.run_id for v in views]
+        assert area.active_view is views[-1]
+        area.queue(extra := app.new_run_view("later"))
+        await until(pilot, lambda: area.active_view is extra)
+        assert len(area.views) == 5

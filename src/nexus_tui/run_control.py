@@ -115,7 +115,7 @@ class RunControl(_AppBase):
         self.requests[view.run_id] = request
         # The worker first, so that OpenCode is spawning while the tab mounts.
         self.drive_run(view.run_id, handle, view)
-        self.call_later(self.show_run_view, view)
+        self.runs_area.queue(view)
         return view.run_id
 
     def new_run_view(self, task: str) -> RunView:

@@ -8,13 +8,16 @@ is read-only and closes like a finished one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from nexus_tui.widgets.history import HistoryPanel
@@ -61,6 +64,10 @@ class RunsArea(Vertical):
 
     class HistoryShown(Message):
         """The History tab came into view (its list is worth refreshing)."""
+
+    def __init__(self, *children: Widget, **kwargs: Any) -> None:
+        super().__init__(*children, **kwargs)
+        self._queued: list[RunView] = []
 
     def compose(self) -> ComposeResult:
         yield Static("No runs yet. Type a task and press Enter; each run gets its own tab here.", id="runs-empty")
@@ -119,11 +126,28 @@ class RunsArea(Vertical):
 
     async def add(self, view: RunView) -> None:
         """Mount ``view`` in a new tab and bring it into view."""
+        await self._mount([view])
+
+    def queue(self, view: RunView) -> None:
+        """Mount ``view`` in a new tab in a moment. Views queued in the same moment (runs started
+        together) mount together: one layout of the screen for all of them, not one each, so the
+        runs already streaming are not held up for a tenth of a second per tab."""
+        self._queued.append(view)
+        if len(self._queued) == 1:
+            self.call_later(self._mount_queued)
+
+    async def _mount_queued(self) -> None:
+        views, self._queued = self._queued, []
+        if views:
+            await self._mount(views)
+
+    async def _mount(self, views: list[RunView]) -> None:
         tabs = self.tabs
-        await tabs.add_pane(TabPane(tab_label(view), view, id=view.run_id))
+        # Every pane is mounted before any is waited for: the screen is laid out once.
+        await asyncio.gather(*(tabs.add_pane(TabPane(tab_label(view), view, id=view.run_id)) for view in views))
         tabs.display = True
         self.query_one("#runs-empty", Static).display = False
-        tabs.active = view.run_id
+        tabs.active = views[-1].run_id
         self._draw_count()
 
     def relabel(self, view: RunView) -> None:
