@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - snap is a fixture imported from test_tui_snapshots
 """The dashboard's History: past runs from the run store (seeded through the real recorder in a
 hermetic ``NEXUS_STATE_DIR``) are listed at start, replayed, re-run, recalled with Up, and a run
 whose process was killed reads as interrupted."""
@@ -15,17 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual._doc import take_svg_screenshot
 from textual.pilot import Pilot
 
 from nexus_core.store.runs import RunStore
 from nexus_tui.history import StoreTaskHistory, load_past_runs
 from nexus_tui.widgets.editor import TaskEditor
-from nexus_tui.widgets.health import HealthPanel
 from nexus_tui.widgets.history import HistoryPanel, HistoryRun
 from nexus_tui.widgets.run_log import RunLog
 from nexus_tui.widgets.runs import RunStatus
 from nexus_tui.widgets.runs_area import HISTORY_PANE
+from test_tui_snapshots import snap  # noqa: F401 - a fixture
 from tui_support import SIZE, SONNET, SONNET_ID, RecordingApp, seed_run, settle, until, write_project
 
 
@@ -195,9 +195,7 @@ async def test_no_past_runs_keeps_the_empty_runs_line_until_f9_finds_one(tmp_pat
         assert app.runs_area.history is None
         assert app.query_one("#runs-empty").display
         await pilot.press("f9")
-        await until(
-            pilot, lambda: any("No runs of this project" in n.message for n in app._notifications), what="the notice"
-        )
+        await until(pilot, lambda: any("No runs of this project" in n.message for n in app.notices), what="the notice")
         # A run recorded since (by another process, say): F9 reads the store again and shows it.
         with RunStore.open(env) as store:
             run_id = seed_run(store, project, "recorded meanwhile", "done")
@@ -256,11 +254,7 @@ def utc(monkeypatch: pytest.MonkeyPatch):
     time.tzset()
 
 
-def test_history_list_snapshot_at_100x30(
-    snapshot: Any, tmp_path: Path, hermetic_env: dict[str, str], utc: None
-) -> None:
-    from test_tui_snapshots import HEALTH, DashboardSVG
-
+def test_history_list_snapshot_at_100x30(snap: Any, tmp_path: Path, hermetic_env: dict[str, str], utc: None) -> None:
     project = write_project(tmp_path)
     seed_fixed_history(project, hermetic_env)
     app = make_app(project, hermetic_env)
@@ -270,12 +264,9 @@ def test_history_list_snapshot_at_100x30(
         await pilot.app.workers.wait_for_complete()
         panel = app.query_one(HistoryPanel)
         await until(pilot, lambda: panel.drawn_width == panel.size.width > 0, what="the columns laid out")
-        app.query_one(HealthPanel).show(HEALTH)
         await pilot.pause()
 
-    assert snapshot.use_extension(DashboardSVG) == take_svg_screenshot(
-        app=app, terminal_size=(100, 30), run_before=prepare
-    )
+    assert snap(prepare, app=app, size=(100, 30))
 
 
 async def test_at_80x24_the_history_rows_are_visible(tmp_path: Path, hermetic_env: dict[str, str], utc: None) -> None:

@@ -159,7 +159,7 @@ async def test_dashboard_workdir_toasts_and_names_its_config_in_the_verdict(
             app.query_one("#task-input").focus()
             await pilot.press(*"design a cache", "enter")
             await until(pilot, lambda: "run-1" in app.runs, what="the run")
-            toasts = [n.message for n in app._notifications if n.title == "Working directory"]
+            toasts = [n.message for n in app.notices if n.title == "Working directory"]
             assert toasts and NOTE in toasts[0] and "points at" in toasts[0]
             view = app.query_one("#run-1-view", RunView)
             await until(pilot, lambda: view.status.finished, timeout=120, what="the run to end")

@@ -17,7 +17,6 @@ from typing import Any
 
 from rich.text import Text
 from textual import events
-from textual._context import NoActiveAppError
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -333,12 +332,10 @@ class RunView(Vertical):
         events is in (not a timer tick later); while events pour in, the timer writes them in batches."""
         if self._flush_soon or time.perf_counter() - self._last_flush < FLUSH_INTERVAL:
             return
-        try:
-            app = self.app
-        except NoActiveAppError:  # no app running (a view on its own): the timer writes it once mounted
+        if not self.is_mounted:  # not in an app yet: the timer writes it once mounted
             return
         self._flush_soon = True
-        app.call_next(self._flush_queued)
+        self.app.call_next(self._flush_queued)
 
     def _flush_queued(self) -> None:
         self._flush_soon = False
