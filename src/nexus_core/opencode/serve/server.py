@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import socket
-import ssl
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +45,8 @@ def http_client(url: str, auth: tuple[str, str] | None, timeout_s: float) -> htt
     costs tens of milliseconds per client: the context it gets instead has no CA at all, so
     were TLS ever reached through it, verification would fail rather than be skipped.
     """
+    import ssl
+
     import httpx  # here, not at the top: a CLI run starts its server before loading the HTTP stack
 
     verify: ssl.SSLContext | bool = True
