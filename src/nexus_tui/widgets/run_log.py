@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 import textwrap
 from collections import deque
-from collections.abc import Iterable
-from typing import Self
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Self, overload
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -40,6 +40,36 @@ _MIN_WRAP = 20
 def _drawn(line: str) -> str:
     """A line as drawn: tabs expanded, control characters shown as one replacement character each."""
     return _CONTROL.sub("\ufffd", line.expandtabs())
+
+
+class _Lines(Sequence[str]):
+    """A read-only view of a log's lines (no copy; a slice is a list)."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: deque[str]) -> None:
+        self._store = store
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return list(self._store)[index]
+        return self._store[index]
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store)
+
+    def __contains__(self, line: object) -> bool:
+        return line in self._store
+
+    def __repr__(self) -> str:
+        return repr(list(self._store))
 
 
 class RunLog(ScrollView, can_focus=True):
@@ -254,9 +284,9 @@ class RunLog(ScrollView, can_focus=True):
         return self
 
     @property
-    def lines(self) -> list[str]:
-        """The lines the log holds (up to its line cap), oldest first: a copy."""
-        return list(self._store)
+    def lines(self) -> Sequence[str]:
+        """The lines the log holds (up to its line cap), oldest first: a read-only view."""
+        return _Lines(self._store)
 
     @property
     def line_count(self) -> int:
