@@ -9,7 +9,7 @@ from typing import cast
 
 import pytest
 from textual.command import CommandList
-from textual.widgets import Checkbox, DataTable, Input, Log, Select
+from textual.widgets import Checkbox, DataTable, Input, Select
 from textual.widgets.data_table import RowKey
 
 from conftest import present
@@ -19,6 +19,7 @@ from nexus_tui.screens import ConfirmQuitScreen, HelpScreen
 from nexus_tui.widgets.editor import TaskEditor
 from nexus_tui.widgets.health import HealthPanel, HealthReport
 from nexus_tui.widgets.registry import RegistryPanel
+from nexus_tui.widgets.run_log import RunLog
 from nexus_tui.widgets.runs import RunView
 from nexus_tui.widgets.task import TaskPanel
 from tui_support import SIZE, RecordingApp, project_config, settle, until, write_project
@@ -173,7 +174,7 @@ async def test_run_view_follows_the_tail_only_at_the_bottom_and_stays_bounded() 
 
     async with Host().run_test(size=(100, 30)) as pilot:
         view = pilot.app.query_one(RunView)
-        log = view.query_one(Log)
+        log = view.query_one(RunLog)
         view.write_lines(f"line {i}" for i in range(200))
         view.flush()
         await pilot.pause()

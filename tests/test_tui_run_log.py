@@ -58,3 +58,38 @@ async def test_a_log_out_of_view_keeps_its_lines_and_catches_up_when_shown(
         await until(pilot, lambda: log.virtual_size.height == len(log.lines))
         await until(pilot, lambda: log.max_scroll_y > 0 and log.is_vertical_scroll_end)
         assert hidden.unseen_lines == 0
+
+
+async def test_a_log_in_view_grows_without_laying_out_the_screen(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
+    app = make_app(tmp_path, hermetic_env)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = await open_run(app, "shown")
+        log = view.log_widget
+        await until(pilot, lambda: log.scrollable_content_region.width > 0)
+        view.write_lines(f"first {n}" for n in range(60))  # past the fold: the scrollbar has a thumb
+        view.flush()
+        await until(pilot, lambda: log.max_scroll_y > 0 and log.is_vertical_scroll_end)
+        screen = app.screen
+        layouts = 0
+        original = screen._refresh_layout
+
+        def counting(*args, **kwargs):
+            nonlocal layouts
+            layouts += 1
+            return original(*args, **kwargs)
+
+        screen._refresh_layout = counting  # type: ignore[method-assign]
+        for n in range(30):
+            view.write_lines([f"{n:02d} {LONG}"])
+            view.flush()
+            await pilot.pause()
+            view.stream_text(f"delta {n} ")
+            view.flush()
+            await pilot.pause()
+        screen._refresh_layout = original  # type: ignore[method-assign]
+        assert layouts <= 3, f"{layouts} screen layouts for 60 writes to a log in view"
+        assert log.virtual_size.height == log.line_count == log.vertical_scrollbar.window_virtual_size
+        assert log.is_vertical_scroll_end and view.unseen_lines == 0
+        bottom = log.scrollable_content_region.height - 1
+        assert log.render_line(bottom).text.rstrip() == log.lines[-1].rstrip()
