@@ -61,7 +61,10 @@ async def _streams(project: Path, env: dict[str, str], runs: int) -> tuple[list[
                 before = len(task_input.text)
                 start = time.perf_counter()
                 app.simulate_key("x")
+                until = time.monotonic() + 10
                 while len(task_input.text) == before:
+                    if time.monotonic() > until:
+                        raise RuntimeError("a typed key did not reach the task box within 10 s")
                     await asyncio.sleep(0.0005)
                 keys.append((time.perf_counter() - start) * 1000)
                 await asyncio.sleep(KEY_INTERVAL_S)

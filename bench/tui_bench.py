@@ -84,7 +84,10 @@ async def _ingest(project: Path, env: dict[str, str]) -> tuple[float, list[float
                 before = len(task_input.text)
                 start = time.perf_counter()
                 app.simulate_key("x")
+                until = time.monotonic() + 10
                 while len(task_input.text) == before:
+                    if time.monotonic() > until:
+                        raise RuntimeError("a typed key did not reach the task box within 10 s")
                     await asyncio.sleep(0.0005)
                 latencies.append((time.perf_counter() - start) * 1000)
                 await asyncio.sleep(KEY_INTERVAL_S)
@@ -216,7 +219,10 @@ async def _submit_to_spawn(env: dict[str, str]) -> tuple[list[float], list[float
     from_request: list[float] = []
     from_enter: list[float] = []
     try:
-        app = TimedApp(demo=True, env=env, test_mode=True, check_health=False, watch_config=False)
+        # Each run spawns its own `opencode run`: on serve only the first run would (the server is shared).
+        app = TimedApp(
+            demo=True, env={**env, "NEXUS_TRANSPORT": "run"}, test_mode=True, check_health=False, watch_config=False
+        )
         async with app.run_test(size=SIZE) as pilot:
             deadline = time.monotonic() + 30
             while app.state is None and time.monotonic() < deadline:
@@ -228,7 +234,10 @@ async def _submit_to_spawn(env: dict[str, str]) -> tuple[list[float], list[float
                 count = len(spawned)
                 start = time.perf_counter()
                 task_input.action_submit()
+                until = time.monotonic() + 30
                 while len(spawned) == count:
+                    if time.monotonic() > until:
+                        raise RuntimeError(f"run {n + 1} spawned no OpenCode within 30 s")
                     await asyncio.sleep(0.0002)
                 from_request.append((spawned[-1] - received[-1]) * 1000)
                 from_enter.append((spawned[-1] - start) * 1000)

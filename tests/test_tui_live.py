@@ -18,7 +18,7 @@ from nexus_tui.screens import PermissionScreen
 from nexus_tui.widgets.runs import RunStatus, RunView
 from nexus_tui.widgets.runs_area import RunsArea
 from nexus_tui.widgets.tool_calls import ToolCalls
-from tui_support import SIZE, RecordingApp, settle, until, write_project
+from tui_support import SIZE, open_run, quiet_app, settle, until
 
 
 def status_of(view: RunView) -> RunStatus:
@@ -26,19 +26,8 @@ def status_of(view: RunView) -> RunStatus:
     return view.status
 
 
-def make_app(tmp_path: Path, env: dict[str, str]) -> RecordingApp:
-    options = {"test_mode": True, "watch_config": False, "check_health": False, "debounce": 0.01}
-    return RecordingApp(write_project(tmp_path), env=env, **options)
-
-
-async def open_run(app: RecordingApp, task: str) -> RunView:
-    view = app.new_run_view(task)
-    await app.show_run_view(view)
-    return view
-
-
 async def test_text_deltas_grow_the_current_line_and_wrap(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         view = await open_run(app, "explain")
@@ -69,7 +58,7 @@ async def test_text_deltas_grow_the_current_line_and_wrap(tmp_path: Path, hermet
 
 
 async def test_a_delta_flood_is_written_in_few_batches(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         view = await open_run(app, "stream")
@@ -91,7 +80,7 @@ async def test_a_delta_flood_is_written_in_few_batches(tmp_path: Path, hermetic_
 
 
 async def test_tool_calls_move_through_their_states(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         view = await open_run(app, "list files")
@@ -115,7 +104,7 @@ async def test_tool_calls_move_through_their_states(tmp_path: Path, hermetic_env
 
 
 async def test_a_run_shows_queued_until_it_starts(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         view = await open_run(app, "wait for the lock")
@@ -132,7 +121,7 @@ async def test_a_run_shows_queued_until_it_starts(tmp_path: Path, hermetic_env: 
 
 
 async def test_permission_questions_queue_and_are_answered(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     answers: list[tuple[str, PermissionReply]] = []
 
     async def answer_later(question_id: str, reply: PermissionReply) -> None:
@@ -189,7 +178,7 @@ async def test_the_kept_reply_is_bounded(tmp_path: Path, hermetic_env: dict[str,
     from nexus_core.opencode.events import Text
     from nexus_tui.widgets.runs import REPLY_CHAR_CAP
 
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         view = await open_run(app, "a flood")
@@ -206,7 +195,7 @@ async def test_serve_events_draw_deltas_reasoning_tools_and_retries(
     from nexus_core.opencode.serve.events import ReasoningDelta, SessionRetry, ToolState
     from nexus_core.opencode.serve.events import TextDelta as SessionTextDelta
 
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         view = await open_run(app, "explain")
@@ -236,7 +225,7 @@ async def test_serve_events_draw_deltas_reasoning_tools_and_retries(
 async def test_a_session_question_is_asked_answered_or_withdrawn(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
     from nexus_core.opencode.serve.events import PermissionAsked as SessionPermissionAsked
 
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     event = SessionPermissionAsked(attempt=1, permission_id="per_1", permission="bash", patterns=("make clean",))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)

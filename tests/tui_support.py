@@ -30,6 +30,7 @@ from nexus_core.routing.registry import ModelProfile
 from nexus_core.store.recorder import DelegationRecorder
 from nexus_core.store.runs import RunStore
 from nexus_tui.app import NexusApp
+from nexus_tui.widgets.runs import RunView
 
 SIZE = (140, 45)
 SONNET_ID = "opencode-custom-sonnet"
@@ -112,6 +113,20 @@ class RecordingApp(NexusApp):
 
     def seen(self, kind: type[Message]) -> list[Any]:
         return [m for m in self.messages if isinstance(m, kind)]
+
+
+def quiet_app(tmp_path: Path, env: dict[str, str]) -> RecordingApp:
+    """The dashboard over a fixed project with nothing in the background (no config watch, no
+    health check) and a short scoring debounce."""
+    options = {"test_mode": True, "watch_config": False, "check_health": False, "debounce": 0.01}
+    return RecordingApp(write_project(tmp_path), env=env, **options)
+
+
+async def open_run(app: NexusApp, task: str) -> RunView:
+    """A new run view for ``task``, mounted in its tab and in view."""
+    view = app.new_run_view(task)
+    await app.show_run_view(view)
+    return view
 
 
 async def until(

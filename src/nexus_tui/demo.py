@@ -25,6 +25,8 @@ DEMO_KEY_VAR = "CUSTOM_API_KEY"
 DEMO_KEY = "nexus-demo-local-key"
 # Variables from the user's shell that would pull their own OpenCode set-up into the demo.
 _LEAKY_PREFIXES = ("OPENCODE_", "CUSTOM_API_", "NEXUS_", "XDG_")
+# ...but not the dashboard's own choice of transport (``NEXUS_TRANSPORT=run``), which the demo honours.
+_KEPT = frozenset({"NEXUS_TRANSPORT"})
 
 
 @dataclass
@@ -55,7 +57,7 @@ async def start_demo(base_env: Mapping[str, str]) -> DemoEnvironment:
         gateway = await TourGateway(api_key=DEMO_KEY).start()
         home = root / "home"
         project_dir = root / "project"
-        env = {key: value for key, value in base_env.items() if not key.startswith(_LEAKY_PREFIXES)}
+        env = {k: v for k, v in base_env.items() if k in _KEPT or not k.startswith(_LEAKY_PREFIXES)}
         env.update(
             HOME=str(home),
             XDG_CONFIG_HOME=str(home / ".config"),
