@@ -26,10 +26,9 @@ import psutil
 
 from bench.common import Measure, emit, percentile
 from bench.dashboard_bench import EVENT_INTERVAL_S, EVENTS, _stand_in
-from bench.tui_bench import SIZE, _project
+from bench.tui_bench import SIZE, _project, type_keys
 
 RUNS = 8
-KEY_INTERVAL_S = 0.05
 POLL_S = 0.002
 LINES_PER_RUN = 1_000_000
 CHUNK_LINES = 1_000
@@ -56,20 +55,7 @@ async def _streams(project: Path, env: dict[str, str], runs: int) -> tuple[list[
         task_input.focus()
         stop = asyncio.Event()
 
-        async def typist() -> None:
-            while not stop.is_set():
-                before = len(task_input.text)
-                start = time.perf_counter()
-                app.simulate_key("x")
-                until = time.monotonic() + 10
-                while len(task_input.text) == before:
-                    if time.monotonic() > until:
-                        raise RuntimeError("a typed key did not reach the task box within 10 s")
-                    await asyncio.sleep(0.0005)
-                keys.append((time.perf_counter() - start) * 1000)
-                await asyncio.sleep(KEY_INTERVAL_S)
-
-        typing = asyncio.create_task(typist())
+        typing = asyncio.create_task(type_keys(app, task_input, stop, keys))
         # Polled from the start, each view as soon as it exists: a line drawn while the later tabs
         # were still mounting must count from when it was drawn, not from when the last tab came.
         views: list[RunView] = []

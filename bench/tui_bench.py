@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -62,6 +63,22 @@ def _project(root: Path) -> tuple[Path, dict[str, str]]:
     return project, env
 
 
+async def type_keys(app: Any, box: Any, stop: asyncio.Event, latencies: list[float]) -> None:
+    """Type ``x`` into ``box`` every KEY_INTERVAL_S until ``stop``; each key's ms from the key event to
+    the box showing it goes to ``latencies`` (a key that never lands ends the bench, not hangs it)."""
+    while not stop.is_set():
+        before = len(box.text)
+        start = time.perf_counter()
+        app.simulate_key("x")
+        until = time.monotonic() + 10
+        while len(box.text) == before:
+            if time.monotonic() > until:
+                raise RuntimeError("a typed key did not reach the task box within 10 s")
+            await asyncio.sleep(0.0005)
+        latencies.append((time.perf_counter() - start) * 1000)
+        await asyncio.sleep(KEY_INTERVAL_S)
+
+
 async def _ingest(project: Path, env: dict[str, str]) -> tuple[float, list[float], int, float]:
     from nexus_core.opencode.events import Text
     from nexus_tui.app import NexusApp
@@ -79,20 +96,7 @@ async def _ingest(project: Path, env: dict[str, str]) -> tuple[float, list[float
         task_input = app.query_one("#task-input")
         stop = asyncio.Event()
 
-        async def typist() -> None:
-            while not stop.is_set():
-                before = len(task_input.text)
-                start = time.perf_counter()
-                app.simulate_key("x")
-                until = time.monotonic() + 10
-                while len(task_input.text) == before:
-                    if time.monotonic() > until:
-                        raise RuntimeError("a typed key did not reach the task box within 10 s")
-                    await asyncio.sleep(0.0005)
-                latencies.append((time.perf_counter() - start) * 1000)
-                await asyncio.sleep(KEY_INTERVAL_S)
-
-        typing = asyncio.create_task(typist())
+        typing = asyncio.create_task(type_keys(app, task_input, stop, latencies))
         fed = 0
         start = time.perf_counter()
         while time.perf_counter() - start < INGEST_SECONDS:

@@ -22,14 +22,9 @@ from nexus_tui.widgets.registry import RegistryPanel
 from nexus_tui.widgets.runs import RunStatus, RunView
 from nexus_tui.widgets.runs_area import RunsArea, short_title
 from nexus_tui.widgets.task import TaskPanel
-from tui_support import SIZE, RecordingApp, settle, until, write_project
+from tui_support import SIZE, RecordingApp, quiet_app, settle, until
 
 REPLY = "The parser now keeps the trailing newline; all 14 tests pass."
-
-
-def make_app(tmp_path: Path, env: dict[str, str]) -> RecordingApp:
-    options = {"test_mode": True, "watch_config": False, "check_health": False, "debounce": 0.01}
-    return RecordingApp(write_project(tmp_path), env=env, **options)
 
 
 class FinishedRun:
@@ -73,7 +68,7 @@ def on_screen(app: Any, widget: Any) -> bool:
 async def test_a_reply_and_the_last_line_are_visible_on_small_terminals(
     tmp_path: Path, hermetic_env: dict[str, str], size: tuple[int, int]
 ) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
         assert app.models_collapsed and app.task_collapsed, "a short screen starts with both panels collapsed"
@@ -88,7 +83,7 @@ async def test_a_reply_and_the_last_line_are_visible_on_small_terminals(
 
 
 async def test_panels_collapse_and_the_run_zooms(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert not app.models_collapsed and not app.task_collapsed
@@ -113,7 +108,7 @@ async def test_panels_collapse_and_the_run_zooms(tmp_path: Path, hermetic_env: d
 
 
 async def test_new_lines_are_counted_while_scrolled_up(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         view = await finished_run(app, "a long one", lines=80)
@@ -128,7 +123,7 @@ async def test_new_lines_are_counted_while_scrolled_up(tmp_path: Path, hermetic_
 
 
 async def test_tabs_show_status_and_title_switch_close_and_clear(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         area = app.query_one(RunsArea)
@@ -161,7 +156,7 @@ async def test_tabs_show_status_and_title_switch_close_and_clear(tmp_path: Path,
 async def test_copy_save_and_rerun_the_run_in_view(
     tmp_path: Path, hermetic_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     asked: list[Any] = []
 
     def start_run(state: Any, request: Any, env: Any, project_dir: Any, **_: Any) -> Any:
@@ -193,7 +188,7 @@ async def test_copy_save_and_rerun_the_run_in_view(
 async def test_registry_sort_arrow_reverse_filter_anywhere_and_count(
     tmp_path: Path, hermetic_env: dict[str, str]
 ) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         registry = app.query_one(RegistryPanel)
@@ -229,7 +224,7 @@ async def test_registry_sort_arrow_reverse_filter_anywhere_and_count(
 
 
 async def test_the_picked_model_is_marked_in_the_breakdown(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press(*"write tests")
@@ -245,7 +240,7 @@ async def test_the_picked_model_is_marked_in_the_breakdown(tmp_path: Path, herme
 
 
 async def test_health_lists_failures_first_and_shows_details(tmp_path: Path, hermetic_env: dict[str, str]) -> None:
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     long_path = "/home/someone/" + "very/" * 30 + "opencode.json"
     report = HealthReport(
         checks=(
@@ -289,7 +284,7 @@ async def test_runs_started_together_mount_together_in_order_and_the_last_is_sho
     """Tabs queued in one moment (several runs started at once) are mounted as one batch (one
     layout for all: ``python -m bench.streams_bench`` measures what that spares the streaming runs),
     in the order queued, the last one in view; queueing never blocks the caller."""
-    app = make_app(tmp_path, hermetic_env)
+    app = quiet_app(tmp_path, hermetic_env)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         area = app.query_one(RunsArea)
