@@ -229,6 +229,20 @@ async def test_spawn_relays_output_and_exit_status_and_end_tree_kills_what_ignor
     assert stubborn.process.returncode == -signal.SIGKILL
 
 
+async def test_the_program_s_pwd_names_the_directory_it_starts_in(tmp_path: Path) -> None:
+    """OpenCode 1.18 takes its project from PWD: a stale inherited one would load another directory's config."""
+    show = [sys.executable, "-c", "import os; print(os.environ['PWD'], os.getcwd())"]
+    stale = {**os.environ, "PWD": "/"}
+    started = await spawn(show, env=stale, cwd=tmp_path, stdout=subprocess.PIPE)
+    assert isinstance(started.process, asyncio.subprocess.Process) and started.process.stdout is not None
+    assert (await started.process.stdout.read()).decode().split() == [str(tmp_path), os.path.realpath(tmp_path)]
+    assert await end_tree(started)
+    here = popen(show, env=stale, stdout=subprocess.PIPE)
+    assert isinstance(here.process, subprocess.Popen) and here.process.stdout is not None
+    assert here.process.stdout.read().decode().split()[0] == os.getcwd()
+    assert await end_tree(here)
+
+
 async def test_a_program_that_cannot_start_raises_oserror() -> None:
     with pytest.raises(FileNotFoundError):
         await spawn(["/nonexistent/opencode", "run"])

@@ -254,6 +254,24 @@ def test_the_run_transport_still_works(tmp_path: Path, env: dict[str, str]) -> N
     assert not _left_behind(env["NEXUS_TEST_RUN"])
 
 
+@pytest.mark.parametrize("transport", ["run", "serve"])
+def test_a_stale_pwd_does_not_send_opencode_to_another_directory(
+    tmp_path: Path, env: dict[str, str], transport: str
+) -> None:
+    """Started in the project with no --dir and the PWD of somewhere else (an editor starting nexus,
+    a script's cd without a shell), OpenCode still works in the project: 1.18.33 reads PWD."""
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
+        gateway.script("where am I", "in the project")
+        work = _project(tmp_path, gateway)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        args = ["orchestrate", "--json", "--transport", transport, "--model", MODEL, "--no-history", "where am I"]
+        done = _cli(args, {**env, "PWD": str(elsewhere)}, work)
+        result = _result(done)
+        assert result["ok"] and "in the project" in str(result["text"]), result
+    assert not _left_behind(env["NEXUS_TEST_RUN"])
+
+
 def test_variant_and_thinking_reach_the_session(tmp_path: Path, env: dict[str, str]) -> None:
     with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
         gateway.script("think hard", "a considered answer", reasoning="first I weigh it")

@@ -105,6 +105,19 @@ def _command(argv: Sequence[str], fd: int, grace: float) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _SUPERVISOR, str(fd), repr(float(grace)), *argv]
 
 
+def _child_env(env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None) -> dict[str, str]:
+    """``env`` (default: this process's) with ``PWD`` naming the directory the program starts in.
+
+    A shell keeps ``PWD`` in step with the directory; a program started with another ``cwd`` would
+    inherit this process's ``PWD``, and OpenCode 1.18 takes its project directory from ``PWD``: with
+    a stale one it loads another directory's config (an MCP server started by an editor in the project
+    has the editor's ``PWD``).
+    """
+    full = dict(os.environ if env is None else env)
+    full["PWD"] = os.path.abspath(cwd) if cwd is not None else os.getcwd()
+    return full
+
+
 def _parse_report(report: bytes, argv: Sequence[str]) -> int:
     if report.startswith(b"P") and report[1:].strip().isdigit():
         return int(report[1:])
@@ -138,7 +151,7 @@ async def spawn(
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
-            env=None if env is None else dict(env),
+            env=_child_env(env, cwd),
             cwd=cwd,
             limit=limit,
             start_new_session=True,
@@ -192,7 +205,7 @@ def popen(
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
-            env=None if env is None else dict(env),
+            env=_child_env(env, cwd),
             cwd=cwd,
             start_new_session=True,
             pass_fds=(theirs.fileno(),),
