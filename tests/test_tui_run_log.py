@@ -62,3 +62,23 @@ async def test_a_log_in_view_grows_its_scrollbar_follows_and_the_last_row_is_the
         assert log.is_vertical_scroll_end and view.unseen_lines == 0
         bottom = log.scrollable_content_region.height - 1
         assert log.render_line(bottom).text.rstrip() == log.lines[-1].rstrip()
+
+
+async def test_writes_that_come_before_the_layout_catches_up_keep_the_log_on_its_tail(
+    tmp_path: Path, hermetic_env: dict[str, str]
+) -> None:
+    """A busy machine flushes again before the scroll to the tail is done: the log must still follow."""
+    app = quiet_app(tmp_path, hermetic_env)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        view = await open_run(app, "busy")
+        log = view.log_widget
+        await until(pilot, lambda: log.scrollable_content_region.width > 0)
+        for burst in range(3):
+            # No pause between the flushes: the second comes while the first's scroll waits for a refresh.
+            view.write_lines(f"burst {burst} line {n}" for n in range(40))
+            view.flush()
+            view.write_lines([f"burst {burst} last"])
+            view.flush()
+        await until(pilot, lambda: log.max_scroll_y > 0 and log.is_vertical_scroll_end)
+        assert view.unseen_lines == 0 and log.lines[-1] == "burst 2 last"
