@@ -273,6 +273,11 @@ def _plan(args: argparse.Namespace, task: str, workdir: Path | None) -> _Plan:
     from nexus_core.store.recorder import DelegationRecorder, history_store, routing_for
 
     options = _serve_options(args)
+    if options["transport"] == "serve":
+        # Loaded here, while the server starts, rather than when it first answers (its warm-up).
+        import httpx  # noqa: F401
+
+        import nexus_core.opencode.serve.session  # noqa: F401
     snapshot = build_snapshot(str(workdir) if workdir else args.project_dir, history=False if args.no_history else None)
     known = known_causes(snapshot.config, os.environ)
     where = _workdir_config(args.project_dir, workdir, snapshot)
