@@ -84,6 +84,8 @@ VERSION_TIMEOUT_S = 3.0
 # With the version known from npm's package.json, `--version` only confirms the binary starts,
 # and must not hold the report back longer than the gateway verdict.
 PACKAGED_VERSION_WAIT_S = MODELS_TIMEOUT_S
+# After the version process is ended, at most this long to read its pipes to their end.
+PIPE_DRAIN_S = 1.0
 _STDERR_TAIL = 2000
 
 
@@ -172,6 +174,12 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check
         )
     finally:
         await end_tree(proc)
+        # A communicate cut short (the wait ran out, the check was cancelled) leaves the pipes open,
+        # and their transport would then be closed by the garbage collector after its loop: read
+        # them to their end now (the tree is gone, so that is at once).
+        with contextlib.suppress(OSError, TimeoutError, ValueError):
+            async with asyncio.timeout(PIPE_DRAIN_S):
+                await proc.communicate()
     text = out.decode(errors="replace").strip()
     version = _parse_version(text.splitlines()[-1] if text else "")
     if proc.returncode != 0 or version is None:
