@@ -44,8 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import psutil
-
 from nexus_core.opencode.supervisor import SOURCE as _SUPERVISOR
 
 __all__ = [
@@ -254,6 +252,8 @@ def _linux_members(pgid: int) -> set[Member]:
 
 def _members(pgid: int) -> set[Member]:
     """The live (not zombie) processes of group ``pgid``."""
+    import psutil  # here: a CLI run spawns its server before psutil is needed (0.01 s sooner)
+
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -277,6 +277,8 @@ def group_alive(pgid: int) -> bool:
 
 def _identity(pid: int) -> Member | None:
     """A live process outside the group (a descendant that left it), as a member."""
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -290,6 +292,8 @@ def _identity(pid: int) -> Member | None:
 
 
 def _descendants_outside(root: int, pgid: int) -> list[int]:
+    import psutil
+
     try:
         children = psutil.Process(root).children(recursive=True)
     except psutil.Error:
@@ -345,6 +349,8 @@ async def _wait_pidfds(pending: set[Member], ended: set[Member], timeout: float)
 
 
 def _wait_psutil(pending: set[Member], ended: set[Member], timeout: float) -> None:
+    import psutil
+
     procs = []
     for member in pending:
         try:
