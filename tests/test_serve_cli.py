@@ -122,7 +122,7 @@ def test_text_streams_before_the_answer_ends(tmp_path: Path, env: dict[str, str]
         sent_before = [t for t in gateway.sent_at if t <= first_visible]
         assert sent_before and first_visible - max(sent_before) < 1.0
         # Piece by piece: a cold 1.18.33 on a loaded machine may still hold its first deltas back for a
-        # second or so (see ManagedServer._warm_up), never half the answer.
+        # second or so, never half the answer.
         biggest = max(len(c.split()) for _, c in chunks)
         assert biggest <= len(WORDS) // 2, f"{biggest} words arrived at once"
     assert not _left_behind(env["NEXUS_TEST_RUN"])
@@ -308,14 +308,25 @@ def test_kill_9_of_orchestrate_leaves_no_server(tmp_path: Path, env: dict[str, s
             proc.wait(10)
 
 
-def test_a_refused_model_ends_the_server_started_ahead(tmp_path: Path, env: dict[str, str]) -> None:
-    """The server starts while the run is planned (its start covers the planning); a plan that
-    fails, here on a model the registry does not know, still ends it, and says one sentence."""
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--model", "no-such-model"], "no-such-model"),
+        (["--transport", "run", "--model", MODEL, "--continue", "ses_1"], "--continue needs the serve transport"),
+    ],
+    ids=["serve", "run"],
+)
+def test_a_refused_model_ends_the_server_started_ahead(
+    tmp_path: Path, env: dict[str, str], args: list[str], said: str
+) -> None:
+    """The server (on the run transport, the `opencode run` of a provider/model hint) starts while
+    the run is planned (its start covers the planning); a plan that fails, on a model the registry
+    does not know or an option the transport lacks, still ends it, and says one sentence."""
     with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY) as gateway:
         work = _project(tmp_path, gateway)
-        done = _cli(["orchestrate", "--model", "no-such-model", "--dir", str(work), "hello"], env, work)
+        done = _cli(["orchestrate", *args, "--dir", str(work), "hello"], env, work)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("nexus-agents: ") and "no-such-model" in done.stderr, done.stderr
+    assert done.stderr.startswith("nexus-agents: ") and said in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert not _left_behind(env["NEXUS_TEST_RUN"])
 
@@ -352,4 +363,80 @@ def test_the_server_is_started_before_the_plan_is_made(tmp_path: Path, env: dict
             proc.kill()
             proc.wait(10)
     assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert not _left_behind(env["NEXUS_TEST_RUN"])
+
+
+def _opencode_runs(marker: str) -> set[int]:
+    """The pids of the test's running `opencode run` processes."""
+    found = set()
+    for proc in _running(marker):
+        try:
+            if proc.cmdline()[1:2] == ["run"]:
+                found.add(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("alias", [False, True], ids=["named", "alias-of-another-name"])
+def test_a_named_model_s_opencode_run_starts_while_the_plan_is_held(
+    tmp_path: Path, env: dict[str, str], alias: bool
+) -> None:
+    """On the run transport a provider/model hint starts `opencode run` before the plan is made
+    (it waits for its prompt), and the first attempt takes that process over: one process for
+    the whole run. A hint of that shape that is an alias of another name gives the attempt
+    another argv: the early process is ended and the attempt starts its own."""
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
+        gateway.script("head start", "taken over")
+        work = _project(tmp_path, gateway)
+        hold = tmp_path / "hold"
+        hold.mkdir()
+        fifo = hold / "models.json"  # reading it blocks the plan until the test writes to it
+        os.mkfifo(fifo)
+        hint = "team/sonnet" if alias else MODEL
+        proc = subprocess.Popen(
+            [
+                _exe(env),
+                "orchestrate",
+                "--json",
+                "--transport",
+                "run",
+                "--model",
+                hint,
+                "--dir",
+                str(work),
+                "head start",
+            ],
+            env={**env, "NEXUS_MODELS_FILE": str(fifo)},
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            early: set[int] = set()
+            while not early and time.monotonic() < deadline and proc.poll() is None:
+                early = _opencode_runs(env["NEXUS_TEST_RUN"])
+                time.sleep(0.05)  # polling the process table: there is no event to wait on
+            assert len(early) == 1, f"no single opencode run while the plan was held: {early}, {proc.poll()}"
+            overlay = {"models": {"team-sonnet": {"cli_model_name": MODEL, "aliases": ["team/sonnet"]}}}
+            with fifo.open("w") as writer:
+                writer.write(json.dumps(overlay if alias else {"models": {}}))
+            seen = set(early)
+            while proc.poll() is None and time.monotonic() < deadline + 60:
+                seen |= _opencode_runs(env["NEXUS_TEST_RUN"])
+                time.sleep(0.05)
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    lines = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
+    assert lines[-1]["kind"] == "result" and "taken over" in str(lines[-1]["text"]), lines[-1]
+    started = [e for e in lines if e["kind"] == "attempt_started"]
+    assert len(started) == 1 and started[0]["argv"][started[0]["argv"].index("--model") + 1] == MODEL
+    if alias:
+        assert len(seen) == 2 and early < seen, f"the early process was not replaced: {seen}"
+    else:
+        assert seen == early, f"another opencode run was started besides the early one: {seen - early}"
     assert not _left_behind(env["NEXUS_TEST_RUN"])

@@ -27,6 +27,7 @@ from nexus_core.opencode.defaults import DEFAULT_MAX_GATEWAY_RETRIES, DEFAULT_ST
 # models, routing, the store) loads in a thread while OpenCode starts (see _orchestrate).
 if TYPE_CHECKING:
     from nexus_core.cli.stream import Printer
+    from nexus_core.opencode.head_start import HeadStart
     from nexus_core.opencode.serve.server import ServerPool
     from nexus_core.routing.chain import DelegationResult, DelegationSpec
     from nexus_core.routing.registry import ModelProfile
@@ -274,10 +275,16 @@ def _plan(args: argparse.Namespace, task: str, workdir: Path | None) -> _Plan:
 
     options = _serve_options(args)
     if options["transport"] == "serve":
-        # Loaded here, while the server starts, rather than when it first answers (its warm-up).
+        # Loaded here, while the server starts, rather than on the event loop's thread when it
+        # first answers (its warm-up, on the delegation's critical path): the HTTP stack, the serve
+        # session, and anyio's asyncio backend, which httpx's transport would load on its first
+        # request (0.04 s there). A zero-length anyio run in this thread loads the backend.
+        import anyio
         import httpx  # noqa: F401
 
         import nexus_core.opencode.serve.session  # noqa: F401
+
+        anyio.run(anyio.sleep, 0)
     snapshot = build_snapshot(str(workdir) if workdir else args.project_dir, history=False if args.no_history else None)
     known = known_causes(snapshot.config, os.environ)
     where = _workdir_config(args.project_dir, workdir, snapshot)
@@ -332,11 +339,21 @@ async def _orchestrate(
     loop's, as the pool requires."""
     pool: ServerPool | None = None
     head: asyncio.Task[Any] | None = None
+    run_head: HeadStart | None = None
     if args.transport == "serve" and not args.attach:
         from nexus_core.opencode.serve.server import ServerPool
 
         pool = ServerPool()
         head = asyncio.create_task(pool.acquire(workdir or Path.cwd()))
+    elif args.transport == "run" and args.model:
+        # `opencode run` for a model named outright starts now and waits for its prompt; the first
+        # attempt takes it over when the plan made it the same run (see nexus_core.opencode.head_start).
+        from nexus_core.opencode import head_start
+
+        run_head = await head_start.HeadStart.begin(
+            args.model.strip(), variant=args.variant, thinking=args.thinking, workdir=workdir
+        )
+        head_start.CURRENT.set(run_head)
     try:
         plan = await asyncio.to_thread(_plan, args, task, workdir)
         try:
@@ -346,6 +363,8 @@ async def _orchestrate(
                 plan.store.close()  # the run's queued writes are committed before the process ends
         return result, plan
     finally:
+        if run_head is not None:
+            await run_head.aclose()  # not taken: the plan chose another model, or failed
         if head is not None:
             head.cancel()  # a start still under way (the plan failed) is ended, its tree with it
             # A failed head start is the delegation's to report: its own start fails alike, with its verdict.

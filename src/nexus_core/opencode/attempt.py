@@ -44,7 +44,7 @@ from typing import Any
 
 from nexus_core.config.loader import config_secrets
 from nexus_core.errors import NexusError
-from nexus_core.opencode import lifeline, process
+from nexus_core.opencode import head_start, lifeline, process
 from nexus_core.opencode.argv import (
     ATTEMPT_VAR,
     DEPTH_VAR,
@@ -79,7 +79,7 @@ from nexus_core.opencode.events import (
 )
 from nexus_core.opencode.locate import find_opencode, native_opencode
 from nexus_core.opencode.outcome import Progress, StderrTail, Verdict, final_verdict, retry_verdict
-from nexus_core.opencode.process import LIVE_GROUPS, STDOUT_LINE_LIMIT, TERMINATE_GRACE_S
+from nexus_core.opencode.process import LIVE_GROUPS, TERMINATE_GRACE_S
 from nexus_core.opencode.spec import (
     DEFAULT_MAX_GATEWAY_RETRIES,
     DEFAULT_STALL_TIMEOUT_S,
@@ -296,15 +296,12 @@ class Attempt:
                     first_run.release()
                 first_run = None
         try:
-            # Through a lifeline: OpenCode's whole group ends when this process ends, however it ends.
-            self._lifeline = await lifeline.spawn(
-                self.argv,
-                env=self.env,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                limit=STDOUT_LINE_LIMIT,
-            )
+            taken = await head_start.take(self.argv, self.env)  # the CLI's, started while it planned
+            if taken is not None:
+                self._lifeline, self.env[ATTEMPT_VAR], started = taken
+                self._launched_at = min(self._launched_at, started)
+            else:
+                self._lifeline = await head_start.spawn_run(self.argv, self.env)
             assert isinstance(self._lifeline.process, asyncio.subprocess.Process)  # spawn, not popen
             self._proc = self._lifeline.process
         except BaseException:

@@ -19,6 +19,7 @@ import psutil
 
 from nexus_core.opencode.argv import ATTEMPT_VAR
 from nexus_core.opencode.events import ProcessStats
+from nexus_core.opencode.head_start import STDOUT_LINE_LIMIT
 from nexus_core.opencode.outcome import StderrTail
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
 
 TERMINATE_GRACE_S = 3.0
 ORPHAN_SWEEPS = 3
-STDOUT_LINE_LIMIT = 8 * 1024 * 1024
 
 #: Process groups of the attempts running now (killed at exit).
 LIVE_GROUPS: set[int] = set()

@@ -1,0 +1,114 @@
+"""An ``opencode run`` started ahead of its attempt, while nexus still plans the delegation.
+
+``nexus-agents orchestrate --transport run --model provider/model`` knows the first attempt's
+argv before it has loaded the routing core: the model is named outright. OpenCode takes about a
+second to start; the plan (config, registry, routing, the store: mostly imports) takes a few
+tenths. So the CLI starts that ``opencode run`` first (:meth:`HeadStart.begin`, a light import)
+and plans meanwhile; OpenCode waits for its prompt on stdin, which only the attempt writes.
+
+The first attempt takes the process over (:func:`take`) only when its argv and environment are
+the very ones the head start was given (its per-attempt id aside, which it adopts): when the
+plan chose another model, another binary or another directory, the head start is ended unused
+then and the attempt starts its own; when the plan fails, the CLI ends it (:meth:`HeadStart.aclose`). A head start is never made for a
+name that is not ``provider/model``. (On a fresh OpenCode data directory it is the process's
+only run, so it starts alone there, as the adapter wants a first run to.)
+
+The head start of the running delegation is a context variable (:data:`CURRENT`), set by the
+one caller that makes one (the CLI), so the routing core's signatures stay as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nexus_core.opencode import lifeline
+from nexus_core.opencode.argv import ATTEMPT_VAR, CLI_MODEL_RE, build_argv, child_env
+from nexus_core.opencode.locate import find_opencode
+
+__all__ = ["CURRENT", "STDOUT_LINE_LIMIT", "HeadStart", "spawn_run", "take"]
+
+#: The longest line read from OpenCode's stdout (a longer one is dropped with a notice).
+STDOUT_LINE_LIMIT = 8 * 1024 * 1024
+
+#: The head start the current delegation's first attempt may take over (None: there is none).
+CURRENT: ContextVar[HeadStart | None] = ContextVar("nexus_head_start", default=None)
+
+
+async def spawn_run(argv: tuple[str, ...] | list[str], env: Mapping[str, str]) -> lifeline.Lifeline:
+    """Start one ``opencode run`` as every attempt does: under a lifeline (its whole group ends
+    when this process ends, however it ends), its three pipes ours."""
+    pipe = asyncio.subprocess.PIPE
+    return await lifeline.spawn(argv, env=env, stdin=pipe, stdout=pipe, stderr=pipe, limit=STDOUT_LINE_LIMIT)
+
+
+def _without_id(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != ATTEMPT_VAR}
+
+
+@dataclass
+class HeadStart:
+    """One ``opencode run`` waiting for its prompt, and what it was started with."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    running: lifeline.Lifeline | None
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    async def begin(
+        cls,
+        cli_model_name: str,
+        *,
+        variant: str | None = None,
+        thinking: bool = False,
+        workdir: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> HeadStart | None:
+        """Start the first attempt's ``opencode run`` now, or None when it cannot be known or must not start yet."""
+        if not CLI_MODEL_RE.match(cli_model_name):
+            return None  # a registry id or alias: only the registry knows what OpenCode is to be given
+        full = child_env(env)
+        opencode = find_opencode(full)
+        if opencode is None:
+            return None
+        argv = tuple(build_argv(opencode, cli_model_name, variant=variant, thinking=thinking, workdir=workdir))
+        full[ATTEMPT_VAR] = uuid.uuid4().hex
+        try:
+            running = await spawn_run(argv, full)
+        except OSError:
+            return None  # the attempt's own start reports it
+        return cls(argv, full, running)
+
+    def take(self, argv: tuple[str, ...], env: Mapping[str, str]) -> tuple[lifeline.Lifeline, str, float] | None:
+        """The waiting process, its attempt id and its start time, when ``argv`` and ``env`` are its own; once."""
+        if self.running is None or self.running.process.returncode is not None:
+            return None
+        if tuple(argv) != self.argv or _without_id(env) != _without_id(self.env):
+            return None
+        running, self.running = self.running, None
+        return running, self.env[ATTEMPT_VAR], self.started_at
+
+    async def aclose(self) -> None:
+        """End the process's tree when no attempt took it. Idempotent."""
+        running, self.running = self.running, None
+        if running is not None:
+            await lifeline.end_tree(running, 1.0)
+
+
+async def take(argv: tuple[str, ...], env: Mapping[str, str]) -> tuple[lifeline.Lifeline, str, float] | None:
+    """What :meth:`HeadStart.take` gives for the current delegation's head start. The first
+    attempt decides: a head start it does not take is ended then, not left waiting until the
+    delegation is over."""
+    head = CURRENT.get()
+    if head is None:
+        return None
+    taken = head.take(argv, env)
+    if taken is None:
+        await head.aclose()
+    return taken
