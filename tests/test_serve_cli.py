@@ -122,7 +122,7 @@ def test_text_streams_before_the_answer_ends(tmp_path: Path, env: dict[str, str]
         sent_before = [t for t in gateway.sent_at if t <= first_visible]
         assert sent_before and first_visible - max(sent_before) < 1.0
         # Piece by piece: a cold 1.18.33 on a loaded machine may still hold its first deltas back for a
-        # second or so, never half the answer.
+        # second or so (see ManagedServer._warm_up), never half the answer.
         biggest = max(len(c.split()) for _, c in chunks)
         assert biggest <= len(WORDS) // 2, f"{biggest} words arrived at once"
     assert not _left_behind(env["NEXUS_TEST_RUN"])

@@ -7,12 +7,6 @@ user ``opencode``; both 1.2.15 and 1.18 honour it). On Linux the child gets
 live as long as the server (pdeathsig fires when the *thread* that forked exits). Readiness is
 the ``opencode server listening on http://…`` line on stdout; stdout and stderr are drained for
 the server's whole life into a bounded tail.
-
-A started server is used as it is, with no warm-up request: one (``GET /provider``, to have the
-provider catalog loaded before the first prompt) cost 1.18.33 about two seconds per start (it
-writes the whole 6 MB catalog) and bought nothing measurable: the first prompt does not wait for
-that catalog, and its text deltas come as the gateway streams them either way (measured with
-1.18.33 and 1.2.15, 2026-12-04). On 1.2.15 the directory's bootstrap moves into the first request.
 """
 
 from __future__ import annotations
@@ -39,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["READY_TIMEOUT_S", "ManagedServer", "ServerHandle", "ServerPool", "http_client"]
 
 READY_TIMEOUT_S = 60.0
+WARM_UP_TIMEOUT_S = 30.0
 TAIL_LINES = 200
 _LISTENING = re.compile(r"listening on (?P<url>http://[^\s]+)")
 
@@ -148,11 +143,29 @@ class ManagedServer(ServerHandle):
             exited.cancel()
         if self._ready in done:
             self.url = self._ready.result().rstrip("/")
+            await self._warm_up()
             return
         last = self.tail[-1] if self.tail else "no output"
         if exited in done:
             raise NexusError(f"opencode serve exited with code {self.proc.returncode}: {last}", "Run nexus doctor")
         raise NexusError(f"opencode serve did not listen within {ready_timeout_s:g} s ({last})", "Run nexus doctor")
+
+    async def _warm_up(self) -> None:
+        """Load the providers before the first prompt.
+
+        OpenCode 1.18.33 loads its provider catalog on the first request that needs it: during a
+        first prompt that is a silent second and more (1.3-1.5 s here) between the prompt's first
+        event and its text, which a short stall timeout counts as a stall and which holds the first
+        deltas back. ``/config/providers`` loads the catalog (1.5 s) and answers with the configured
+        providers only, a few KB. ``/provider``, used until 2026-12-04, answers with the whole
+        catalog, 2 MB on 1.2.15 and 6 MB on 1.18.33, which took 1.18.33 1.5-2 s more to write at
+        every start. A failure here is the first prompt's to report.
+        """
+        import httpx
+
+        with contextlib.suppress(httpx.HTTPError):
+            async with http_client(self.url, self.auth, WARM_UP_TIMEOUT_S) as client:
+                await client.get("/config/providers")
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         # Through a lifeline: the server's whole group ends when nexus ends, however it ends.
