@@ -6,8 +6,10 @@ reference gateway, the order rotating each round:
 * raw: ``opencode run --format json``, prompt on stdin, as a user runs it;
 * lifeline: the same argv through :func:`nexus_core.opencode.lifeline.spawn` + ``end_tree``;
 * adapter: today's :func:`nexus_core.opencode.attempt.run_attempt` (the adapter before it ended its tree through the lifeline);
-* CLI serve / CLI run: ``nexus-agents orchestrate --model …`` as a new process, prompt on stdin, on
-  each transport (what a user types; Python start-up and, on serve, the server's start included).
+* CLI serve / CLI run: ``nexus-agents orchestrate --model provider/model`` as a new process, prompt
+  on stdin, on each transport (what a user types; Python start-up and, on serve, the server's start
+  included); on serve also with the run recorded in the history store (the default), and on run
+  also with the model named by its registry id, where ``opencode run`` cannot start ahead of the plan.
 
 Wall and CPU (this process plus its reaped children: ``getrusage`` deltas) of each run over the
 raw run of its round; each figure is the median of those ratios. Goals (issue 12): wall <= 1.10x,
@@ -37,6 +39,8 @@ ROUNDS = 6
 WALL_GOAL = 1.10
 CPU_GOAL = 1.20
 MODEL = "custom/claude-sonnet-4-5"
+# The built-in profile of MODEL: named by it, `orchestrate --transport run` gets no head start.
+REGISTRY_ID = "opencode-custom-sonnet"
 PROMPT = "Answer with one word: ready?"
 RUN_TIMEOUT_S = 60
 
@@ -81,9 +85,9 @@ async def _adapter(env: dict[str, str], cwd: Path) -> str:
     return result.text
 
 
-def _cli(transport: str, env: dict[str, str], cwd: Path) -> str:
-    argv = [*_nexus_agents(), "orchestrate", "--model", MODEL, "--transport", transport, "--no-history"]
-    return _raw(argv, env, cwd)
+def _cli(transport: str, env: dict[str, str], cwd: Path, model: str = MODEL, history: bool = False) -> str:
+    argv = [*_nexus_agents(), "orchestrate", "--model", model, "--transport", transport]
+    return _raw(argv if history else [*argv, "--no-history"], env, cwd)
 
 
 _WHAT = {
@@ -91,6 +95,8 @@ _WHAT = {
     "adapter": "adapter run_attempt (today)",
     "cli-serve": "nexus-agents orchestrate CLI (serve)",
     "cli-run": "nexus-agents orchestrate CLI (--transport run)",
+    "cli-serve-history": "nexus-agents orchestrate CLI (serve, history recorded)",
+    "cli-run-registry-id": "nexus-agents orchestrate CLI (--transport run, a registry id: no head start)",
 }
 
 
@@ -117,6 +123,8 @@ def measure() -> list[Measure]:
             "adapter": lambda: asyncio.run(_adapter(env, project)),
             "cli-serve": lambda: _cli("serve", env, project),
             "cli-run": lambda: _cli("run", env, project),
+            "cli-serve-history": lambda: _cli("serve", env, project, history=True),
+            "cli-run-registry-id": lambda: _cli("run", env, project, model=REGISTRY_ID),
         }
         figures: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         order = list(runs)
