@@ -30,6 +30,7 @@ pytestmark = pytest.mark.opencode
 
 KEY = "sk-nexus-test-0123456789abcdef"
 MODEL = "custom/claude-sonnet-4-5"
+REGISTRY_ID = "opencode-custom-sonnet"  # the built-in profile of MODEL
 WORDS = [f"word{i}" for i in range(60)]  # 20 streamed pieces of three words
 
 
@@ -378,6 +379,46 @@ def _opencode_runs(marker: str) -> set[int]:
     return found
 
 
+def _held_run(
+    env: dict[str, str], work: Path, hold: Path, hint: str, overlay: dict[str, Any], hold_s: float = 30
+) -> dict[str, Any]:
+    """`orchestrate --json --transport run --model hint` with its plan held (a FIFO registry overlay)
+    until an `opencode run` is up or ``hold_s`` passed; then the overlay is given and the run watched to
+    its end. What was seen: ``early`` (the runs up while the plan was held), ``seen`` (every run)."""
+    fifo = hold / "models.json"  # reading it blocks the plan until the test writes to it
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [_exe(env), "orchestrate", "--json", "--transport", "run", "--model", hint, "--dir", str(work), "head start"],
+        env={**env, "NEXUS_MODELS_FILE": str(fifo)},
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + hold_s
+        early: set[int] = set()
+        while not early and time.monotonic() < deadline and proc.poll() is None:
+            early = _opencode_runs(env["NEXUS_TEST_RUN"])
+            time.sleep(0.05)  # polling the process table: there is no event to wait on
+        with fifo.open("w") as writer:
+            writer.write(json.dumps(overlay))
+        seen = set(early)
+        while proc.poll() is None and time.monotonic() < deadline + 90:
+            seen |= _opencode_runs(env["NEXUS_TEST_RUN"])
+            time.sleep(0.05)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    lines = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
+    assert lines[-1]["kind"] == "result" and "taken over" in str(lines[-1]["text"]), lines[-1]
+    started = [e for e in lines if e["kind"] == "attempt_started"]
+    assert len(started) == 1 and started[0]["argv"][started[0]["argv"].index("--model") + 1] == MODEL
+    os.unlink(fifo)
+    return {"early": early, "seen": seen}
+
+
 @pytest.mark.parametrize("alias", [False, True], ids=["named", "alias-of-another-name"])
 def test_a_named_model_s_opencode_run_starts_while_the_plan_is_held(
     tmp_path: Path, env: dict[str, str], alias: bool
@@ -391,52 +432,29 @@ def test_a_named_model_s_opencode_run_starts_while_the_plan_is_held(
         work = _project(tmp_path, gateway)
         hold = tmp_path / "hold"
         hold.mkdir()
-        fifo = hold / "models.json"  # reading it blocks the plan until the test writes to it
-        os.mkfifo(fifo)
-        hint = "team/sonnet" if alias else MODEL
-        proc = subprocess.Popen(
-            [
-                _exe(env),
-                "orchestrate",
-                "--json",
-                "--transport",
-                "run",
-                "--model",
-                hint,
-                "--dir",
-                str(work),
-                "head start",
-            ],
-            env={**env, "NEXUS_MODELS_FILE": str(fifo)},
-            cwd=work,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            early: set[int] = set()
-            while not early and time.monotonic() < deadline and proc.poll() is None:
-                early = _opencode_runs(env["NEXUS_TEST_RUN"])
-                time.sleep(0.05)  # polling the process table: there is no event to wait on
-            assert len(early) == 1, f"no single opencode run while the plan was held: {early}, {proc.poll()}"
-            overlay = {"models": {"team-sonnet": {"cli_model_name": MODEL, "aliases": ["team/sonnet"]}}}
-            with fifo.open("w") as writer:
-                writer.write(json.dumps(overlay if alias else {"models": {}}))
-            seen = set(early)
-            while proc.poll() is None and time.monotonic() < deadline + 60:
-                seen |= _opencode_runs(env["NEXUS_TEST_RUN"])
-                time.sleep(0.05)
-            stdout, stderr = proc.communicate(timeout=30)
-        finally:
-            proc.kill()
-            proc.wait(10)
-    assert proc.returncode == 0, stderr.decode()[-2000:]
-    lines = [json.loads(line) for line in stdout.decode().splitlines() if line.strip()]
-    assert lines[-1]["kind"] == "result" and "taken over" in str(lines[-1]["text"]), lines[-1]
-    started = [e for e in lines if e["kind"] == "attempt_started"]
-    assert len(started) == 1 and started[0]["argv"][started[0]["argv"].index("--model") + 1] == MODEL
+        overlay = {"models": {"team-sonnet": {"cli_model_name": MODEL, "aliases": ["team/sonnet"]}}}
+        held = _held_run(env, work, hold, "team/sonnet" if alias else MODEL, overlay if alias else {"models": {}})
+    early, seen = held["early"], held["seen"]
+    assert len(early) == 1, f"no single opencode run while the plan was held: {early}"
     if alias:
         assert len(seen) == 2 and early < seen, f"the early process was not replaced: {seen}"
     else:
         assert seen == early, f"another opencode run was started besides the early one: {seen - early}"
+    assert not _left_behind(env["NEXUS_TEST_RUN"])
+
+
+def test_a_registry_id_s_opencode_run_starts_ahead_from_its_second_run(tmp_path: Path, env: dict[str, str]) -> None:
+    """A registry id names no OpenCode model by itself: its first run in a project starts OpenCode
+    only once planned, and keeps what the id resolved to; the next run there starts that name
+    ahead of the plan, and the attempt takes it over."""
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
+        gateway.script("head start", "taken over")
+        work = _project(tmp_path, gateway)
+        hold = tmp_path / "hold"
+        hold.mkdir()
+        # Nothing kept yet: no opencode run while the plan is held (a head start shows within a second).
+        first = _held_run(env, work, hold, REGISTRY_ID, {"models": {}}, hold_s=5)
+        assert not first["early"] and len(first["seen"]) == 1, first
+        second = _held_run(env, work, hold, REGISTRY_ID, {"models": {}})
+    assert len(second["early"]) == 1 and second["seen"] == second["early"], second
     assert not _left_behind(env["NEXUS_TEST_RUN"])

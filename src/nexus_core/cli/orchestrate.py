@@ -263,6 +263,7 @@ class _Plan:
     store: RunStore | None
     where: WorkdirConfig | None
     runs: list[DelegationRecorder]
+    first_name: str | None  # the first attempt's OpenCode model name (None: a follow-up's, known later)
 
 
 def _plan(args: argparse.Namespace, task: str, workdir: Path | None) -> _Plan:
@@ -299,8 +300,9 @@ def _plan(args: argparse.Namespace, task: str, workdir: Path | None) -> _Plan:
             return chain, f"a follow-up in session {args.continue_session} ({why})"
         return choose_chain(snapshot, task, args.model, fallback=not args.no_fallback)
 
+    first_name = None
     if not args.continue_session:
-        chain_for(None)  # a bad --model is refused before any attempt
+        first_name = chain_for(None)[0][0].cli_model_name  # a bad --model is refused before any attempt
     fields = dict(
         prompt=task,
         variant=args.variant,
@@ -327,7 +329,7 @@ def _plan(args: argparse.Namespace, task: str, workdir: Path | None) -> _Plan:
         return recorder
 
     printer = Printer(sys.stdout, sys.stderr, thinking=args.thinking)
-    return _Plan(fields, chain_for, printer, record_for, store, where, runs)
+    return _Plan(fields, chain_for, printer, record_for, store, where, runs, first_name)
 
 
 async def _orchestrate(
@@ -356,6 +358,10 @@ async def _orchestrate(
         head_start.CURRENT.set(run_head)
     try:
         plan = await asyncio.to_thread(_plan, args, task, workdir)
+        if args.transport == "run" and args.model and plan.first_name and not args.no_history:
+            from nexus_core.opencode.head_start import remember_name
+
+            remember_name(args.model, workdir or Path.cwd(), plan.first_name)  # the next run's head start
         try:
             result = await _delegate(plan.fields, plan.chain_for, args.json, plan.printer, plan.record_for, pool)
         finally:

@@ -20,6 +20,9 @@ one caller that makes one (the CLI), so the routing core's signatures stay as th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -30,11 +33,17 @@ from pathlib import Path
 from nexus_core.opencode import lifeline
 from nexus_core.opencode.argv import ATTEMPT_VAR, CLI_MODEL_RE, build_argv, child_env
 from nexus_core.opencode.locate import find_opencode
+from nexus_core.store.db import state_dir
 
-__all__ = ["CURRENT", "STDOUT_LINE_LIMIT", "HeadStart", "spawn_run", "take"]
+__all__ = ["CURRENT", "STDOUT_LINE_LIMIT", "HeadStart", "remember_name", "remembered_name", "spawn_run", "take"]
 
 #: The longest line read from OpenCode's stdout (a longer one is dropped with a notice).
 STDOUT_LINE_LIMIT = 8 * 1024 * 1024
+
+#: Where the OpenCode name each registry id or alias last resolved to is kept, per project.
+NAMES_FILE = "head-start-names.json"
+#: The most names kept (the newest): a head start is a speed-up, never a record.
+MAX_NAMES = 64
 
 #: The head start the current delegation's first attempt may take over (None: there is none).
 CURRENT: ContextVar[HeadStart | None] = ContextVar("nexus_head_start", default=None)
@@ -71,9 +80,14 @@ class HeadStart:
         env: Mapping[str, str] | None = None,
     ) -> HeadStart | None:
         """Start the first attempt's ``opencode run`` now, or None when it cannot be known or must not start yet."""
-        if not CLI_MODEL_RE.match(cli_model_name):
-            return None  # a registry id or alias: only the registry knows what OpenCode is to be given
         full = child_env(env)
+        if not CLI_MODEL_RE.match(cli_model_name):
+            # A registry id or alias: only the registry knows what OpenCode is to be given; what it
+            # gave last time in this project is the guess (the attempt checks it).
+            remembered = remembered_name(cli_model_name, workdir or os.getcwd(), full)
+            if remembered is None:
+                return None
+            cli_model_name = remembered
         opencode = find_opencode(full)
         if opencode is None:
             return None
@@ -112,3 +126,39 @@ async def take(argv: tuple[str, ...], env: Mapping[str, str]) -> tuple[lifeline.
     if taken is None:
         await head.aclose()
     return taken
+
+
+def _key(hint: str, project: str | Path) -> str:
+    return f"{Path(project).resolve()}\n{hint.strip()}"
+
+
+def remembered_name(hint: str, project: str | Path, env: Mapping[str, str] | None = None) -> str | None:
+    """The ``provider/model`` that ``hint`` (a registry id or alias) resolved to at its last run in ``project``."""
+    try:
+        names = json.loads((state_dir(env) / NAMES_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    name = names.get(_key(hint, project)) if isinstance(names, dict) else None
+    return name if isinstance(name, str) and CLI_MODEL_RE.match(name) else None
+
+
+def remember_name(hint: str, project: str | Path, name: str, env: Mapping[str, str] | None = None) -> None:
+    """Keep ``name`` as what ``hint`` resolves to in ``project`` (written only when it changed, atomically);
+    a failure to write is ignored: the next run just gets no head start."""
+    if CLI_MODEL_RE.match(hint) or not CLI_MODEL_RE.match(name) or remembered_name(hint, project, env) == name:
+        return
+    path = state_dir(env) / NAMES_FILE
+    with contextlib.suppress(OSError, ValueError):
+        try:
+            names = json.loads(path.read_text())
+        except (OSError, ValueError):
+            names = {}
+        if not isinstance(names, dict):
+            names = {}
+        names.pop(_key(hint, project), None)
+        names[_key(hint, project)] = name
+        kept = dict(list(names.items())[-MAX_NAMES:])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{NAMES_FILE}.{os.getpid()}")
+        partial.write_text(json.dumps(kept, indent=0))
+        os.replace(partial, path)
