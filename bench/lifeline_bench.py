@@ -14,7 +14,8 @@ reference gateway, the order rotating each round:
 
 Wall and CPU (this process plus its reaped children: ``getrusage`` deltas) of each run over the
 raw run of its round; each figure is the median of those ratios. Goals (issue 12): wall <= 1.10x,
-CPU <= 1.20x. Run it with ``python -m bench.lifeline_bench``.
+CPU <= 1.20x. Run it with ``python -m bench.lifeline_bench``; with
+``NEXUS_BENCH_OPENCODE=.tools/opencode-1.18.33/node_modules/.bin/opencode`` it measures that release.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def _measured(run: Callable[[], str]) -> tuple[float, float]:
 
 
 def _raw(argv: list[str], env: dict[str, str], cwd: Path) -> str:
+    # PWD as a shell's cd would set it: 1.18.33 takes its project from PWD, not from the cwd.
+    env = {**env, "PWD": str(cwd)}
     done = subprocess.run(argv, input=PROMPT, env=env, cwd=cwd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     return done.stdout
 

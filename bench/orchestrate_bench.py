@@ -37,6 +37,9 @@ RUN_TIMEOUT_S = 60
 
 
 def _opencode(env: dict[str, str]) -> str:
+    """The launcher to measure: ``$NEXUS_BENCH_OPENCODE`` (another release), else the pinned one in .tools."""
+    if env.get("NEXUS_BENCH_OPENCODE"):
+        return env["NEXUS_BENCH_OPENCODE"]
     local = ROOT / ".tools" / "opencode" / "node_modules" / ".bin"
     found = shutil.which("opencode", path=f"{local}{os.pathsep}{env.get('PATH', '')}")
     if found is None:

@@ -87,3 +87,23 @@ def test_route_names_the_variable_when_it_points_nowhere(tmp_path: Path, hermeti
     decision = json.loads(routed.stdout)
     assert decision["chosen"] is None
     assert "NEXUS_OPENCODE" in decision["reason"], decision["reason"]
+
+
+def test_npm_release_reads_the_package_a_binary_belongs_to(tmp_path: Path) -> None:
+    """The serve warm-up is chosen by release: the npm package's version, or None for another install."""
+    for package, name, version in (
+        ("opencode-ai", ".opencode", "1.2.15"),
+        ("opencode-linux-x64", "opencode", "1.18.33"),
+    ):
+        root = tmp_path / package
+        (root / "bin").mkdir(parents=True)
+        (root / "package.json").write_text(json.dumps({"name": package, "version": version}))
+        (root / "bin" / name).write_text("")
+    assert locate.npm_release(str(tmp_path / "opencode-ai" / "bin" / ".opencode")) == (1, 2, 15)
+    assert locate.npm_release(str(tmp_path / "opencode-linux-x64" / "bin" / "opencode")) == (1, 18, 33)
+    other = tmp_path / "home" / ".opencode" / "bin"
+    other.mkdir(parents=True)
+    (other / "opencode").write_text("")
+    assert locate.npm_release(str(other / "opencode")) is None  # the curl installer's layout: no package
+    (tmp_path / "home" / ".opencode" / "package.json").write_text('{"name": "something-else", "version": "9.9.9"}')
+    assert locate.npm_release(str(other / "opencode")) is None

@@ -11,12 +11,14 @@ ask here, so a set-up that runs a delegation is never called "OpenCode missing" 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["LOCATOR_HINT", "find_opencode", "locate_opencode", "native_opencode", "tools_opencode"]
+__all__ = ["LOCATOR_HINT", "find_opencode", "locate_opencode", "native_opencode", "npm_release", "tools_opencode"]
 
 LOCATOR_HINT = "Install OpenCode (npm install -g opencode-ai) and put it on PATH, or set NEXUS_OPENCODE to its path"
 
@@ -71,3 +73,18 @@ def native_opencode(launcher: str, env: Mapping[str, str] | None = None) -> str:
         return override
     cached = real.parent / ".opencode"
     return str(cached) if os.access(cached, os.X_OK) else launcher
+
+
+def npm_release(binary: str) -> tuple[int, int, int] | None:
+    """The release of an OpenCode installed from npm, read from the package the binary (or its
+    launcher) belongs to: ``opencode-ai``'s ``bin/.opencode`` or ``bin/opencode``, or a platform
+    package's ``bin/opencode``. None for any other install, or when it cannot be read."""
+    package = Path(binary).resolve().parent.parent / "package.json"
+    try:
+        meta = json.loads(package.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not str(meta.get("name", "")).startswith("opencode"):
+        return None
+    found = re.match(r"^(\d+)\.(\d+)\.(\d+)", str(meta.get("version", "")))
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from nexus_core.errors import NexusError
 from nexus_core.opencode import lifeline
 from nexus_core.opencode.argv import child_env
-from nexus_core.opencode.locate import find_opencode
+from nexus_core.opencode.locate import find_opencode, npm_release
 
 if TYPE_CHECKING:
     import httpx
@@ -34,6 +34,10 @@ __all__ = ["READY_TIMEOUT_S", "ManagedServer", "ServerHandle", "ServerPool", "ht
 
 READY_TIMEOUT_S = 60.0
 WARM_UP_TIMEOUT_S = 30.0
+# 1.2.15 loads its providers with the directory's bootstrap, on the first request whatever it is: a
+# warm-up only adds a request there (0.07 s). Releases after 1.2 (1.18.33 measured), and installs
+# whose release is not known, get one.
+LAZY_CATALOG_SINCE = (1, 3, 0)
 TAIL_LINES = 200
 _LISTENING = re.compile(r"listening on (?P<url>http://[^\s]+)")
 
@@ -143,7 +147,9 @@ class ManagedServer(ServerHandle):
             exited.cancel()
         if self._ready in done:
             self.url = self._ready.result().rstrip("/")
-            await self._warm_up()
+            release = npm_release(self.opencode)
+            if release is None or release >= LAZY_CATALOG_SINCE:
+                await self._warm_up()
             return
         last = self.tail[-1] if self.tail else "no output"
         if exited in done:
@@ -159,7 +165,8 @@ class ManagedServer(ServerHandle):
         deltas back. ``/config/providers`` loads the catalog (1.5 s) and answers with the configured
         providers only, a few KB. ``/provider``, used until 2026-12-04, answers with the whole
         catalog, 2 MB on 1.2.15 and 6 MB on 1.18.33, which took 1.18.33 1.5-2 s more to write at
-        every start. A failure here is the first prompt's to report.
+        every start. A failure here is the first prompt's to report. Not done for 1.2 (see
+        :data:`LAZY_CATALOG_SINCE`).
         """
         import httpx
 
