@@ -358,7 +358,7 @@ async def _orchestrate(
         head_start.CURRENT.set(run_head)
     try:
         plan = await asyncio.to_thread(_plan, args, task, workdir)
-        if args.transport == "run" and args.model and plan.first_name and not args.no_history:
+        if args.transport == "run" and args.model and plan.first_name and plan.store is not None:
             from nexus_core.opencode.head_start import remember_name
 
             remember_name(args.model, workdir or Path.cwd(), plan.first_name)  # the next run's head start
