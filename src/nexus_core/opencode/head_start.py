@@ -9,9 +9,11 @@ and plans meanwhile; OpenCode waits for its prompt on stdin, which only the atte
 The first attempt takes the process over (:func:`take`) only when its argv and environment are
 the very ones the head start was given (its per-attempt id aside, which it adopts): when the
 plan chose another model, another binary or another directory, the head start is ended unused
-then and the attempt starts its own; when the plan fails, the CLI ends it (:meth:`HeadStart.aclose`). A head start is never made for a
-name that is not ``provider/model``. (On a fresh OpenCode data directory it is the process's
-only run, so it starts alone there, as the adapter wants a first run to.)
+then and the attempt starts its own; when the plan fails, the CLI ends it (:meth:`HeadStart.aclose`).
+A registry id or alias names no OpenCode model by itself: it gets a head start with the name it
+resolved to at its last run in the project (:func:`remember_name`), and none before that. (On a
+fresh OpenCode data directory the head start is the process's only run, so it starts alone
+there, as the adapter wants a first run to.)
 
 The head start of the running delegation is a context variable (:data:`CURRENT`), set by the
 one caller that makes one (the CLI), so the routing core's signatures stay as they are.
@@ -132,33 +134,33 @@ def _key(hint: str, project: str | Path) -> str:
     return f"{Path(project).resolve()}\n{hint.strip()}"
 
 
-def remembered_name(hint: str, project: str | Path, env: Mapping[str, str] | None = None) -> str | None:
-    """The ``provider/model`` that ``hint`` (a registry id or alias) resolved to at its last run in ``project``."""
+def _names(env: Mapping[str, str] | None) -> dict[str, object]:
     try:
         names = json.loads((state_dir(env) / NAMES_FILE).read_text())
     except (OSError, ValueError):
-        return None
-    name = names.get(_key(hint, project)) if isinstance(names, dict) else None
+        return {}
+    return names if isinstance(names, dict) else {}
+
+
+def remembered_name(hint: str, project: str | Path, env: Mapping[str, str] | None = None) -> str | None:
+    """The ``provider/model`` that ``hint`` (a registry id or alias) resolved to at its last run in ``project``."""
+    name = _names(env).get(_key(hint, project))
     return name if isinstance(name, str) and CLI_MODEL_RE.match(name) else None
 
 
 def remember_name(hint: str, project: str | Path, name: str, env: Mapping[str, str] | None = None) -> None:
     """Keep ``name`` as what ``hint`` resolves to in ``project`` (written only when it changed, atomically);
     a failure to write is ignored: the next run just gets no head start."""
-    if CLI_MODEL_RE.match(hint) or not CLI_MODEL_RE.match(name) or remembered_name(hint, project, env) == name:
+    if CLI_MODEL_RE.match(hint) or not CLI_MODEL_RE.match(name):
         return
+    names, key = _names(env), _key(hint, project)
+    if names.get(key) == name:
+        return
+    names.pop(key, None)
+    names[key] = name  # last: the newest are kept
     path = state_dir(env) / NAMES_FILE
-    with contextlib.suppress(OSError, ValueError):
-        try:
-            names = json.loads(path.read_text())
-        except (OSError, ValueError):
-            names = {}
-        if not isinstance(names, dict):
-            names = {}
-        names.pop(_key(hint, project), None)
-        names[_key(hint, project)] = name
-        kept = dict(list(names.items())[-MAX_NAMES:])
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{NAMES_FILE}.{os.getpid()}")
-        partial.write_text(json.dumps(kept, indent=0))
+        partial.write_text(json.dumps(dict(list(names.items())[-MAX_NAMES:]), indent=0))
         os.replace(partial, path)
