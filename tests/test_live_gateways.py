@@ -98,11 +98,13 @@ def test_doctor_blames_the_key_not_the_gateway(
     _no_secret(report.model_dump_json(), proxy)
 
 
-def _orchestrate(project: Path, env: dict[str, str], model: str) -> dict:
+def _orchestrate(project: Path, env: dict[str, str], model: str, transport: str = "serve") -> dict:
     done = run_cli(
         [
             "orchestrate",
             "--json",
+            "--transport",
+            transport,
             "--model",
             f"custom/{model}",
             "--no-fallback",
@@ -134,16 +136,18 @@ def test_orchestrate_names_the_true_cause(
 
 
 @pytest.mark.opencode
+@pytest.mark.parametrize("transport", ["serve", "run"])
 @pytest.mark.parametrize(
     ("key", "model", "failure"),
     [("bad", "mock-ok", "auth"), ("none", "mock-ok", "auth"), ("good", "no-such-model", "model_not_found")],
 )
 def test_orchestrate_on_keys_and_unknown_models(
-    project: Path, proxy: Proxy, hermetic_env: dict[str, str], key: str, model: str, failure: str
+    project: Path, proxy: Proxy, hermetic_env: dict[str, str], key: str, model: str, failure: str, transport: str
 ) -> None:
+    """On both transports (on run, `opencode run` starts ahead of the plan: custom/<model> is named outright)."""
     write_opencode_config(project, proxy.base_url, api_key_env="CUSTOM_API_KEY", models=[model])
     env = _env(hermetic_env, {"bad": BAD_KEY, "none": None, "good": proxy.master_key}[key])
-    result = _orchestrate(project, env, model)
+    result = _orchestrate(project, env, model, transport)
     outcome = result["outcome"]
     assert outcome["failure"] == failure, outcome
     if key == "none":
