@@ -81,6 +81,16 @@ def _xdg(home: Path) -> dict[str, str]:
     }
 
 
+# OpenCode's start is most of this suite's CPU, and most of that start is spent on what no test
+# looks at: the catalog of every public provider's models (all tests use the `custom` provider of
+# their own opencode.json) and the optimising tiers of its JavaScript engine (no test runs long
+# enough for them to pay off; they took 1.18.33 from 3 to 5.5 s of CPU per run). Both are only
+# performance: the binary, its config handling and its behaviour towards the gateway are the same.
+# A test about the catalog's load (the serve warm-up) is marked `opencode_catalog` and keeps it.
+_EMPTY_CATALOG = {"OPENCODE_MODELS_PATH": str(Path(__file__).parent / "data" / "empty-models-catalog.json")}
+_ENGINE = {"BUN_JSC_useFTLJIT": "0", "BUN_JSC_useConcurrentGC": "0"}
+
+
 def _uses_opencode(request: pytest.FixtureRequest) -> bool:
     return request.node.get_closest_marker("opencode") is not None or "opencode_binary" in request.fixturenames
 
@@ -112,6 +122,9 @@ def hermetic_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, st
         OPENCODE_TEST_MANAGED_CONFIG_DIR=str(tmp_path / "managed"),
         NO_COLOR="1",
     )
+    env.update(_ENGINE)
+    if request.node.get_closest_marker("opencode_catalog") is None:
+        env.update(_EMPTY_CATALOG)
     for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)
     return env

@@ -87,6 +87,7 @@ def _left_behind(marker: str) -> list[int]:
     return [proc.pid for proc in _running(marker)]
 
 
+@pytest.mark.opencode_catalog  # the catalog's load is what the serve warm-up keeps off the first prompt
 def test_text_streams_before_the_answer_ends(tmp_path: Path, env: dict[str, str]) -> None:
     with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.25) as gateway:
         gateway.script("count words", " ".join(WORDS))
