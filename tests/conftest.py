@@ -19,8 +19,22 @@ pytest_plugins = ["container_plugin"]
 _LEAKY_PREFIXES = ("OPENCODE_", "CUSTOM_API_", "NEXUS_", "XDG_")
 
 
+def _weight(item: pytest.Item) -> int:
+    """0 for a test on both OpenCode releases (the longest), 1 for one on one release, 2 for the rest."""
+    if "opencode_binary" in getattr(item, "fixturenames", ()):
+        return 0
+    return 1 if item.get_closest_marker("opencode") else 2
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``live_gateway`` run only with ``python3 bootstrap.py test --live-gateways``."""
+    """The longest tests run first, the container's last; ``live_gateway`` ones only when asked for.
+
+    xdist hands tests out in this order, so the run ends on short tests that fill every worker
+    rather than on one worker's long OpenCode test while the others are idle. The container tests
+    wait for the image that builds in the background (tests/container_plugin.py) and stay last.
+    Live-gateway tests run only with ``python3 bootstrap.py test --live-gateways``.
+    """
+    items.sort(key=lambda item: (item.get_closest_marker("container_build") is not None, _weight(item)))
     if os.environ.get("NEXUS_LIVE_GATEWAYS") == "1":
         return
     skip = pytest.mark.skip(reason="needs a real LiteLLM proxy: python3 bootstrap.py test --live-gateways")
