@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from conftest import opencode_path, run_cli
-from nexus_core.doctor.checks import DoctorReport, opencode_smoke, run_doctor
+from nexus_core.doctor.checks import TESTED_OPENCODE, DoctorReport, opencode_smoke, run_doctor
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
 
 KEY = "sk-doctor-" + secrets.token_hex(12)
@@ -33,8 +33,42 @@ def project(tmp_path: Path) -> Path:
     return directory
 
 
+def standin_opencode(directory: Path) -> Path:
+    """A directory holding an ``opencode`` that answers ``--version`` as the pinned release does, at once.
+
+    The doctor runs ``opencode --version`` on every call; the real binary takes over a second of
+    CPU for it (seconds of wall on a loaded machine). A test about the gateway, the config or the
+    key gets this stand-in, so the OpenCode check stays ``ok`` as with the real one; the tests
+    about OpenCode itself use :func:`real_env` (the real binary) or their own :func:`fake_opencode`.
+    Anything but ``--version`` fails loudly, so a stand-in can never pass for a smoke.
+    """
+    directory.mkdir(exist_ok=True)
+    exe = directory / "opencode"
+    exe.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "--version" ]; then echo {TESTED_OPENCODE}; exit 0; fi\n'
+        'echo "stand-in opencode (tests/test_doctor.py) only answers --version" >&2\n'
+        "exit 2\n"
+    )
+    exe.chmod(0o755)
+    return directory
+
+
 @pytest.fixture
-def env(hermetic_env: dict[str, str]) -> dict[str, str]:
+def bare_env(hermetic_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """``hermetic_env`` (no key set) with the stand-in ``opencode`` first on PATH."""
+    standin = standin_opencode(tmp_path / "standin-bin")
+    return {**hermetic_env, "PATH": f"{standin}{os.pathsep}{hermetic_env['PATH']}"}
+
+
+@pytest.fixture
+def env(bare_env: dict[str, str]) -> dict[str, str]:
+    return {**bare_env, "CUSTOM_API_KEY": KEY}
+
+
+@pytest.fixture
+def real_env(hermetic_env: dict[str, str]) -> dict[str, str]:
+    """The key set and the real, pinned OpenCode on PATH: for the tests about OpenCode itself."""
     return {**hermetic_env, "CUSTOM_API_KEY": KEY}
 
 
@@ -70,9 +104,11 @@ def assert_honest(report: DoctorReport, failing: list[str]) -> None:
 # ---------------------------------------------------------------- a healthy path
 
 
-async def test_healthy_gateway_every_step_ok(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_healthy_gateway_every_step_ok(
+    project: Path, real_env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     configure(project, gateway.base_url)
-    report = await run_doctor(project, env)
+    report = await run_doctor(project, real_env)
     statuses = {c.id: c.status for c in report.checks}
     assert statuses == {
         "opencode": "ok",
@@ -299,10 +335,10 @@ async def test_error_body_echoing_headers_never_shows_the_key(project: Path, env
 
 
 async def test_unset_key_variable_fails_when_the_gateway_needs_a_key(
-    project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway
+    project: Path, bare_env: dict[str, str], gateway: ReferenceGateway
 ) -> None:
     configure(project, gateway.base_url)
-    report = await run_doctor(project, hermetic_env)
+    report = await run_doctor(project, bare_env)
     key = report.check("provider.custom.api_key")
     assert key.cause == "key_unset"
     assert "NOT SET, from {env:CUSTOM_API_KEY}" in key.summary and "no Authorization header" in key.summary
@@ -315,11 +351,11 @@ async def test_unset_key_variable_fails_when_the_gateway_needs_a_key(
 
 
 async def test_unset_key_variable_is_a_warning_when_the_gateway_needs_none(
-    project: Path, hermetic_env: dict[str, str]
+    project: Path, bare_env: dict[str, str]
 ) -> None:
     async with ReferenceGateway() as open_gateway:
         configure(project, open_gateway.base_url)
-        report = await run_doctor(project, hermetic_env)
+        report = await run_doctor(project, bare_env)
     assert report.check("provider.custom.api_key").status == "warn"
     assert report.check("gateway.custom").status == "ok"
     assert report.ok
@@ -491,15 +527,22 @@ async def test_smoke_waits_for_a_healthy_chat(project: Path, env: dict[str, str]
 
 
 async def _probe_without_smoke(project: Path, env: dict[str, str]) -> DoctorReport:
-    """--probe with OpenCode off PATH, so only the direct chat probe runs (fast)."""
+    """--probe with no OpenCode to be found, so only the direct chat probe runs (fast).
+
+    Off PATH is not enough: the locator's last resort is the checkout's .tools, so NEXUS_OPENCODE
+    names nothing too (as in test_no_opencode_on_path); else a real `opencode run` smoke would run.
+    """
     path = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not (Path(p) / "opencode").exists())
-    return await run_doctor(project, {**env, "PATH": path}, probe=True)
+    missing = str(Path(env["HOME"]) / "no-opencode")
+    return await run_doctor(project, {**env, "PATH": path, "NEXUS_OPENCODE": missing}, probe=True)
 
 
 @pytest.mark.opencode
-async def test_probe_smoke_through_real_opencode(project: Path, env: dict[str, str], gateway: ReferenceGateway) -> None:
+async def test_probe_smoke_through_real_opencode(
+    project: Path, real_env: dict[str, str], gateway: ReferenceGateway
+) -> None:
     configure(project, gateway.base_url, default_model="claude-sonnet-4-5")
-    report = await run_doctor(project, env, probe=True, smoke_timeout=45)
+    report = await run_doctor(project, real_env, probe=True, smoke_timeout=45)
     smoke = report.check("probe.opencode_run")
     assert smoke.status == "ok", smoke
     assert "custom/claude-sonnet-4-5" in smoke.summary and "Reply to:" in smoke.summary
@@ -510,11 +553,11 @@ async def test_probe_smoke_through_real_opencode(project: Path, env: dict[str, s
 
 @pytest.mark.opencode
 async def test_smoke_reads_the_error_event_not_the_exit_code(
-    project: Path, env: dict[str, str], gateway: ReferenceGateway
+    project: Path, real_env: dict[str, str], gateway: ReferenceGateway
 ) -> None:
     gateway.add_fault("401,path=/chat/completions")
     configure(project, gateway.base_url, default_model="claude-sonnet-4-5")
-    smoke = await opencode_smoke(opencode_path(), "custom/claude-sonnet-4-5", str(project), env, timeout=45)
+    smoke = await opencode_smoke(opencode_path(), "custom/claude-sonnet-4-5", str(project), real_env, timeout=45)
     assert smoke.status == "fail" and smoke.cause == "opencode_error", smoke
     assert smoke.data["exit_code"] == 0  # OpenCode exits 0: only the error event tells
     assert "custom/claude-sonnet-4-5 failed (auth)" in smoke.summary  # classified as a delegation is
@@ -528,7 +571,8 @@ def _serve_in_thread(**kwargs) -> ReferenceGateway:
 
 
 @pytest.mark.opencode
-def test_cli_json_and_text_exit_codes(project: Path, env: dict[str, str]) -> None:
+def test_cli_json_and_text_exit_codes(project: Path, real_env: dict[str, str]) -> None:
+    env = real_env
     gw = _serve_in_thread(api_key=KEY)
     try:
         configure(project, gw.base_url)
@@ -643,24 +687,22 @@ def write_config(project: Path, options: dict, **extra) -> None:
 
 
 async def test_literal_key_is_used_and_never_shown(
-    project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway
+    project: Path, bare_env: dict[str, str], gateway: ReferenceGateway
 ) -> None:
     write_config(project, {"baseURL": gateway.base_url, "apiKey": KEY})
-    report = await run_doctor(project, hermetic_env)
+    report = await run_doctor(project, bare_env)
     check = report.check("provider.custom.api_key")
     assert check.status == "ok" and check.summary == f"set, from the value written in {project / 'opencode.json'}"
     assert report.check("gateway.custom").status == "ok"
     assert_no_key(report)
 
 
-async def test_key_from_opencode_auth_login(
-    project: Path, hermetic_env: dict[str, str], gateway: ReferenceGateway
-) -> None:
-    auth = Path(hermetic_env["XDG_DATA_HOME"]) / "opencode" / "auth.json"
+async def test_key_from_opencode_auth_login(project: Path, bare_env: dict[str, str], gateway: ReferenceGateway) -> None:
+    auth = Path(bare_env["XDG_DATA_HOME"]) / "opencode" / "auth.json"
     auth.parent.mkdir(parents=True)
     auth.write_text(json.dumps({"custom": {"type": "api", "key": KEY}}))
     write_config(project, {"baseURL": gateway.base_url})
-    report = await run_doctor(project, hermetic_env)
+    report = await run_doctor(project, bare_env)
     assert report.check("provider.custom.api_key").summary == "set, from `opencode auth login` (auth.json)"
     assert report.check("gateway.custom").status == "ok"
     assert gateway.requests[-1].bearer == "expected"

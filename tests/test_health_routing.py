@@ -8,6 +8,7 @@ the routing core and the dashboard say why a model is left out, and a later pass
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import run_cli
-from nexus_core.doctor.checks import run_doctor
+from nexus_core.doctor.checks import TESTED_OPENCODE, run_doctor
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
 from nexus_core.routing.health import apply_health, health_marks, unavailable_models
 from nexus_core.routing.score import build_snapshot, profile_task, route
@@ -42,6 +43,27 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def env(hermetic_env: dict[str, str]) -> dict[str, str]:
     return {**hermetic_env, "CUSTOM_API_KEY": KEY}
+
+
+@pytest.fixture
+def quick_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """``env`` with an ``opencode`` first on PATH that answers ``--version`` as the pinned release, at once.
+
+    For the tests whose doctor runs no OpenCode (no ``--probe``, so no smoke): the doctor still
+    runs ``opencode --version``, over a second of CPU with the real binary, and its OpenCode check
+    is ``ok`` either way. Anything but ``--version`` fails loudly. The runs and smokes stay real.
+    """
+    directory = tmp_path / "standin-bin"
+    directory.mkdir()
+    exe = directory / "opencode"
+    exe.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "--version" ]; then echo {TESTED_OPENCODE}; exit 0; fi\n'
+        'echo "stand-in opencode (tests/test_health_routing.py) only answers --version" >&2\n'
+        "exit 2\n"
+    )
+    exe.chmod(0o755)
+    return {**env, "PATH": f"{directory}{os.pathsep}{env['PATH']}"}
 
 
 def free_port() -> int:
@@ -72,7 +94,10 @@ def ranked(decision: dict[str, Any]) -> dict[str, dict[str, int]]:
 # ---------------------------------------------------------------- the core function
 
 
-async def test_a_report_becomes_model_reasons_and_a_passing_one_clears_them(project: Path, env: dict[str, str]) -> None:
+async def test_a_report_becomes_model_reasons_and_a_passing_one_clears_them(
+    project: Path, quick_env: dict[str, str]
+) -> None:
+    env = quick_env
     port = free_port()
     configure(project, f"http://127.0.0.1:{port}/v1")
     snapshot = build_snapshot(project, env, history=False)
@@ -86,7 +111,8 @@ async def test_a_report_becomes_model_reasons_and_a_passing_one_clears_them(proj
     assert {OPUS_ID, SONNET_ID} <= back.listed
 
 
-async def test_a_missing_key_marks_the_provider_and_not_the_gateway(project: Path, env: dict[str, str]) -> None:
+async def test_a_missing_key_marks_the_provider_and_not_the_gateway(project: Path, quick_env: dict[str, str]) -> None:
+    env = quick_env
     async with ReferenceGateway(api_key=KEY) as gw:
         configure(project, gw.base_url)
         no_key = {k: v for k, v in env.items() if k != "CUSTOM_API_KEY"}
@@ -96,7 +122,8 @@ async def test_a_missing_key_marks_the_provider_and_not_the_gateway(project: Pat
     assert "export CUSTOM_API_KEY" in reasons[OPUS_ID] and "gateway down" not in reasons[OPUS_ID]
 
 
-async def test_a_rest_observed_before_a_passing_check_is_lifted(project: Path, env: dict[str, str]) -> None:
+async def test_a_rest_observed_before_a_passing_check_is_lifted(project: Path, quick_env: dict[str, str]) -> None:
+    env = quick_env
     async with ReferenceGateway(api_key=KEY) as gw:
         configure(project, gw.base_url)
         snapshot = build_snapshot(project, env, history=False)
@@ -196,7 +223,8 @@ def availability_of(app: RecordingApp, model_id: str) -> str:
     return str(panel.table.get_cell(model_id, "availability"))
 
 
-async def test_dashboard_marks_models_of_a_down_gateway_and_recovers(project: Path, env: dict[str, str]) -> None:
+async def test_dashboard_marks_models_of_a_down_gateway_and_recovers(project: Path, quick_env: dict[str, str]) -> None:
+    env = quick_env  # F5 runs the checks without --probe: no OpenCode run
     port = free_port()
     configure(project, f"http://127.0.0.1:{port}/v1")
     app = RecordingApp(project, env=env, test_mode=True, watch_config=False, check_health=False, debounce=0.01)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from nexus_core.doctor.checks import DoctorReport, run_doctor
+from nexus_core.doctor.checks import TESTED_OPENCODE, DoctorReport, run_doctor
 from nexus_core.doctor.probes import PROBE_CONCURRENCY
 from nexus_core.gateway import ReferenceGateway, write_opencode_config
 from nexus_core.routing.score import build_snapshot, profile_task, route
@@ -41,8 +41,31 @@ async def gateway() -> AsyncIterator[ReferenceGateway]:
 
 
 def without_opencode(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with no OpenCode to be found, so ``--probe`` runs the chat probes and no ``opencode run`` smoke.
+
+    Off PATH is not enough: the locator's last resort is the checkout's .tools, so NEXUS_OPENCODE
+    names nothing too; else every probe test would also run OpenCode (its version and a smoke).
+    """
     path = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not (Path(p) / "opencode").exists())
-    return {**env, "PATH": path}
+    return {**env, "PATH": path, "NEXUS_OPENCODE": str(Path(env["HOME"]) / "no-opencode")}
+
+
+def with_standin_opencode(env: dict[str, str], directory: Path) -> dict[str, str]:
+    """``env`` with an ``opencode`` first on PATH that answers ``--version`` as the pinned release, at once.
+
+    For a test whose verdicts come before any OpenCode run (the doctor still runs ``opencode --version``,
+    over a second of CPU with the real binary); anything but ``--version`` fails loudly.
+    """
+    directory.mkdir(exist_ok=True)
+    exe = directory / "opencode"
+    exe.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "--version" ]; then echo {TESTED_OPENCODE}; exit 0; fi\n'
+        'echo "stand-in opencode (tests/test_probe_models.py) only answers --version" >&2\n'
+        "exit 2\n"
+    )
+    exe.chmod(0o755)
+    return {**env, "PATH": f"{directory}{os.pathsep}{env['PATH']}"}
 
 
 def chat_checks(report: DoctorReport) -> dict[str, str]:
@@ -99,13 +122,14 @@ async def test_probes_run_concurrently_and_bounded(project: Path, env: dict[str,
     assert 2 <= len(first_wave) <= PROBE_CONCURRENCY, arrivals
 
 
-async def test_dead_gateway_verdict_within_bound_with_probe(project: Path, env: dict[str, str]) -> None:
+async def test_dead_gateway_verdict_within_bound_with_probe(project: Path, env: dict[str, str], tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     write_opencode_config(project, f"http://127.0.0.1:{port}/v1", api_key_env="CUSTOM_API_KEY")
+    standin = with_standin_opencode(env, tmp_path / "standin-bin")
     began = time.perf_counter()
-    report = await run_doctor(project, env, probe=True)
+    report = await run_doctor(project, standin, probe=True)
     assert time.perf_counter() - began < 3.5
     assert report.check("gateway.custom").cause == "connection_refused"
     assert report.check("probe.chat.custom").status == "skipped"
