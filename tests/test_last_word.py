@@ -143,8 +143,10 @@ def test_cli_final_message_names_the_gateway_failure(
         config = json.loads(path.read_text())
         config["small_model"] = "custom/claude-sonnet-4-5"
         path.write_text(json.dumps(config))
+        # One retry (2 s of OpenCode's backoff) is enough to see opus keep failing; the default three
+        # back off 2 + 4 + 8 s first. Opus is then done in ~5 s, sonnet silent for the rest of the 20 s.
         done = run_cli(
-            ["orchestrate", "--model", "opus", "--timeout", "40", "--dir", str(project), "hello"],
+            ["orchestrate", "--model", "opus", "--max-retries", "1", "--timeout", "20", "--dir", str(project), "hello"],
             {**hermetic_env, "NEXUS_OPENCODE": opencode_binary},
             project,
             timeout=120,
@@ -157,9 +159,9 @@ def test_cli_final_message_names_the_gateway_failure(
         # run: the status counted from OpenCode's log; serve: session.status retries carry the message, not the status.
         r"✗ failed: opencode-custom-opus: gateway_error \((500 ×\d|the gateway kept failing \(.+\); \d+ retries)\); "
         r"opencode-custom-sonnet: "
-        r"no byte came back from the gateway in the \d+(\.\d)? s left of the 40 s timeout\. The gateway or the model"
+        r"no byte came back from the gateway in the \d+(\.\d)? s left of the 20 s timeout\. The gateway or the model"
     )
-    ran_out = r"✗ failed: opencode-custom-opus: 500 ×\d from the gateway, then no answer within the 40 s timeout\. "
+    ran_out = r"✗ failed: opencode-custom-opus: 500 ×\d from the gateway, then no answer within the 20 s timeout\. "
     assert re.match(fell_back, final) or re.match(ran_out, final), final
     assert "split the task" not in final
 

@@ -7,6 +7,7 @@ and the reference gateway (slow-chunk mode where the timing matters).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -286,7 +287,8 @@ def test_variant_and_thinking_reach_the_session(tmp_path: Path, env: dict[str, s
 
 
 def test_kill_9_of_orchestrate_leaves_no_server(tmp_path: Path, env: dict[str, str]) -> None:
-    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=1.0) as gateway:
+    # 20 pieces 0.3 s apart: the answer is still streaming seconds after its first text, when the kill comes.
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.3) as gateway:
         gateway.script("count words", " ".join(WORDS))
         work = _project(tmp_path, gateway)
         proc = subprocess.Popen(
@@ -336,7 +338,7 @@ def test_a_refused_model_ends_the_server_started_ahead(
 def test_the_server_is_started_before_the_plan_is_made(tmp_path: Path, env: dict[str, str]) -> None:
     """The head start is real: with the planning held up (a history store on a path that is slow to
     open would do the same), ``opencode serve`` is already running while nexus still plans."""
-    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY) as gateway:
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
         gateway.script("hello", "hi")
         work = _project(tmp_path, gateway)
         hold = tmp_path / "hold"
@@ -380,12 +382,29 @@ def _opencode_runs(marker: str) -> set[int]:
     return found
 
 
+def _overlay_read(fifo: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> int | None:
+    """A write end of ``fifo`` once ``proc`` has opened it to read: its plan is then held at the
+    registry overlay (until the fd is written and closed), so whatever the CLI starts ahead of the
+    plan is already running. None when ``proc`` ended or ``timeout_s`` passed first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while no reader has it open
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+        time.sleep(0.02)  # a FIFO's reader arriving gives no event to wait on
+    return None
+
+
 def _held_run(
     env: dict[str, str], work: Path, hold: Path, hint: str, overlay: dict[str, Any], hold_s: float = 30
 ) -> dict[str, Any]:
-    """`orchestrate --json --transport run --model hint` with its plan held (a FIFO registry overlay)
-    until an `opencode run` is up or ``hold_s`` passed; then the overlay is given and the run watched to
-    its end. What was seen: ``early`` (the runs up while the plan was held), ``seen`` (every run)."""
+    """`orchestrate --json --transport run --model hint` with its plan held (a FIFO registry overlay):
+    once the plan is at the overlay, until an `opencode run` is up or ``hold_s`` more passed; then the
+    overlay is given and the run watched to its end. What was seen: ``early`` (the runs up while the
+    plan was held), ``seen`` (every run). The CLI starts a head start before its plan (it awaits the
+    spawn), so one that is made is up by the time the plan reads the overlay."""
     fifo = hold / "models.json"  # reading it blocks the plan until the test writes to it
     os.mkfifo(fifo)
     proc = subprocess.Popen(
@@ -396,13 +415,20 @@ def _held_run(
         stderr=subprocess.PIPE,
     )
     try:
+        writer = _overlay_read(fifo, proc)
+        if writer is None:
+            proc.kill()
+            _, stderr = proc.communicate(timeout=30)
+            pytest.fail(f"the plan never read the overlay (exit {proc.returncode}): {stderr.decode()[-2000:]}")
         deadline = time.monotonic() + hold_s
-        early: set[int] = set()
+        early = _opencode_runs(env["NEXUS_TEST_RUN"])
         while not early and time.monotonic() < deadline and proc.poll() is None:
-            early = _opencode_runs(env["NEXUS_TEST_RUN"])
             time.sleep(0.05)  # polling the process table: there is no event to wait on
-        with fifo.open("w") as writer:
-            writer.write(json.dumps(overlay))
+            early = _opencode_runs(env["NEXUS_TEST_RUN"])
+        try:
+            os.write(writer, json.dumps(overlay).encode())
+        finally:
+            os.close(writer)
         seen = set(early)
         while proc.poll() is None and time.monotonic() < deadline + 90:
             seen |= _opencode_runs(env["NEXUS_TEST_RUN"])
@@ -453,8 +479,9 @@ def test_a_registry_id_s_opencode_run_starts_ahead_from_its_second_run(tmp_path:
         work = _project(tmp_path, gateway)
         hold = tmp_path / "hold"
         hold.mkdir()
-        # Nothing kept yet: no opencode run while the plan is held (a head start shows within a second).
-        first = _held_run(env, work, hold, REGISTRY_ID, {"models": {}}, hold_s=5)
+        # Nothing kept yet: no opencode run while the plan is held (a head start would be up when the plan
+        # reads the overlay; a second more for good measure).
+        first = _held_run(env, work, hold, REGISTRY_ID, {"models": {}}, hold_s=1)
         assert not first["early"] and len(first["seen"]) == 1, first
         second = _held_run(env, work, hold, REGISTRY_ID, {"models": {}})
     assert len(second["early"]) == 1 and second["seen"] == second["early"], second
