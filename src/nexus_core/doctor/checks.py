@@ -136,6 +136,9 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check
             duration_ms=timer.ms(),
         )
     packaged = _package_version(opencode)
+    seen = _identity(opencode, packaged)
+    if seen is not None and seen in _VERSIONS_SEEN:
+        return _version_verdict(opencode, _VERSIONS_SEEN[seen], timer, "")
     wait = VERSION_TIMEOUT_S if packaged is None else PACKAGED_VERSION_WAIT_S
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -194,7 +197,27 @@ async def _check_opencode(env: Mapping[str, str], opencode: str | None) -> Check
             duration_ms=timer.ms(),
             data={"path": opencode},
         )
+    if seen is not None:
+        if len(_VERSIONS_SEEN) >= _VERSIONS_KEPT:
+            _VERSIONS_SEEN.pop(next(iter(_VERSIONS_SEEN)))
+        _VERSIONS_SEEN[seen] = version
     return _version_verdict(opencode, version, timer, "")
+
+
+# `opencode --version` costs over a second of CPU (the whole binary starts), and the dashboard and
+# the MCP server re-check on every config change: a binary that answered once is not asked again
+# until it is replaced (another inode, size or mtime, or another npm release beside it).
+_VERSIONS_KEPT = 16
+_VERSIONS_SEEN: dict[tuple[object, ...], tuple[int, int, int]] = {}
+
+
+def _identity(opencode: str, packaged: str | None) -> tuple[object, ...] | None:
+    try:
+        real = os.path.realpath(opencode)
+        st = os.stat(real)
+    except OSError:
+        return None
+    return (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, packaged)
 
 
 def _cannot_start(opencode: str, exc: OSError, timer: _Timer) -> Check:
