@@ -161,10 +161,13 @@ def test_route_probe_skips_a_model_whose_probe_fails_and_recovers(project: Path,
     assert ranked(recovered)[OPUS_ID]["availability"] > 0
 
 
-def test_route_probe_says_the_gateway_is_down_and_puts_the_models_back(project: Path, env: dict[str, str]) -> None:
+def test_route_probe_says_the_gateway_is_down_and_puts_the_models_back(
+    project: Path, env: dict[str, str], quick_env: dict[str, str]
+) -> None:
     port = free_port()
     configure(project, f"http://127.0.0.1:{port}/v1")
-    result = run_cli(["route", "--probe", TASK], env, project, timeout=120)
+    # The gateway is down, so no model passes its chat probe and the smoke is skipped: no OpenCode run.
+    result = run_cli(["route", "--probe", TASK], quick_env, project, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Health: 1 failed" in result.stdout or "failed" in result.stdout.splitlines()[0]
     assert f"{OPUS_ID}: gateway down (custom): connection refused" in result.stdout
