@@ -156,7 +156,7 @@ FAULTS = [
     ("malformed-sse", OPUS, FailureClass.GATEWAY_ERROR, {}, 4),
     ("html", OPUS, FailureClass.GATEWAY_ERROR, {}, 6),
     ("silent", OPUS, FailureClass.STALLED, {"stall_timeout_s": 4}, 4),
-    ("latency=60", OPUS, FailureClass.TIMEOUT, {"timeout_s": 8}, 0),
+    ("latency=60", OPUS, FailureClass.TIMEOUT, {"timeout_s": 4}, 0),
 ]
 
 
@@ -246,7 +246,7 @@ async def test_prompts_reach_the_gateway_intact(
 async def test_variant_outside_the_allowlist_never_reaches_opencode(
     gateway: ReferenceGateway, project: Path, env: dict[str, str]
 ) -> None:
-    gateway.add_fault("latency=2")
+    gateway.add_fault("latency=1")  # the tree is sampled every 0.2 s while OpenCode waits
     seen_cmdlines: list[list[str]] = []
     depths: set[str | None] = set()
     root_depths: set[str | None] = set()
