@@ -126,6 +126,44 @@ def test_a_bash_permission_is_asked_and_rejected_or_approved(
         asyncio.run(main())
 
 
+def test_out_of_time_while_opencode_retries_says_what_the_gateway_answered(
+    tmp_path: Path, hermetic_env: dict[str, str], opencode_binary: str
+) -> None:
+    """A timeout during OpenCode's retries keeps them (as the run transport does): the last word
+    names the gateway's 500s, never "no byte came back from the gateway"."""
+    from nexus_core.opencode.events import GatewayRetrying
+    from nexus_core.routing.chain import DelegationResult
+    from nexus_core.routing.last_word import last_word
+
+    with SlowChunkGateway(models=("claude-sonnet-4-5",), api_key=KEY, chunk_delay_s=0.0) as gateway:
+        gateway.add_fault("500")
+        work = _workdir(tmp_path, gateway)
+        env = {**hermetic_env, "CUSTOM_API_KEY": KEY}
+        spec = AttemptSpec(
+            cli_model_name=MODEL, prompt="hello", timeout_s=6, stall_timeout_s=30, max_gateway_retries=20
+        )
+
+        async def main() -> None:
+            server = await ManagedServer.start(work, env=env, opencode=opencode_binary)
+            try:
+                async with ServeClient(server) as client:
+                    attempt = ServeAttempt(client, spec)
+                    await _collect(attempt)
+            finally:
+                await server.aclose()
+            result = attempt.result
+            assert result is not None and result.outcome.failure is FailureClass.TIMEOUT, result
+            retried = [e for e in result.events if isinstance(e, GatewayRetrying)]
+            assert retried and result.outcome.failed_requests == len(retried), result
+            said = last_word(DelegationResult(attempts=(result,), duration_s=result.outcome.duration_s), 6)
+            assert said.startswith(f"{MODEL}: 500 ×{len(retried)} from the gateway, then no answer within the 6 s"), (
+                said
+            )
+            assert "no byte came back" not in said
+
+        asyncio.run(main())
+
+
 def test_abort_ends_the_attempt_as_cancelled(
     tmp_path: Path, hermetic_env: dict[str, str], opencode_binary: str
 ) -> None:

@@ -31,6 +31,7 @@ from nexus_core.opencode.events import (
     AttemptStarted,
     ErrorEvent,
     FailureClass,
+    GatewayRetrying,
     Outcome,
     RunEvent,
     Text,
@@ -120,6 +121,7 @@ class ServeAttempt:
         answer: list[str] = []
         deltas: list[str] = []
         outcome: Outcome | None = None
+        retries: list[str] = []
         asks: dict[asyncio.Task[PermissionReply], PermissionAsked] = {}
         try:
             await asyncio.wait_for(connected.wait(), 30)
@@ -140,7 +142,6 @@ class ServeAttempt:
             deadline = self._started + self.spec.timeout_s
             last = time.monotonic()
             errors: list[ErrorEvent] = []
-            retries: list[str] = []
             busy_seen = False
             while outcome is None:
                 now = time.monotonic()
@@ -203,6 +204,11 @@ class ServeAttempt:
                     errors.append(event)
                 elif isinstance(event, SessionRetry):
                     retries.append(event.message)
+                    # Kept as the run transport keeps it, so the result says what the gateway answered.
+                    if len(collected) < KEPT_EVENTS_LIMIT:
+                        collected.append(
+                            GatewayRetrying(attempt=self.number, at=event.at, retry=event.retry, message=event.message)
+                        )
                     if len(retries) > self.spec.max_gateway_retries:
                         await self._abort()
                         verdict = gateway_retry_verdict(
@@ -262,6 +268,9 @@ class ServeAttempt:
             with contextlib.suppress(BaseException):
                 await asyncio.gather(reader, *asks, return_exceptions=True)
         assert outcome is not None
+        if retries and outcome.failure in (FailureClass.TIMEOUT, FailureClass.STALLED):
+            # Out of time while OpenCode retried: the gateway did answer, with failures.
+            outcome = outcome.model_copy(update={"failed_requests": len(retries)})
         text = "\n".join(answer) or "".join(deltas).strip()
         self.result = AttemptResult(
             attempt=self.number,
