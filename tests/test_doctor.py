@@ -36,8 +36,8 @@ def project(tmp_path: Path) -> Path:
 def standin_opencode(directory: Path) -> Path:
     """A directory holding an ``opencode`` that answers ``--version`` as the pinned release does, at once.
 
-    The doctor runs ``opencode --version`` on every call; the real binary takes over a second of
-    CPU for it (seconds of wall on a loaded machine). A test about the gateway, the config or the
+    The doctor runs ``opencode --version`` for a binary it has not asked before; the real binary
+    takes over a second of CPU for it (seconds of wall on a loaded machine). A test about the gateway, the config or the
     key gets this stand-in, so the OpenCode check stays ``ok`` as with the real one; the tests
     about OpenCode itself use :func:`real_env` (the real binary) or their own :func:`fake_opencode`.
     Anything but ``--version`` fails loudly, so a stand-in can never pass for a smoke.
@@ -54,11 +54,16 @@ def standin_opencode(directory: Path) -> Path:
     return directory
 
 
+@pytest.fixture(scope="module")
+def standin_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One stand-in for the module: the doctor remembers the binaries it asked, a few at a time."""
+    return standin_opencode(tmp_path_factory.mktemp("standin-bin"))
+
+
 @pytest.fixture
-def bare_env(hermetic_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+def bare_env(hermetic_env: dict[str, str], standin_bin: Path) -> dict[str, str]:
     """``hermetic_env`` (no key set) with the stand-in ``opencode`` first on PATH."""
-    standin = standin_opencode(tmp_path / "standin-bin")
-    return {**hermetic_env, "PATH": f"{standin}{os.pathsep}{hermetic_env['PATH']}"}
+    return {**hermetic_env, "PATH": f"{standin_bin}{os.pathsep}{hermetic_env['PATH']}"}
 
 
 @pytest.fixture

@@ -45,16 +45,10 @@ def env(hermetic_env: dict[str, str]) -> dict[str, str]:
     return {**hermetic_env, "CUSTOM_API_KEY": KEY}
 
 
-@pytest.fixture
-def quick_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """``env`` with an ``opencode`` first on PATH that answers ``--version`` as the pinned release, at once.
-
-    For the tests whose doctor runs no OpenCode (no ``--probe``, so no smoke): the doctor still
-    runs ``opencode --version``, over a second of CPU with the real binary, and its OpenCode check
-    is ``ok`` either way. Anything but ``--version`` fails loudly. The runs and smokes stay real.
-    """
-    directory = tmp_path / "standin-bin"
-    directory.mkdir()
+@pytest.fixture(scope="module")
+def standin_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory whose ``opencode`` answers ``--version`` as the pinned release, at once (one for the module)."""
+    directory = tmp_path_factory.mktemp("standin-bin")
     exe = directory / "opencode"
     exe.write_text(
         "#!/bin/sh\n"
@@ -63,7 +57,18 @@ def quick_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
         "exit 2\n"
     )
     exe.chmod(0o755)
-    return {**env, "PATH": f"{directory}{os.pathsep}{env['PATH']}"}
+    return directory
+
+
+@pytest.fixture
+def quick_env(env: dict[str, str], standin_bin: Path) -> dict[str, str]:
+    """``env`` with an ``opencode`` first on PATH that answers ``--version`` as the pinned release, at once.
+
+    For the tests whose doctor runs no OpenCode (no ``--probe``, so no smoke): the doctor still
+    runs ``opencode --version`` (once per process), over a second of CPU with the real binary, and its OpenCode check
+    is ``ok`` either way. Anything but ``--version`` fails loudly. The runs and smokes stay real.
+    """
+    return {**env, "PATH": f"{standin_bin}{os.pathsep}{env['PATH']}"}
 
 
 def free_port() -> int:
