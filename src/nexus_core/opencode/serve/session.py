@@ -48,6 +48,9 @@ PERMISSION_FIX = "Allow it with --approve {permission} (or --approve all)"
 ASKED_FIX = "Run it again and allow it when OpenCode asks"
 #: How long a permission question waits for the ``ask`` callback's answer.
 ASK_TIMEOUT_S = 600.0
+#: How long an abort may take: on a cancel (Ctrl-C) the exit waits on it, and a busy server can
+#: be slow to answer; an owned server is ended anyway, so a late abort only costs the user time.
+ABORT_TIMEOUT_S = 2.0
 
 #: OpenCode's answers to a permission question.
 PermissionReply = Literal["once", "always", "reject"]
@@ -317,7 +320,7 @@ class ServeAttempt:
     async def _abort(self) -> None:
         if self.session_id:
             with contextlib.suppress(Exception):
-                await self.client.abort(self.session_id)
+                await asyncio.wait_for(self.client.abort(self.session_id), ABORT_TIMEOUT_S)
 
     async def _read(self, queue: asyncio.Queue[dict[str, Any] | None], connected: asyncio.Event) -> None:
         try:
