@@ -8,6 +8,7 @@ no process on the machine may carry it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -505,6 +506,21 @@ def test_cli_orchestrate_bad_input_is_one_sentence(project: Path, env: dict[str,
         assert "Traceback" not in done.stderr
 
 
+@contextlib.contextmanager
+def _sigint_as_in_a_terminal() -> Iterator[None]:
+    """Children started inside get SIGINT at its default, as a terminal's foreground job has it.
+
+    A suite started in the background (``python3 bootstrap.py test &`` in a script) ignores
+    SIGINT, and an ignored signal is inherited across exec: the CLI would then rightly ignore
+    the test's Ctrl-C, as it would under ``nohup``.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "sigterm", "sighup"])
 def test_cli_interrupted_leaves_no_process(
     gateway: ReferenceGateway, project: Path, env: dict[str, str], sig: signal.Signals
@@ -520,7 +536,8 @@ def test_cli_interrupted_leaves_no_process(
         str(project),
         "hang",
     ]
-    proc = subprocess.Popen(argv, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with _sigint_as_in_a_terminal():
+        proc = subprocess.Popen(argv, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while not any(r.kind == "chat" for r in gateway.requests):
