@@ -512,7 +512,7 @@ def _sigint_as_in_a_terminal() -> Iterator[None]:
 
     A suite started in the background (``python3 bootstrap.py test &`` in a script) ignores
     SIGINT, and an ignored signal is inherited across exec: the CLI would then rightly ignore
-    the test's Ctrl-C, as it would under ``nohup``.
+    the test's Ctrl-C, as any background job of a script does.
     """
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
